@@ -1,0 +1,118 @@
+//! `visage`: the face service's command-line tool.
+
+mod commands;
+mod lfw;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use visage_face::FaceSelection;
+
+#[derive(Parser)]
+#[command(
+    name = "visage",
+    version,
+    about = "Self-hosted face verification and identification"
+)]
+struct Cli {
+    /// Directory holding the model files (see scripts/fetch-models.sh).
+    #[arg(
+        long,
+        global = true,
+        env = "VISAGE_MODELS_DIR",
+        default_value = "models"
+    )]
+    models_dir: PathBuf,
+    /// Which face a single-face command uses when a photo holds several.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "VISAGE_FACE_SELECTION",
+        default_value = "central"
+    )]
+    select: Selection,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Detect every face: box, 5 landmarks, score and quality (one JSON line per image).
+    Detect {
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+    },
+    /// Compare the faces of two images: similarity, threshold and the match decision.
+    Compare {
+        a: PathBuf,
+        b: PathBuf,
+        /// Decision threshold on cosine similarity [default: the recognizer's calibrated one].
+        #[arg(long, env = "VISAGE_THRESHOLD")]
+        threshold: Option<f32>,
+    },
+    /// Print the face embedding of an image as JSON.
+    Embed { image: PathBuf },
+    /// Compare every pair of an LFW-style pairs file and report accuracy and error rates.
+    Evaluate {
+        /// Pairs file (`pairs.txt`, `pairsDevTest.txt`, ...).
+        #[arg(long)]
+        pairs: PathBuf,
+        /// LFW image root (`<Name>/<Name>_NNNN.jpg`); defaults to the pairs file's folder.
+        #[arg(long)]
+        images: Option<PathBuf>,
+        /// Decision threshold on cosine similarity [default: the recognizer's calibrated one].
+        #[arg(long, env = "VISAGE_THRESHOLD")]
+        threshold: Option<f32>,
+        /// Worker threads (default: the available cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Check that every model file is present and matches its pinned sha256.
+    Models,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Selection {
+    Single,
+    Central,
+    Largest,
+}
+
+impl From<Selection> for FaceSelection {
+    fn from(s: Selection) -> Self {
+        match s {
+            Selection::Single => FaceSelection::Single,
+            Selection::Central => FaceSelection::Central,
+            Selection::Largest => FaceSelection::Largest,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let ctx = commands::Context {
+        models_dir: cli.models_dir,
+        selection: cli.select.into(),
+    };
+    let result = match cli.command {
+        Command::Detect { images } => commands::detect(&ctx, &images),
+        Command::Compare { a, b, threshold } => commands::compare(&ctx, &a, &b, threshold),
+        Command::Embed { image } => commands::embed(&ctx, &image),
+        Command::Evaluate {
+            pairs,
+            images,
+            threshold,
+            threads,
+        } => commands::evaluate(&ctx, &pairs, images.as_deref(), threshold, threads),
+        Command::Models => commands::check_models(&ctx),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("visage: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! Face recognition: aligned 112x112 crop → L2-normalised embedding; cosine similarity.
+
+use std::sync::Arc;
+
+use image::RgbImage;
+use serde::{Deserialize, Serialize};
+
+use crate::FaceError;
+use crate::align::ALIGNED_SIZE;
+use crate::backend::{Session, Tensor};
+
+/// The recognizers visage can run, with the input convention each was trained with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecognizerKind {
+    /// SFace 2021dec (OpenCV zoo): NCHW, RGB 0..255 (normalisation is inside the graph), 128-d.
+    Sface,
+}
+
+impl RecognizerKind {
+    pub fn model_file(self) -> &'static str {
+        match self {
+            Self::Sface => crate::models::SFACE,
+        }
+    }
+
+    /// Cosine threshold used when no calibration file says otherwise: for SFace, the
+    /// threshold at FAR <= 0.1% on LFW pairsDevTrain (0.349, 1,100 impostor pairs), rounded up.
+    /// `visage evaluate --pairs .../pairsDevTrain.txt` reproduces it.
+    pub fn default_threshold(self) -> f32 {
+        match self {
+            Self::Sface => 0.35,
+        }
+    }
+
+    pub fn dimension(self) -> usize {
+        match self {
+            Self::Sface => 128,
+        }
+    }
+
+    fn to_tensor(self, face: &RgbImage) -> Tensor {
+        let side = ALIGNED_SIZE as usize;
+        let plane = side * side;
+        let mut data = vec![0f32; 3 * plane];
+        for (x, y, p) in face.enumerate_pixels() {
+            let i = y as usize * side + x as usize;
+            for c in 0..3 {
+                data[c * plane + i] = f32::from(p[c]);
+            }
+        }
+        Tensor::new(vec![1, 3, side, side], data)
+    }
+}
+
+/// An L2-normalised face embedding; cosine similarity is a dot product.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Embedding(Vec<f32>);
+
+impl Embedding {
+    /// Normalises `values`; refuses empty, non-finite or zero vectors.
+    pub fn parse(values: Vec<f32>) -> Result<Self, String> {
+        if values.is_empty() || values.iter().any(|v| !v.is_finite()) {
+            return Err("embedding is empty or has non-finite values".into());
+        }
+        let norm = values.iter().map(|v| v * v).sum::<f32>().sqrt();
+        if norm <= f32::EPSILON {
+            return Err("embedding has zero norm".into());
+        }
+        Ok(Self(values.into_iter().map(|v| v / norm).collect()))
+    }
+
+    pub fn as_slice(&self) -> &[f32] {
+        &self.0
+    }
+
+    pub fn dimension(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Cosine similarity in [-1, 1]. Embeddings of different dimension compare as 0.
+    pub fn cosine(&self, other: &Embedding) -> f32 {
+        if self.0.len() != other.0.len() {
+            return 0.0;
+        }
+        self.0
+            .iter()
+            .zip(&other.0)
+            .map(|(a, b)| a * b)
+            .sum::<f32>()
+            .clamp(-1.0, 1.0)
+    }
+}
+
+pub struct Recognizer {
+    session: Arc<dyn Session>,
+    kind: RecognizerKind,
+}
+
+impl Recognizer {
+    pub fn new(session: Arc<dyn Session>, kind: RecognizerKind) -> Self {
+        Self { session, kind }
+    }
+
+    pub fn kind(&self) -> RecognizerKind {
+        self.kind
+    }
+
+    /// Embeds one aligned 112x112 RGB face.
+    pub fn embed(&self, aligned: &RgbImage) -> Result<Embedding, FaceError> {
+        let fail = |reason: String| FaceError::Inference {
+            model: format!("{:?}", self.kind),
+            reason,
+        };
+        let mut outputs = self.session.run(self.kind.to_tensor(aligned))?;
+        let raw = outputs
+            .drain(..)
+            .next()
+            .ok_or_else(|| fail("no output".into()))?;
+        if raw.data.len() != self.kind.dimension() {
+            return Err(fail(format!(
+                "output has {} values, expected {}",
+                raw.data.len(),
+                self.kind.dimension()
+            )));
+        }
+        Embedding::parse(raw.data).map_err(fail)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embeddings_are_normalised_and_cosine_is_their_dot_product() {
+        let a = Embedding::parse(vec![3.0, 4.0]).unwrap();
+        let b = Embedding::parse(vec![4.0, 3.0]).unwrap();
+        assert!((a.as_slice()[0] - 0.6).abs() < 1e-6);
+        assert!((a.cosine(&b) - 0.96).abs() < 1e-6);
+        assert!((a.cosine(&a) - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn degenerate_vectors_are_refused() {
+        assert!(Embedding::parse(vec![]).is_err());
+        assert!(Embedding::parse(vec![0.0, 0.0]).is_err());
+        assert!(Embedding::parse(vec![f32::NAN, 1.0]).is_err());
+    }
+}

@@ -1,0 +1,205 @@
+//! The face engine: loaded models plus the configuration that turns image bytes into
+//! detected faces, quality reports and embeddings.
+
+use image::RgbImage;
+use serde::{Deserialize, Serialize};
+
+use crate::align::align_face;
+use crate::detect::{DetectedFace, Detector, DetectorConfig};
+use crate::embed::{Embedding, Recognizer, RecognizerKind};
+use crate::quality::{QualityGate, QualityReport};
+use crate::{DecodeLimits, FaceError, InferenceBackend, ModelPaths, decode_image, models};
+
+/// Which face of a photo a single-face operation (embed, compare) uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FaceSelection {
+    /// Exactly one face must be present, else `multiple_faces`.
+    Single,
+    /// The face whose box centre is nearest the image centre (portraits with bystanders).
+    #[default]
+    Central,
+    /// The face with the largest box.
+    Largest,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EngineConfig {
+    pub recognizer: RecognizerKind,
+    pub detector: DetectorConfig,
+    pub decode: DecodeLimits,
+    pub quality: QualityGate,
+    pub selection: FaceSelection,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            recognizer: RecognizerKind::Sface,
+            detector: DetectorConfig::default(),
+            decode: DecodeLimits::default(),
+            quality: QualityGate::default(),
+            selection: FaceSelection::default(),
+        }
+    }
+}
+
+/// One face with its quality report and embedding.
+#[derive(Debug, Clone, Serialize)]
+pub struct AnalyzedFace {
+    #[serde(flatten)]
+    pub detection: DetectedFace,
+    pub quality: QualityReport,
+    #[serde(skip)]
+    pub embedding: Embedding,
+}
+
+pub struct FaceEngine {
+    detector: Detector,
+    recognizer: Recognizer,
+    config: EngineConfig,
+}
+
+impl FaceEngine {
+    /// Loads and checks every model the configuration needs.
+    pub fn load(
+        paths: &ModelPaths,
+        backend: &dyn InferenceBackend,
+        config: EngineConfig,
+    ) -> Result<Self, FaceError> {
+        let detector = backend.load(&paths.verified(models::YUNET)?, "yunet")?;
+        let recognizer_file = config.recognizer.model_file();
+        let recognizer = backend.load(&paths.verified(recognizer_file)?, recognizer_file)?;
+        Ok(Self {
+            detector: Detector::new(detector, config.detector),
+            recognizer: Recognizer::new(recognizer, config.recognizer),
+            config,
+        })
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    pub fn decode(&self, bytes: &[u8]) -> Result<RgbImage, FaceError> {
+        decode_image(bytes, &self.config.decode)
+    }
+
+    /// Every face in the image, best detection score first.
+    pub fn detect(&self, image: &RgbImage) -> Result<Vec<DetectedFace>, FaceError> {
+        self.detector.detect(image)
+    }
+
+    /// Aligns, measures and embeds one detected face.
+    pub fn analyze(
+        &self,
+        image: &RgbImage,
+        face: &DetectedFace,
+    ) -> Result<AnalyzedFace, FaceError> {
+        let aligned = align_face(image, &face.landmarks);
+        let quality = self.config.quality.report(face, &aligned);
+        let embedding = self.recognizer.embed(&aligned)?;
+        Ok(AnalyzedFace {
+            detection: *face,
+            quality,
+            embedding,
+        })
+    }
+
+    /// The face a single-face operation uses, by the configured selection rule.
+    pub fn select<'f>(
+        &self,
+        image: &RgbImage,
+        faces: &'f [DetectedFace],
+    ) -> Result<&'f DetectedFace, FaceError> {
+        select_face(faces, image.dimensions(), self.config.selection)
+    }
+
+    /// Decode → detect → select → align → measure → embed.
+    pub fn analyze_bytes(&self, bytes: &[u8]) -> Result<AnalyzedFace, FaceError> {
+        let image = self.decode(bytes)?;
+        let faces = self.detect(&image)?;
+        let face = self.select(&image, &faces)?;
+        self.analyze(&image, face)
+    }
+}
+
+pub fn select_face(
+    faces: &[DetectedFace],
+    (width, height): (u32, u32),
+    selection: FaceSelection,
+) -> Result<&DetectedFace, FaceError> {
+    let centre = crate::Point::new(width as f32 / 2.0, height as f32 / 2.0);
+    match (faces, selection) {
+        ([], _) => Err(FaceError::NoFace),
+        ([only], _) => Ok(only),
+        (_, FaceSelection::Single) => Err(FaceError::MultipleFaces { count: faces.len() }),
+        (_, FaceSelection::Central) => Ok(faces
+            .iter()
+            .min_by(|a, b| {
+                a.bbox
+                    .center()
+                    .distance(centre)
+                    .total_cmp(&b.bbox.center().distance(centre))
+            })
+            .expect("non-empty")),
+        (_, FaceSelection::Largest) => Ok(faces
+            .iter()
+            .max_by(|a, b| a.bbox.area().total_cmp(&b.bbox.area()))
+            .expect("non-empty")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{BoundingBox, Point};
+
+    fn face_at(x: f32, size: f32) -> DetectedFace {
+        DetectedFace {
+            bbox: BoundingBox {
+                x,
+                y: 0.0,
+                width: size,
+                height: size,
+            },
+            landmarks: [Point::new(0.0, 0.0); 5],
+            score: 0.9,
+        }
+    }
+
+    #[test]
+    fn selection_rules_pick_the_expected_face() {
+        let faces = [face_at(0.0, 80.0), face_at(90.0, 20.0)];
+        let dims = (200, 20);
+        assert!(matches!(
+            select_face(&[], dims, FaceSelection::Central),
+            Err(FaceError::NoFace)
+        ));
+        assert!(matches!(
+            select_face(&faces, dims, FaceSelection::Single),
+            Err(FaceError::MultipleFaces { count: 2 })
+        ));
+        assert_eq!(
+            select_face(&faces, dims, FaceSelection::Central)
+                .unwrap()
+                .bbox
+                .x,
+            90.0
+        );
+        assert_eq!(
+            select_face(&faces, dims, FaceSelection::Largest)
+                .unwrap()
+                .bbox
+                .x,
+            0.0
+        );
+        assert_eq!(
+            select_face(&faces[..1], dims, FaceSelection::Single)
+                .unwrap()
+                .bbox
+                .x,
+            0.0
+        );
+    }
+}

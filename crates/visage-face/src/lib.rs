@@ -1,0 +1,24 @@
+//! The visage face pipeline: decode → detect → align → embed → compare, with quality
+//! measures. Pure computation on bytes and model files: no network, no database.
+
+pub mod align;
+pub mod backend;
+pub mod decode;
+pub mod detect;
+pub mod embed;
+mod engine;
+mod error;
+pub mod geometry;
+pub mod imaging;
+pub mod models;
+pub mod quality;
+
+pub use backend::{InferenceBackend, Session, Tensor, TractBackend};
+pub use decode::{DecodeLimits, decode_image};
+pub use detect::{DetectedFace, Detector, DetectorConfig};
+pub use embed::{Embedding, Recognizer, RecognizerKind};
+pub use engine::{AnalyzedFace, EngineConfig, FaceEngine, FaceSelection, select_face};
+pub use error::{FaceError, FaceErrorCode};
+pub use geometry::{BoundingBox, Point};
+pub use models::ModelPaths;
+pub use quality::{QualityGate, QualityIssue, QualityReport};

