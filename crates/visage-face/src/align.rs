@@ -10,26 +10,11 @@ pub const ALIGNED_SIZE: u32 = 112;
 
 /// Landmark positions of the ArcFace template in a 112x112 crop, in detector order.
 pub const TEMPLATE: [Point; 5] = [
-    Point {
-        x: 38.2946,
-        y: 51.6963,
-    },
-    Point {
-        x: 73.5318,
-        y: 51.5014,
-    },
-    Point {
-        x: 56.0252,
-        y: 71.7366,
-    },
-    Point {
-        x: 41.5493,
-        y: 92.3655,
-    },
-    Point {
-        x: 70.7299,
-        y: 92.2041,
-    },
+    Point { x: 38.2946, y: 51.6963 },
+    Point { x: 73.5318, y: 51.5014 },
+    Point { x: 56.0252, y: 71.7366 },
+    Point { x: 41.5493, y: 92.3655 },
+    Point { x: 70.7299, y: 92.2041 },
 ];
 
 /// 2x3 affine matrix `[a, -b, tx; b, a, ty]` mapping source to destination points.
@@ -60,30 +45,17 @@ impl Similarity {
         }
         let norm = norm.max(f32::EPSILON);
         let (a, b) = (dot / norm, cross / norm);
-        Self {
-            a,
-            b,
-            tx: md.x - (a * ms.x - b * ms.y),
-            ty: md.y - (b * ms.x + a * ms.y),
-        }
+        Self { a, b, tx: md.x - (a * ms.x - b * ms.y), ty: md.y - (b * ms.x + a * ms.y) }
     }
 
     pub fn apply(&self, p: Point) -> Point {
-        Point::new(
-            self.a * p.x - self.b * p.y + self.tx,
-            self.b * p.x + self.a * p.y + self.ty,
-        )
+        Point::new(self.a * p.x - self.b * p.y + self.tx, self.b * p.x + self.a * p.y + self.ty)
     }
 
     pub fn inverse(&self) -> Self {
         let det = (self.a * self.a + self.b * self.b).max(f32::EPSILON);
         let (a, b) = (self.a / det, -self.b / det);
-        Self {
-            a,
-            b,
-            tx: -(a * self.tx - b * self.ty),
-            ty: -(b * self.tx + a * self.ty),
-        }
+        Self { a, b, tx: -(a * self.tx - b * self.ty), ty: -(b * self.tx + a * self.ty) }
     }
 }
 
@@ -119,12 +91,7 @@ fn sample_bilinear(image: &RgbImage, x: f32, y: f32) -> Rgb<u8> {
             [f32::from(p[0]), f32::from(p[1]), f32::from(p[2])]
         }
     };
-    let (p00, p10, p01, p11) = (
-        at(x0, y0),
-        at(x0 + 1, y0),
-        at(x0, y0 + 1),
-        at(x0 + 1, y0 + 1),
-    );
+    let (p00, p10, p01, p11) = (at(x0, y0), at(x0 + 1, y0), at(x0, y0 + 1), at(x0 + 1, y0 + 1));
     Rgb(std::array::from_fn(|c| {
         let top = p00[c] + (p10[c] - p00[c]) * fx;
         let bottom = p01[c] + (p11[c] - p01[c]) * fx;
@@ -138,20 +105,9 @@ mod tests {
 
     #[test]
     fn fit_recovers_a_known_similarity() {
-        let truth = Similarity {
-            a: 0.8,
-            b: 0.3,
-            tx: 5.0,
-            ty: -7.0,
-        };
-        let src = [
-            (10.0, 20.0),
-            (60.0, 22.0),
-            (35.0, 45.0),
-            (15.0, 70.0),
-            (55.0, 71.0),
-        ]
-        .map(|(x, y)| Point::new(x, y));
+        let truth = Similarity { a: 0.8, b: 0.3, tx: 5.0, ty: -7.0 };
+        let src = [(10.0, 20.0), (60.0, 22.0), (35.0, 45.0), (15.0, 70.0), (55.0, 71.0)]
+            .map(|(x, y)| Point::new(x, y));
         let dst = src.map(|p| truth.apply(p));
         let fit = Similarity::fit(&src, &dst);
         for (got, want) in [(fit.a, 0.8), (fit.b, 0.3), (fit.tx, 5.0), (fit.ty, -7.0)] {
@@ -161,12 +117,7 @@ mod tests {
 
     #[test]
     fn inverse_undoes_the_transform() {
-        let t = Similarity {
-            a: 1.2,
-            b: -0.4,
-            tx: 3.0,
-            ty: 9.0,
-        };
+        let t = Similarity { a: 1.2, b: -0.4, tx: 3.0, ty: 9.0 };
         let p = Point::new(17.0, -4.0);
         let back = t.inverse().apply(t.apply(p));
         assert!(back.distance(p) < 1e-3);

@@ -18,10 +18,7 @@ pub struct DecodeLimits {
 
 impl Default for DecodeLimits {
     fn default() -> Self {
-        Self {
-            max_bytes: 15 * 1024 * 1024,
-            max_pixels: 40_000_000,
-        }
+        Self { max_bytes: 15 * 1024 * 1024, max_pixels: 40_000_000 }
     }
 }
 
@@ -31,22 +28,14 @@ pub fn decode_image(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage, Fac
         return Err(FaceError::EmptyImage);
     }
     if bytes.len() > limits.max_bytes {
-        return Err(FaceError::ImageTooManyBytes {
-            bytes: bytes.len(),
-            limit: limits.max_bytes,
-        });
+        return Err(FaceError::ImageTooManyBytes { bytes: bytes.len(), limit: limits.max_bytes });
     }
     let format = image::guess_format(bytes).map_err(|_| FaceError::UnsupportedFormat)?;
-    if !matches!(
-        format,
-        ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::WebP
-    ) {
+    if !matches!(format, ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::WebP) {
         return Err(FaceError::UnsupportedFormat);
     }
     if format == ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
-        return Err(FaceError::Decode(
-            "the JPEG data is truncated (no end-of-image marker)".into(),
-        ));
+        return Err(FaceError::Decode("the JPEG data is truncated (no end-of-image marker)".into()));
     }
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     let mut decoder_limits = Limits::default();
@@ -59,16 +48,10 @@ pub fn decode_image(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage, Fac
         return Err(FaceError::Decode("the image has no pixels".into()));
     }
     if u64::from(width) * u64::from(height) > limits.max_pixels {
-        return Err(FaceError::ImageTooLarge {
-            width,
-            height,
-            limit: limits.max_pixels,
-        });
+        return Err(FaceError::ImageTooLarge { width, height, limit: limits.max_pixels });
     }
     // A broken EXIF block should not reject an otherwise good photo: decode it unrotated.
-    let orientation = decoder
-        .orientation()
-        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
     let mut image = DynamicImage::from_decoder(decoder).map_err(decode_error)?;
     image.apply_orientation(orientation);
     Ok(image.into_rgb8())
@@ -88,11 +71,7 @@ fn jpeg_is_complete(bytes: &[u8]) -> bool {
 
 fn decode_error(err: image::ImageError) -> FaceError {
     match err {
-        image::ImageError::Limits(_) => FaceError::ImageTooLarge {
-            width: 0,
-            height: 0,
-            limit: 0,
-        },
+        image::ImageError::Limits(_) => FaceError::ImageTooLarge { width: 0, height: 0, limit: 0 },
         image::ImageError::Unsupported(_) => FaceError::UnsupportedFormat,
         other => FaceError::Decode(other.to_string()),
     }
@@ -112,60 +91,33 @@ mod tests {
 
     #[test]
     fn empty_input_is_refused() {
-        assert!(matches!(
-            decode_image(&[], &DecodeLimits::default()),
-            Err(FaceError::EmptyImage)
-        ));
+        assert!(matches!(decode_image(&[], &DecodeLimits::default()), Err(FaceError::EmptyImage)));
     }
 
     #[test]
     fn text_is_not_an_image() {
-        let err =
-            decode_image(b"hello, this is not an image", &DecodeLimits::default()).unwrap_err();
+        let err = decode_image(b"hello, this is not an image", &DecodeLimits::default()).unwrap_err();
         assert!(matches!(err, FaceError::UnsupportedFormat), "{err:?}");
     }
 
     #[test]
     fn gif_is_an_unsupported_format() {
-        let err = decode_image(
-            b"GIF89a\x01\x00\x01\x00\x00\x00\x00;",
-            &DecodeLimits::default(),
-        )
-        .unwrap_err();
+        let err = decode_image(b"GIF89a\x01\x00\x01\x00\x00\x00\x00;", &DecodeLimits::default()).unwrap_err();
         assert!(matches!(err, FaceError::UnsupportedFormat), "{err:?}");
     }
 
     #[test]
     fn pixel_limit_is_checked_from_the_header() {
-        let limits = DecodeLimits {
-            max_pixels: 100 * 100,
-            ..DecodeLimits::default()
-        };
+        let limits = DecodeLimits { max_pixels: 100 * 100, ..DecodeLimits::default() };
         let err = decode_image(&png(101, 100), &limits).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                FaceError::ImageTooLarge {
-                    width: 101,
-                    height: 100,
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
+        assert!(matches!(err, FaceError::ImageTooLarge { width: 101, height: 100, .. }), "{err:?}");
         assert!(decode_image(&png(100, 100), &limits).is_ok());
     }
 
     #[test]
     fn byte_limit_is_checked_first() {
-        let limits = DecodeLimits {
-            max_bytes: 10,
-            ..DecodeLimits::default()
-        };
+        let limits = DecodeLimits { max_bytes: 10, ..DecodeLimits::default() };
         let err = decode_image(&png(4, 4), &limits).unwrap_err();
-        assert!(
-            matches!(err, FaceError::ImageTooManyBytes { limit: 10, .. }),
-            "{err:?}"
-        );
+        assert!(matches!(err, FaceError::ImageTooManyBytes { limit: 10, .. }), "{err:?}");
     }
 }

@@ -23,12 +23,7 @@ pub struct DetectorConfig {
 
 impl Default for DetectorConfig {
     fn default() -> Self {
-        Self {
-            score_threshold: 0.6,
-            nms_iou: 0.3,
-            max_side: 640,
-            max_faces: 50,
-        }
+        Self { score_threshold: 0.6, nms_iou: 0.3, max_side: 640, max_faces: 50 }
     }
 }
 
@@ -62,11 +57,8 @@ impl Detector {
     pub fn detect(&self, image: &RgbImage) -> Result<Vec<DetectedFace>, FaceError> {
         let (width, height) = image.dimensions();
         let longest = width.max(height);
-        let scale = if longest > self.config.max_side {
-            self.config.max_side as f32 / longest as f32
-        } else {
-            1.0
-        };
+        let scale =
+            if longest > self.config.max_side { self.config.max_side as f32 / longest as f32 } else { 1.0 };
         let scaled;
         let input = if scale < 1.0 {
             let w = ((width as f32 * scale).round() as u32).max(1);
@@ -79,10 +71,7 @@ impl Detector {
         let outputs = self.session.run(to_bgr_tensor(input))?;
         let (padded_w, padded_h) = padded_size(input.dimensions());
         let candidates = decode_outputs(&outputs, padded_w, padded_h, self.config.score_threshold)
-            .map_err(|reason| FaceError::Inference {
-                model: "yunet".into(),
-                reason,
-            })?;
+            .map_err(|reason| FaceError::Inference { model: "yunet".into(), reason })?;
         let mut faces = non_max_suppression(candidates, self.config.nms_iou);
         faces.truncate(self.config.max_faces);
         for face in &mut faces {
@@ -125,13 +114,8 @@ fn decode_outputs(
         let cols = pw / stride;
         let rows = ph / stride;
         let cells = rows * cols;
-        let [cls, obj, bbox, kps] =
-            [level, 3 + level, 6 + level, 9 + level].map(|i| &outputs[i].data);
-        if cls.len() != cells
-            || obj.len() != cells
-            || bbox.len() != cells * 4
-            || kps.len() != cells * 10
-        {
+        let [cls, obj, bbox, kps] = [level, 3 + level, 6 + level, 9 + level].map(|i| &outputs[i].data);
+        if cls.len() != cells || obj.len() != cells || bbox.len() != cells * 4 || kps.len() != cells * 10 {
             return Err(format!("unexpected output sizes at stride {stride}"));
         }
         let s = stride as f32;
@@ -148,12 +132,7 @@ fn decode_outputs(
             let landmarks =
                 std::array::from_fn(|i| Point::new((col + k[2 * i]) * s, (row + k[2 * i + 1]) * s));
             faces.push(DetectedFace {
-                bbox: BoundingBox {
-                    x: cx - w / 2.0,
-                    y: cy - h / 2.0,
-                    width: w,
-                    height: h,
-                },
+                bbox: BoundingBox { x: cx - w / 2.0, y: cy - h / 2.0, width: w, height: h },
                 landmarks,
                 score,
             });
@@ -180,12 +159,7 @@ fn rescale(face: &mut DetectedFace, factor: f32) {
         return;
     }
     let b = &mut face.bbox;
-    (b.x, b.y, b.width, b.height) = (
-        b.x * factor,
-        b.y * factor,
-        b.width * factor,
-        b.height * factor,
-    );
+    (b.x, b.y, b.width, b.height) = (b.x * factor, b.y * factor, b.width * factor, b.height * factor);
     for p in &mut face.landmarks {
         (p.x, p.y) = (p.x * factor, p.y * factor);
     }
@@ -197,12 +171,7 @@ mod tests {
 
     fn face(x: f32, score: f32) -> DetectedFace {
         DetectedFace {
-            bbox: BoundingBox {
-                x,
-                y: 0.0,
-                width: 10.0,
-                height: 10.0,
-            },
+            bbox: BoundingBox { x, y: 0.0, width: 10.0, height: 10.0 },
             landmarks: [Point::new(0.0, 0.0); 5],
             score,
         }
@@ -222,9 +191,6 @@ mod tests {
         let t = to_bgr_tensor(&image);
         assert_eq!(t.shape, vec![1, 3, 32, 64]);
         let plane = 32 * 64;
-        assert_eq!(
-            (t.data[0], t.data[plane], t.data[2 * plane]),
-            (30.0, 20.0, 10.0)
-        );
+        assert_eq!((t.data[0], t.data[plane], t.data[2 * plane]), (30.0, 20.0, 10.0));
     }
 }

@@ -83,12 +83,7 @@ impl Embedding {
         if self.0.len() != other.0.len() {
             return 0.0;
         }
-        self.0
-            .iter()
-            .zip(&other.0)
-            .map(|(a, b)| a * b)
-            .sum::<f32>()
-            .clamp(-1.0, 1.0)
+        self.0.iter().zip(&other.0).map(|(a, b)| a * b).sum::<f32>().clamp(-1.0, 1.0)
     }
 }
 
@@ -108,15 +103,9 @@ impl Recognizer {
 
     /// Embeds one aligned 112x112 RGB face.
     pub fn embed(&self, aligned: &RgbImage) -> Result<Embedding, FaceError> {
-        let fail = |reason: String| FaceError::Inference {
-            model: format!("{:?}", self.kind),
-            reason,
-        };
+        let fail = |reason: String| FaceError::Inference { model: format!("{:?}", self.kind), reason };
         let mut outputs = self.session.run(self.kind.to_tensor(aligned))?;
-        let raw = outputs
-            .drain(..)
-            .next()
-            .ok_or_else(|| fail("no output".into()))?;
+        let raw = outputs.drain(..).next().ok_or_else(|| fail("no output".into()))?;
         if raw.data.len() != self.kind.dimension() {
             return Err(fail(format!(
                 "output has {} values, expected {}",

@@ -91,19 +91,11 @@ impl FaceEngine {
     }
 
     /// Aligns, measures and embeds one detected face.
-    pub fn analyze(
-        &self,
-        image: &RgbImage,
-        face: &DetectedFace,
-    ) -> Result<AnalyzedFace, FaceError> {
+    pub fn analyze(&self, image: &RgbImage, face: &DetectedFace) -> Result<AnalyzedFace, FaceError> {
         let aligned = align_face(image, &face.landmarks);
         let quality = self.config.quality.report(face, &aligned);
         let embedding = self.recognizer.embed(&aligned)?;
-        Ok(AnalyzedFace {
-            detection: *face,
-            quality,
-            embedding,
-        })
+        Ok(AnalyzedFace { detection: *face, quality, embedding })
     }
 
     /// The face a single-face operation uses, by the configured selection rule.
@@ -136,17 +128,11 @@ pub fn select_face(
         (_, FaceSelection::Single) => Err(FaceError::MultipleFaces { count: faces.len() }),
         (_, FaceSelection::Central) => Ok(faces
             .iter()
-            .min_by(|a, b| {
-                a.bbox
-                    .center()
-                    .distance(centre)
-                    .total_cmp(&b.bbox.center().distance(centre))
-            })
+            .min_by(|a, b| a.bbox.center().distance(centre).total_cmp(&b.bbox.center().distance(centre)))
             .expect("non-empty")),
-        (_, FaceSelection::Largest) => Ok(faces
-            .iter()
-            .max_by(|a, b| a.bbox.area().total_cmp(&b.bbox.area()))
-            .expect("non-empty")),
+        (_, FaceSelection::Largest) => {
+            Ok(faces.iter().max_by(|a, b| a.bbox.area().total_cmp(&b.bbox.area())).expect("non-empty"))
+        }
     }
 }
 
@@ -157,12 +143,7 @@ mod tests {
 
     fn face_at(x: f32, size: f32) -> DetectedFace {
         DetectedFace {
-            bbox: BoundingBox {
-                x,
-                y: 0.0,
-                width: size,
-                height: size,
-            },
+            bbox: BoundingBox { x, y: 0.0, width: size, height: size },
             landmarks: [Point::new(0.0, 0.0); 5],
             score: 0.9,
         }
@@ -172,34 +153,13 @@ mod tests {
     fn selection_rules_pick_the_expected_face() {
         let faces = [face_at(0.0, 80.0), face_at(90.0, 20.0)];
         let dims = (200, 20);
-        assert!(matches!(
-            select_face(&[], dims, FaceSelection::Central),
-            Err(FaceError::NoFace)
-        ));
+        assert!(matches!(select_face(&[], dims, FaceSelection::Central), Err(FaceError::NoFace)));
         assert!(matches!(
             select_face(&faces, dims, FaceSelection::Single),
             Err(FaceError::MultipleFaces { count: 2 })
         ));
-        assert_eq!(
-            select_face(&faces, dims, FaceSelection::Central)
-                .unwrap()
-                .bbox
-                .x,
-            90.0
-        );
-        assert_eq!(
-            select_face(&faces, dims, FaceSelection::Largest)
-                .unwrap()
-                .bbox
-                .x,
-            0.0
-        );
-        assert_eq!(
-            select_face(&faces[..1], dims, FaceSelection::Single)
-                .unwrap()
-                .bbox
-                .x,
-            0.0
-        );
+        assert_eq!(select_face(&faces, dims, FaceSelection::Central).unwrap().bbox.x, 90.0);
+        assert_eq!(select_face(&faces, dims, FaceSelection::Largest).unwrap().bbox.x, 0.0);
+        assert_eq!(select_face(&faces[..1], dims, FaceSelection::Single).unwrap().bbox.x, 0.0);
     }
 }

@@ -18,18 +18,12 @@ pub enum FaceError {
     NoFace,
     #[error("{count} faces were detected where exactly one was expected")]
     MultipleFaces { count: usize },
-    #[error(
-        "model file {path} is missing; run scripts/fetch-models.sh (or set the models directory)"
-    )]
+    #[error("model file {path} is missing; run scripts/fetch-models.sh (or set the models directory)")]
     ModelMissing { path: PathBuf },
     #[error(
         "model file {path} is corrupt (sha256 {actual}, expected {expected}); delete it and run scripts/fetch-models.sh"
     )]
-    ModelCorrupt {
-        path: PathBuf,
-        actual: String,
-        expected: String,
-    },
+    ModelCorrupt { path: PathBuf, actual: String, expected: String },
     #[error("model {model} could not be loaded: {reason}")]
     ModelLoad { model: String, reason: String },
     #[error("inference failed in {model}: {reason}")]
@@ -67,9 +61,7 @@ impl FaceError {
     pub fn code(&self) -> FaceErrorCode {
         match self {
             Self::EmptyImage | Self::Decode(_) => FaceErrorCode::ImageDecodeFailed,
-            Self::ImageTooManyBytes { .. } | Self::ImageTooLarge { .. } => {
-                FaceErrorCode::ImageTooLarge
-            }
+            Self::ImageTooManyBytes { .. } | Self::ImageTooLarge { .. } => FaceErrorCode::ImageTooLarge,
             Self::UnsupportedFormat => FaceErrorCode::UnsupportedMediaType,
             Self::NoFace => FaceErrorCode::NoFaceDetected,
             Self::MultipleFaces { .. } => FaceErrorCode::MultipleFaces,
@@ -82,9 +74,6 @@ impl FaceError {
 
     /// True when the caller's input is at fault (a 4xx), false for a server-side failure.
     pub fn is_client_error(&self) -> bool {
-        !matches!(
-            self.code(),
-            FaceErrorCode::ModelUnavailable | FaceErrorCode::InferenceFailed
-        )
+        !matches!(self.code(), FaceErrorCode::ModelUnavailable | FaceErrorCode::InferenceFailed)
     }
 }

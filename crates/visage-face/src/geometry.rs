@@ -55,24 +55,9 @@ mod tests {
 
     #[test]
     fn iou_of_identical_boxes_is_one_and_of_disjoint_boxes_zero() {
-        let a = BoundingBox {
-            x: 0.0,
-            y: 0.0,
-            width: 10.0,
-            height: 10.0,
-        };
-        let b = BoundingBox {
-            x: 20.0,
-            y: 20.0,
-            width: 5.0,
-            height: 5.0,
-        };
-        let c = BoundingBox {
-            x: 5.0,
-            y: 0.0,
-            width: 10.0,
-            height: 10.0,
-        };
+        let a = BoundingBox { x: 0.0, y: 0.0, width: 10.0, height: 10.0 };
+        let b = BoundingBox { x: 20.0, y: 20.0, width: 5.0, height: 5.0 };
+        let c = BoundingBox { x: 5.0, y: 0.0, width: 10.0, height: 10.0 };
         assert_eq!(a.iou(&a), 1.0);
         assert_eq!(a.iou(&b), 0.0);
         assert!((a.iou(&c) - 50.0 / 150.0).abs() < 1e-6);

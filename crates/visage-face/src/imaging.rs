@@ -10,13 +10,11 @@ pub fn resize_rgb(image: &RgbImage, width: u32, height: u32) -> RgbImage {
     if (w, h) == (width, height) {
         return image.clone();
     }
-    let src = ImageRef::new(w, h, image.as_raw(), PixelType::U8x3)
-        .expect("RgbImage buffer matches its dimensions");
+    let src =
+        ImageRef::new(w, h, image.as_raw(), PixelType::U8x3).expect("RgbImage buffer matches its dimensions");
     let mut dst = fast_image_resize::images::Image::new(width, height, PixelType::U8x3);
     let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
-    Resizer::new()
-        .resize(&src, &mut dst, &options)
-        .expect("same pixel type on both sides");
+    Resizer::new().resize(&src, &mut dst, &options).expect("same pixel type on both sides");
     RgbImage::from_raw(width, height, dst.into_vec()).expect("buffer of the requested size")
 }
 

@@ -13,7 +13,7 @@ pub mod imaging;
 pub mod models;
 pub mod quality;
 
-pub use backend::{InferenceBackend, Session, Tensor, TractBackend};
+pub use backend::{BackendKind, InferenceBackend, Session, Tensor, TractBackend};
 pub use decode::{DecodeLimits, decode_image};
 pub use detect::{DetectedFace, Detector, DetectorConfig};
 pub use embed::{Embedding, Recognizer, RecognizerKind};

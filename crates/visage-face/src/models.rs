@@ -27,16 +27,11 @@ impl ModelPaths {
     /// directory has a SHA256SUMS entry for it).
     pub fn verified(&self, file: &str) -> Result<PathBuf, FaceError> {
         let path = self.dir.join(file);
-        let bytes =
-            std::fs::read(&path).map_err(|_| FaceError::ModelMissing { path: path.clone() })?;
+        let bytes = std::fs::read(&path).map_err(|_| FaceError::ModelMissing { path: path.clone() })?;
         if let Some(expected) = self.pinned_sum(file) {
             let actual = hex(&Sha256::digest(&bytes));
             if actual != expected {
-                return Err(FaceError::ModelCorrupt {
-                    path,
-                    actual,
-                    expected,
-                });
+                return Err(FaceError::ModelCorrupt { path, actual, expected });
             }
         }
         Ok(path)

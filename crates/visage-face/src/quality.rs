@@ -87,14 +87,8 @@ impl Default for QualityGate {
 impl QualityGate {
     pub fn assess(&self, m: &QualityMeasures) -> Vec<QualityIssue> {
         let checks = [
-            (
-                m.face_width.min(m.face_height) < self.min_face_size,
-                QualityIssue::FaceTooSmall,
-            ),
-            (
-                m.inter_eye_distance < self.min_inter_eye_distance,
-                QualityIssue::EyesTooClose,
-            ),
+            (m.face_width.min(m.face_height) < self.min_face_size, QualityIssue::FaceTooSmall),
+            (m.inter_eye_distance < self.min_inter_eye_distance, QualityIssue::EyesTooClose),
             (m.sharpness < self.min_sharpness, QualityIssue::TooBlurry),
             (m.brightness < self.min_brightness, QualityIssue::TooDark),
             (m.brightness > self.max_brightness, QualityIssue::TooBright),
@@ -102,27 +96,15 @@ impl QualityGate {
                 m.underexposed_fraction + m.overexposed_fraction > self.max_clipped_fraction,
                 QualityIssue::PoorExposure,
             ),
-            (
-                m.yaw_degrees.abs() > self.max_abs_yaw_degrees,
-                QualityIssue::YawTooLarge,
-            ),
-            (
-                m.roll_degrees.abs() > self.max_abs_roll_degrees,
-                QualityIssue::RollTooLarge,
-            ),
+            (m.yaw_degrees.abs() > self.max_abs_yaw_degrees, QualityIssue::YawTooLarge),
+            (m.roll_degrees.abs() > self.max_abs_roll_degrees, QualityIssue::RollTooLarge),
         ];
-        checks
-            .into_iter()
-            .filter_map(|(failed, issue)| failed.then_some(issue))
-            .collect()
+        checks.into_iter().filter_map(|(failed, issue)| failed.then_some(issue)).collect()
     }
 
     pub fn report(&self, face: &DetectedFace, aligned: &RgbImage) -> QualityReport {
         let measures = measure(face, aligned);
-        QualityReport {
-            issues: self.assess(&measures),
-            measures,
-        }
+        QualityReport { issues: self.assess(&measures), measures }
     }
 }
 
@@ -187,20 +169,9 @@ mod tests {
 
     fn frontal_face() -> DetectedFace {
         DetectedFace {
-            bbox: BoundingBox {
-                x: 50.0,
-                y: 50.0,
-                width: 100.0,
-                height: 120.0,
-            },
-            landmarks: [
-                (80.0, 100.0),
-                (120.0, 100.0),
-                (100.0, 120.0),
-                (85.0, 140.0),
-                (115.0, 140.0),
-            ]
-            .map(|(x, y)| Point::new(x, y)),
+            bbox: BoundingBox { x: 50.0, y: 50.0, width: 100.0, height: 120.0 },
+            landmarks: [(80.0, 100.0), (120.0, 100.0), (100.0, 120.0), (85.0, 140.0), (115.0, 140.0)]
+                .map(|(x, y)| Point::new(x, y)),
             score: 0.9,
         }
     }
@@ -208,13 +179,11 @@ mod tests {
     #[test]
     fn a_flat_grey_crop_is_blurry_but_well_exposed() {
         let face = frontal_face();
-        let report = QualityGate::default()
-            .report(&face, &RgbImage::from_pixel(112, 112, image::Rgb([128; 3])));
+        let report =
+            QualityGate::default().report(&face, &RgbImage::from_pixel(112, 112, image::Rgb([128; 3])));
         assert_eq!(report.measures.sharpness, 0.0);
         assert!((report.measures.brightness - 128.0).abs() < 0.5);
-        assert!(
-            report.measures.yaw_degrees.abs() < 1e-3 && report.measures.roll_degrees.abs() < 1e-3
-        );
+        assert!(report.measures.yaw_degrees.abs() < 1e-3 && report.measures.roll_degrees.abs() < 1e-3);
         assert_eq!(report.issues, vec![QualityIssue::TooBlurry]);
     }
 
@@ -223,9 +192,8 @@ mod tests {
         let mut face = frontal_face();
         face.bbox.width = 30.0;
         face.landmarks[2].x += 25.0; // nose towards the left eye: strong yaw
-        let checker = RgbImage::from_fn(112, 112, |x, y| {
-            image::Rgb([if (x + y) % 2 == 0 { 0 } else { 40 }; 3])
-        });
+        let checker =
+            RgbImage::from_fn(112, 112, |x, y| image::Rgb([if (x + y) % 2 == 0 { 0 } else { 40 }; 3]));
         let issues = QualityGate::default().report(&face, &checker).issues;
         for expected in [
             QualityIssue::FaceTooSmall,
@@ -233,10 +201,7 @@ mod tests {
             QualityIssue::PoorExposure,
             QualityIssue::YawTooLarge,
         ] {
-            assert!(
-                issues.contains(&expected),
-                "{expected:?} missing from {issues:?}"
-            );
+            assert!(issues.contains(&expected), "{expected:?} missing from {issues:?}");
         }
         assert!(!issues.contains(&QualityIssue::TooBlurry));
     }

@@ -6,8 +6,8 @@ use std::sync::OnceLock;
 
 use serde::Deserialize;
 use visage_face::{
-    DecodeLimits, EngineConfig, FaceEngine, FaceError, FaceSelection, ModelPaths, RecognizerKind,
-    TractBackend,
+    BackendKind, DecodeLimits, EngineConfig, FaceEngine, FaceError, FaceSelection, ModelPaths,
+    RecognizerKind, TractBackend,
 };
 
 fn repo_root() -> PathBuf {
@@ -20,21 +20,25 @@ fn fixture(relative: &str) -> PathBuf {
 
 fn models() -> ModelPaths {
     ModelPaths::new(
-        std::env::var_os("VISAGE_MODELS_DIR")
-            .map_or_else(|| repo_root().join("models"), PathBuf::from),
+        std::env::var_os("VISAGE_MODELS_DIR").map_or_else(|| repo_root().join("models"), PathBuf::from),
     )
 }
 
+fn load(backend: BackendKind) -> FaceEngine {
+    let config = EngineConfig { selection: FaceSelection::Central, ..EngineConfig::default() };
+    let backend = backend.create(&models(), 2).expect("backend");
+    FaceEngine::load(&models(), backend.as_ref(), config).expect("models load (run scripts/fetch-models.sh)")
+}
+
+/// The default engine: ONNX Runtime.
 fn engine() -> &'static FaceEngine {
     static ENGINE: OnceLock<FaceEngine> = OnceLock::new();
-    ENGINE.get_or_init(|| {
-        let config = EngineConfig {
-            selection: FaceSelection::Central,
-            ..EngineConfig::default()
-        };
-        FaceEngine::load(&models(), &TractBackend, config)
-            .expect("models load (run scripts/fetch-models.sh)")
-    })
+    ENGINE.get_or_init(|| load(BackendKind::OnnxRuntime))
+}
+
+fn tract_engine() -> &'static FaceEngine {
+    static ENGINE: OnceLock<FaceEngine> = OnceLock::new();
+    ENGINE.get_or_init(|| load(BackendKind::Tract))
 }
 
 #[derive(Deserialize)]
@@ -60,62 +64,32 @@ struct ReferenceDetection {
 }
 
 fn reference() -> Reference {
-    let text =
-        std::fs::read_to_string(repo_root().join("tests/fixtures/lfw-reference.json")).unwrap();
+    let text = std::fs::read_to_string(repo_root().join("tests/fixtures/lfw-reference.json")).unwrap();
     serde_json::from_str(&text).unwrap()
 }
 
 fn embed(relative: &str) -> visage_face::Embedding {
     let bytes = std::fs::read(fixture(relative)).unwrap();
-    engine()
-        .analyze_bytes(&bytes)
-        .unwrap_or_else(|e| panic!("{relative}: {e}"))
-        .embedding
+    engine().analyze_bytes(&bytes).unwrap_or_else(|e| panic!("{relative}: {e}")).embedding
 }
 
 #[test]
 fn detection_matches_the_reference_boxes_landmarks_and_face_counts() {
     for r in reference().images {
         let detection = r.detection.expect("detector reference");
-        let image = engine()
-            .decode(&std::fs::read(fixture(&r.image)).unwrap())
-            .unwrap();
+        let image = engine().decode(&std::fs::read(fixture(&r.image)).unwrap()).unwrap();
         let faces = engine().detect(&image).unwrap();
         assert_eq!(faces.len(), detection.faces, "{}: face count", r.image);
         let face = engine().select(&image, &faces).unwrap();
         let [x, y, w, h] = detection.box_xywh;
-        for (got, want) in [
-            (face.bbox.x, x),
-            (face.bbox.y, y),
-            (face.bbox.width, w),
-            (face.bbox.height, h),
-        ] {
-            assert!(
-                (got - want).abs() < 1.0,
-                "{}: box {:?} vs {:?}",
-                r.image,
-                face.bbox,
-                detection.box_xywh
-            );
+        for (got, want) in [(face.bbox.x, x), (face.bbox.y, y), (face.bbox.width, w), (face.bbox.height, h)] {
+            assert!((got - want).abs() < 1.0, "{}: box {:?} vs {:?}", r.image, face.bbox, detection.box_xywh);
         }
         for (got, [wx, wy]) in face.landmarks.iter().zip(detection.landmarks) {
-            assert!(
-                (got.x - wx).abs() < 1.0 && (got.y - wy).abs() < 1.0,
-                "{}: landmark {got:?}",
-                r.image
-            );
-            assert!(
-                face.bbox.contains(*got),
-                "{}: landmark outside the box",
-                r.image
-            );
+            assert!((got.x - wx).abs() < 1.0 && (got.y - wy).abs() < 1.0, "{}: landmark {got:?}", r.image);
+            assert!(face.bbox.contains(*got), "{}: landmark outside the box", r.image);
         }
-        assert!(
-            (face.score - detection.score).abs() < 0.01,
-            "{}: score {}",
-            r.image,
-            face.score
-        );
+        assert!((face.score - detection.score).abs() < 0.01, "{}: score {}", r.image, face.score);
     }
 }
 
@@ -125,12 +99,7 @@ fn reference_from(file: &str) -> Vec<(String, visage_face::Embedding)> {
     parsed
         .images
         .into_iter()
-        .map(|r| {
-            (
-                r.image,
-                visage_face::Embedding::parse(r.sface_embedding).unwrap(),
-            )
-        })
+        .map(|r| (r.image, visage_face::Embedding::parse(r.sface_embedding).unwrap()))
         .collect()
 }
 
@@ -139,25 +108,36 @@ fn lossless_images_match_an_independent_opencv_onnxruntime_pipeline() {
     // OpenCV's own YuNet detector, the same least-squares alignment in OpenCV, SFace in
     // onnxruntime, on PNG copies (identical pixels for both decoders): any change in the
     // models, detector decoding, warp or preprocessing shows here.
-    let text = std::fs::read_to_string(repo_root().join("tests/fixtures/lossless-reference.json"))
-        .unwrap();
+    let text = std::fs::read_to_string(repo_root().join("tests/fixtures/lossless-reference.json")).unwrap();
     let parsed: Reference = serde_json::from_str(&text).unwrap();
     assert_eq!(parsed.images.len(), 8);
-    for r in parsed.images {
-        let bytes =
-            std::fs::read(repo_root().join("tests/fixtures/lossless").join(&r.image)).unwrap();
-        let face = engine().analyze_bytes(&bytes).unwrap();
-        let detection = r.detection.expect("detector reference");
-        for (got, [x, y]) in face.detection.landmarks.iter().zip(detection.landmarks) {
+    for (r, engine) in parsed.images.iter().flat_map(|r| [(r, engine()), (r, tract_engine())]) {
+        let bytes = std::fs::read(repo_root().join("tests/fixtures/lossless").join(&r.image)).unwrap();
+        let face = engine.analyze_bytes(&bytes).unwrap();
+        let detection = r.detection.as_ref().expect("detector reference");
+        for (got, &[x, y]) in face.detection.landmarks.iter().zip(&detection.landmarks) {
             assert!(
                 (got.x - x).abs() < 0.05 && (got.y - y).abs() < 0.05,
                 "{}: landmark {got:?} vs {x},{y}",
                 r.image
             );
         }
-        let reference = visage_face::Embedding::parse(r.sface_embedding).unwrap();
+        let reference = visage_face::Embedding::parse(r.sface_embedding.clone()).unwrap();
         let cosine = face.embedding.cosine(&reference);
         assert!(cosine > 0.999, "{}: cosine to reference {cosine}", r.image);
+    }
+}
+
+#[test]
+fn tract_and_onnxruntime_give_the_same_faces_and_embeddings() {
+    for r in reference().images {
+        let bytes = std::fs::read(fixture(&r.image)).unwrap();
+        let (a, b) = (engine().analyze_bytes(&bytes).unwrap(), tract_engine().analyze_bytes(&bytes).unwrap());
+        for (p, q) in a.detection.landmarks.iter().zip(&b.detection.landmarks) {
+            assert!(p.distance(*q) < 0.01, "{}: {p:?} vs {q:?}", r.image);
+        }
+        let cosine = a.embedding.cosine(&b.embedding);
+        assert!(cosine > 0.9999, "{}: {cosine}", r.image);
     }
 }
 
@@ -182,22 +162,10 @@ fn embeddings_stay_close_to_the_lmeds_aligned_reference() {
 fn the_same_person_compares_above_the_threshold() {
     let threshold = RecognizerKind::Sface.default_threshold();
     for (a, b) in [
-        (
-            "Arminio_Fraga/Arminio_Fraga_0002.jpg",
-            "Arminio_Fraga/Arminio_Fraga_0006.jpg",
-        ),
-        (
-            "Bill_Nelson/Bill_Nelson_0001.jpg",
-            "Bill_Nelson/Bill_Nelson_0002.jpg",
-        ),
-        (
-            "Bob_Graham/Bob_Graham_0001.jpg",
-            "Bob_Graham/Bob_Graham_0005.jpg",
-        ),
-        (
-            "Elton_John/Elton_John_0001.jpg",
-            "Elton_John/Elton_John_0007.jpg",
-        ),
+        ("Arminio_Fraga/Arminio_Fraga_0002.jpg", "Arminio_Fraga/Arminio_Fraga_0006.jpg"),
+        ("Bill_Nelson/Bill_Nelson_0001.jpg", "Bill_Nelson/Bill_Nelson_0002.jpg"),
+        ("Bob_Graham/Bob_Graham_0001.jpg", "Bob_Graham/Bob_Graham_0005.jpg"),
+        ("Elton_John/Elton_John_0001.jpg", "Elton_John/Elton_John_0007.jpg"),
     ] {
         let similarity = embed(a).cosine(&embed(b));
         assert!(similarity >= threshold, "{a} vs {b}: {similarity}");
@@ -212,12 +180,7 @@ fn different_people_compare_below_the_threshold() {
     for i in 0..images.len() {
         for j in i + 1..images.len() {
             let similarity = embeddings[i].cosine(&embeddings[j]);
-            assert!(
-                similarity < threshold,
-                "{} vs {}: {similarity}",
-                images[i],
-                images[j]
-            );
+            assert!(similarity < threshold, "{} vs {}: {similarity}", images[i], images[j]);
         }
     }
 }
@@ -229,10 +192,7 @@ fn quality_of_a_clear_frontal_portrait_passes_the_default_gate() {
     let m = face.quality.measures;
     assert!(face.quality.passed(), "{:?}", face.quality);
     assert!(m.inter_eye_distance > 30.0 && m.face_width > 60.0, "{m:?}");
-    assert!(
-        m.yaw_degrees.abs() < 20.0 && m.roll_degrees.abs() < 15.0,
-        "{m:?}"
-    );
+    assert!(m.yaw_degrees.abs() < 20.0 && m.roll_degrees.abs() < 15.0, "{m:?}");
 }
 
 #[test]
@@ -240,17 +200,9 @@ fn a_blurred_photo_is_flagged_too_blurry() {
     let image = image::open(fixture("Elton_John/Elton_John_0007.jpg")).unwrap();
     let blurred = image.blur(4.0);
     let mut bytes = Vec::new();
-    blurred
-        .write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Png)
-        .unwrap();
+    blurred.write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Png).unwrap();
     let face = engine().analyze_bytes(&bytes).unwrap();
-    assert!(
-        face.quality
-            .issues
-            .contains(&visage_face::QualityIssue::TooBlurry),
-        "{:?}",
-        face.quality
-    );
+    assert!(face.quality.issues.contains(&visage_face::QualityIssue::TooBlurry), "{:?}", face.quality);
 }
 
 #[test]
@@ -259,17 +211,11 @@ fn exif_orientation_is_applied_before_detection() {
     let original = std::fs::read(fixture("Elton_John/Elton_John_0007.jpg")).unwrap();
     let rotated = image::load_from_memory(&original).unwrap().rotate270();
     let mut jpeg = Vec::new();
-    rotated
-        .write_to(&mut Cursor::new(&mut jpeg), image::ImageFormat::Jpeg)
-        .unwrap();
+    rotated.write_to(&mut Cursor::new(&mut jpeg), image::ImageFormat::Jpeg).unwrap();
     let tagged = with_exif_orientation(&jpeg, 6); // 6: rotate 90° clockwise to display
     let upright = engine().analyze_bytes(&original).unwrap();
     let restored = engine().analyze_bytes(&tagged).unwrap();
-    assert!(
-        restored.quality.measures.roll_degrees.abs() < 15.0,
-        "{:?}",
-        restored.quality.measures
-    );
+    assert!(restored.quality.measures.roll_degrees.abs() < 15.0, "{:?}", restored.quality.measures);
     assert!(upright.embedding.cosine(&restored.embedding) > 0.9);
 }
 
@@ -295,9 +241,7 @@ fn with_exif_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
 }
 
 fn expect_code(bytes: &[u8], limits: &DecodeLimits, code: &str) {
-    let Err(err) = visage_face::decode_image(bytes, limits) else {
-        panic!("{code}: must be refused")
-    };
+    let Err(err) = visage_face::decode_image(bytes, limits) else { panic!("{code}: must be refused") };
     assert_eq!(err.code().as_str(), code, "{err}");
     assert!(err.is_client_error());
 }
@@ -327,14 +271,7 @@ fn a_decompression_bomb_is_refused_from_its_header() {
         image::codecs::png::FilterType::NoFilter,
     );
     let pixels = vec![0u8; 10_000 * 10_000];
-    image::ImageEncoder::write_image(
-        encoder,
-        &pixels,
-        10_000,
-        10_000,
-        image::ExtendedColorType::L8,
-    )
-    .unwrap();
+    image::ImageEncoder::write_image(encoder, &pixels, 10_000, 10_000, image::ExtendedColorType::L8).unwrap();
     assert!(bomb.len() < 1_000_000, "bomb is {} bytes", bomb.len());
     expect_code(&bomb, &DecodeLimits::default(), "image_too_large");
 }
@@ -342,11 +279,9 @@ fn a_decompression_bomb_is_refused_from_its_header() {
 #[test]
 fn a_photo_without_a_face_is_no_face_detected() {
     let mut bytes = Vec::new();
-    image::RgbImage::from_fn(320, 240, |x, y| {
-        image::Rgb([(x % 256) as u8, (y % 256) as u8, 128])
-    })
-    .write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Png)
-    .unwrap();
+    image::RgbImage::from_fn(320, 240, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 128]))
+        .write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Png)
+        .unwrap();
     let err = engine().analyze_bytes(&bytes).unwrap_err();
     assert!(matches!(err, FaceError::NoFace), "{err}");
 }
@@ -354,36 +289,22 @@ fn a_photo_without_a_face_is_no_face_detected() {
 #[test]
 fn several_faces_under_the_single_rule_are_multiple_faces() {
     // Two portraits side by side.
-    let a = image::open(fixture("Elton_John/Elton_John_0007.jpg"))
-        .unwrap()
-        .to_rgb8();
-    let b = image::open(fixture("Bob_Graham/Bob_Graham_0005.jpg"))
-        .unwrap()
-        .to_rgb8();
+    let a = image::open(fixture("Elton_John/Elton_John_0007.jpg")).unwrap().to_rgb8();
+    let b = image::open(fixture("Bob_Graham/Bob_Graham_0005.jpg")).unwrap().to_rgb8();
     let mut both = image::RgbImage::new(500, 250);
     image::imageops::replace(&mut both, &a, 0, 0);
     image::imageops::replace(&mut both, &b, 250, 0);
     let faces = engine().detect(&both).unwrap();
     assert_eq!(faces.len(), 2);
-    let err =
-        visage_face::select_face(&faces, both.dimensions(), FaceSelection::Single).unwrap_err();
-    assert!(
-        matches!(err, FaceError::MultipleFaces { count: 2 }),
-        "{err}"
-    );
+    let err = visage_face::select_face(&faces, both.dimensions(), FaceSelection::Single).unwrap_err();
+    assert!(matches!(err, FaceError::MultipleFaces { count: 2 }), "{err}");
 }
 
 #[test]
 fn a_missing_model_names_the_fix() {
     let dir = std::env::temp_dir().join(format!("visage-no-models-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let err = FaceEngine::load(
-        &ModelPaths::new(&dir),
-        &TractBackend,
-        EngineConfig::default(),
-    )
-    .err()
-    .unwrap();
+    let err = FaceEngine::load(&ModelPaths::new(&dir), &TractBackend, EngineConfig::default()).err().unwrap();
     assert!(err.to_string().contains("scripts/fetch-models.sh"), "{err}");
 }
 
@@ -393,13 +314,7 @@ fn a_corrupt_model_is_refused_by_its_checksum() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::copy(models().dir.join("SHA256SUMS"), dir.join("SHA256SUMS")).unwrap();
     std::fs::write(dir.join(visage_face::models::YUNET), b"not a model").unwrap();
-    let err = FaceEngine::load(
-        &ModelPaths::new(&dir),
-        &TractBackend,
-        EngineConfig::default(),
-    )
-    .err()
-    .unwrap();
+    let err = FaceEngine::load(&ModelPaths::new(&dir), &TractBackend, EngineConfig::default()).err().unwrap();
     assert!(matches!(err, FaceError::ModelCorrupt { .. }), "{err}");
     assert!(err.to_string().contains("fetch-models.sh"), "{err}");
 }

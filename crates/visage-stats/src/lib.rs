@@ -64,11 +64,7 @@ impl ScoreSet {
     }
 
     pub fn rates(&self, threshold: f64) -> ErrorRates {
-        ErrorRates {
-            threshold,
-            far: self.far(threshold),
-            frr: self.frr(threshold),
-        }
+        ErrorRates { threshold, far: self.far(threshold), frr: self.frr(threshold) }
     }
 
     /// Every distinct score as a threshold, plus one above the maximum (FAR = 0), ascending.
@@ -83,10 +79,7 @@ impl ScoreSet {
 
     /// The ROC/DET curve: FAR and FRR at every threshold, ascending threshold.
     pub fn curve(&self) -> Vec<ErrorRates> {
-        self.thresholds()
-            .into_iter()
-            .map(|t| self.rates(t))
-            .collect()
+        self.thresholds().into_iter().map(|t| self.rates(t)).collect()
     }
 
     /// Equal error rate with linear interpolation between the thresholds where FAR − FRR
@@ -94,37 +87,21 @@ impl ScoreSet {
     pub fn eer(&self) -> Eer {
         let curve = self.curve();
         // FAR falls and FRR rises with the threshold: find the first point where FRR ≥ FAR.
-        let i = curve
-            .iter()
-            .position(|r| r.frr >= r.far)
-            .unwrap_or(curve.len() - 1);
+        let i = curve.iter().position(|r| r.frr >= r.far).unwrap_or(curve.len() - 1);
         if i == 0 {
             let r = curve[0];
-            return Eer {
-                rate: (r.far + r.frr) / 2.0,
-                threshold: r.threshold,
-            };
+            return Eer { rate: (r.far + r.frr) / 2.0, threshold: r.threshold };
         }
         let (a, b) = (curve[i - 1], curve[i]);
         let (da, db) = (a.far - a.frr, b.far - b.frr);
-        let t = if (da - db).abs() < f64::EPSILON {
-            0.5
-        } else {
-            da / (da - db)
-        };
-        Eer {
-            rate: a.far + t * (b.far - a.far),
-            threshold: a.threshold + t * (b.threshold - a.threshold),
-        }
+        let t = if (da - db).abs() < f64::EPSILON { 0.5 } else { da / (da - db) };
+        Eer { rate: a.far + t * (b.far - a.far), threshold: a.threshold + t * (b.threshold - a.threshold) }
     }
 
     /// The lowest threshold whose FAR does not exceed `target` (so FRR is as low as the
     /// target allows).
     pub fn threshold_for_far(&self, target: f64) -> f64 {
-        self.thresholds()
-            .into_iter()
-            .find(|&t| self.far(t) <= target)
-            .expect("the last threshold has FAR 0")
+        self.thresholds().into_iter().find(|&t| self.far(t) <= target).expect("the last threshold has FAR 0")
     }
 
     /// The smallest FAR this many impostor comparisons can resolve: one false accept.

@@ -9,6 +9,9 @@ use tract_onnx::prelude::*;
 
 use crate::FaceError;
 
+#[cfg(feature = "onnxruntime")]
+pub mod onnxruntime;
+
 /// A dense f32 tensor in row-major order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tensor {
@@ -20,6 +23,42 @@ impl Tensor {
     pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Self {
         debug_assert_eq!(shape.iter().product::<usize>(), data.len());
         Self { shape, data }
+    }
+}
+
+/// The inference runtimes visage can be built with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// Pure Rust; always available.
+    Tract,
+    /// ONNX Runtime loaded from the models directory (cargo feature `onnxruntime`).
+    OnnxRuntime,
+}
+
+impl BackendKind {
+    /// `parallelism`: how many inferences of one model may run at once.
+    pub fn create(
+        self,
+        paths: &crate::ModelPaths,
+        parallelism: usize,
+    ) -> Result<Box<dyn InferenceBackend>, FaceError> {
+        match self {
+            Self::Tract => Ok(Box::new(TractBackend)),
+            #[cfg(feature = "onnxruntime")]
+            Self::OnnxRuntime => {
+                let library = paths.verified(onnxruntime::LIBRARY)?;
+                Ok(Box::new(onnxruntime::OnnxRuntimeBackend::new(&library, parallelism)?))
+            }
+            #[cfg(not(feature = "onnxruntime"))]
+            Self::OnnxRuntime => {
+                let _ = (paths, parallelism);
+                Err(FaceError::ModelLoad {
+                    model: "onnxruntime".into(),
+                    reason: "this build has no ONNX Runtime backend (cargo feature `onnxruntime`)".into(),
+                })
+            }
+        }
     }
 }
 
@@ -47,15 +86,8 @@ impl InferenceBackend for TractBackend {
     fn load(&self, path: &Path, model: &str) -> Result<Arc<dyn Session>, FaceError> {
         let parsed = tract_onnx::onnx()
             .model_for_path(path)
-            .map_err(|e| FaceError::ModelLoad {
-                model: model.to_owned(),
-                reason: format!("{e:#}"),
-            })?;
-        Ok(Arc::new(TractSession {
-            model: model.to_owned(),
-            parsed,
-            plans: Mutex::new(HashMap::new()),
-        }))
+            .map_err(|e| FaceError::ModelLoad { model: model.to_owned(), reason: format!("{e:#}") })?;
+        Ok(Arc::new(TractSession { model: model.to_owned(), parsed, plans: Mutex::new(HashMap::new()) }))
     }
 }
 
@@ -81,10 +113,7 @@ impl TractSession {
             .with_input_fact(0, f32::fact(shape).into())
             .and_then(|m| m.into_optimized())
             .and_then(|m| m.into_runnable())
-            .map_err(|e| FaceError::ModelLoad {
-                model: self.model.clone(),
-                reason: format!("{e:#}"),
-            })?;
+            .map_err(|e| FaceError::ModelLoad { model: self.model.clone(), reason: format!("{e:#}") })?;
         let mut plans = self.plans.lock().expect("plan cache poisoned");
         if plans.len() >= MAX_CACHED_PLANS {
             plans.clear();
@@ -96,26 +125,18 @@ impl TractSession {
 
 impl Session for TractSession {
     fn run(&self, input: Tensor) -> Result<Vec<Tensor>, FaceError> {
-        let fail = |e: TractError| FaceError::Inference {
-            model: self.model.clone(),
-            reason: format!("{e:#}"),
-        };
+        let fail =
+            |e: TractError| FaceError::Inference { model: self.model.clone(), reason: format!("{e:#}") };
         let plan = self.plan_for(&input.shape)?;
         let tensor = tract_ndarray::ArrayD::from_shape_vec(input.shape, input.data)
-            .map_err(|e| FaceError::Inference {
-                model: self.model.clone(),
-                reason: e.to_string(),
-            })?
+            .map_err(|e| FaceError::Inference { model: self.model.clone(), reason: e.to_string() })?
             .into_tensor();
         let outputs = plan.run(tvec!(tensor.into())).map_err(fail)?;
         outputs
             .iter()
             .map(|value| {
                 let view = value.to_plain_array_view::<f32>().map_err(fail)?;
-                Ok(Tensor::new(
-                    view.shape().to_vec(),
-                    view.iter().copied().collect(),
-                ))
+                Ok(Tensor::new(view.shape().to_vec(), view.iter().copied().collect()))
             })
             .collect()
     }
