@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{Context as _, bail};
 use serde_json::json;
-use visage_face::{BackendKind, EngineConfig, FaceEngine, FaceSelection, ModelPaths, models};
+use visage_face::{BackendKind, EngineConfig, FaceEngine, FaceSelection, LivenessModel, ModelPaths, models};
 use visage_stats::ScoreSet;
 
 pub struct Context {
@@ -16,12 +16,15 @@ pub struct Context {
 }
 
 impl Context {
+    fn backend(&self, paths: &ModelPaths) -> anyhow::Result<Box<dyn visage_face::InferenceBackend>> {
+        let parallelism = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Ok(self.backend.create(paths, parallelism)?)
+    }
+
     fn engine(&self) -> anyhow::Result<FaceEngine> {
         let config = EngineConfig { selection: self.selection, ..EngineConfig::default() };
         let paths = ModelPaths::new(&self.models_dir);
-        let parallelism = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let backend = self.backend.create(&paths, parallelism)?;
-        Ok(FaceEngine::load(&paths, backend.as_ref(), config)?)
+        Ok(FaceEngine::load(&paths, self.backend(&paths)?.as_ref(), config)?)
     }
 }
 
@@ -75,6 +78,34 @@ pub fn compare(ctx: &Context, a: &Path, b: &Path, threshold: Option<f32>) -> any
         "faces": [fa, fb],
     });
     println!("{out}");
+    Ok(())
+}
+
+pub fn liveness(ctx: &Context, images: &[PathBuf]) -> anyhow::Result<()> {
+    let engine = ctx.engine()?;
+    let paths = ModelPaths::new(&ctx.models_dir);
+    let model = LivenessModel::load(&paths, ctx.backend(&paths)?.as_ref())?;
+    let mut failed = 0;
+    for path in images {
+        let result = read(path).and_then(|bytes| {
+            let image = engine.decode(&bytes)?;
+            let faces = engine.detect(&image)?;
+            let face = engine.select(&image, &faces)?;
+            let score = model.score(&image, face)?;
+            Ok(json!({ "image": path, "face": face, "live_score": round6(score.live),
+                "attack_class_scores": score.attack_classes.map(round6) }))
+        });
+        match result {
+            Ok(line) => println!("{line}"),
+            Err(err) => {
+                failed += 1;
+                eprintln!("visage: {}: {err:#}", path.display());
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {} images failed", images.len());
+    }
     Ok(())
 }
 

@@ -40,6 +40,11 @@ enum Command {
         #[arg(long, env = "VISAGE_THRESHOLD")]
         threshold: Option<f32>,
     },
+    /// Passive liveness of the selected face of each image (one JSON line per image).
+    Liveness {
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+    },
     /// Print the face embedding of an image as JSON.
     Embed { image: PathBuf },
     /// Compare every pair of an LFW-style pairs file and report accuracy and error rates.
@@ -104,6 +109,7 @@ fn main() -> ExitCode {
         Command::Detect { images } => commands::detect(&ctx, &images),
         Command::Compare { a, b, threshold } => commands::compare(&ctx, &a, &b, threshold),
         Command::Embed { image } => commands::embed(&ctx, &image),
+        Command::Liveness { images } => commands::liveness(&ctx, &images),
         Command::Evaluate { pairs, images, threshold, threads } => {
             commands::evaluate(&ctx, &pairs, images.as_deref(), threshold, threads)
         }

@@ -10,6 +10,7 @@ mod engine;
 mod error;
 pub mod geometry;
 pub mod imaging;
+pub mod liveness;
 pub mod models;
 pub mod quality;
 
@@ -20,5 +21,6 @@ pub use embed::{Embedding, Recognizer, RecognizerKind};
 pub use engine::{AnalyzedFace, EngineConfig, FaceEngine, FaceSelection, select_face};
 pub use error::{FaceError, FaceErrorCode};
 pub use geometry::{BoundingBox, Point};
+pub use liveness::{LivenessModel, LivenessScore};
 pub use models::ModelPaths;
 pub use quality::{QualityGate, QualityIssue, QualityReport};

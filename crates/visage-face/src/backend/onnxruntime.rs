@@ -4,7 +4,7 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use ort::environment::Environment;
 use ort::session::Session as OrtSession;
@@ -17,8 +17,26 @@ use crate::FaceError;
 pub const LIBRARY: &str = "libonnxruntime.so.1.32.0";
 
 pub struct OnnxRuntimeBackend {
-    environment: Environment,
+    environment: &'static Environment,
     sessions_per_model: usize,
+}
+
+/// ONNX Runtime allows one environment per process: the first backend creates it and every
+/// later one shares it (with the library loaded first).
+static ENVIRONMENT: OnceLock<Environment> = OnceLock::new();
+static ENVIRONMENT_INIT: Mutex<()> = Mutex::new(());
+
+fn environment(library: &Path) -> Result<&'static Environment, String> {
+    let _guard = ENVIRONMENT_INIT.lock().map_err(|_| "environment lock poisoned".to_string())?;
+    if let Some(env) = ENVIRONMENT.get() {
+        return Ok(env);
+    }
+    let env = ort::init_from(library)
+        .map_err(|e| e.to_string())?
+        .with_name("visage")
+        .build()
+        .map_err(|e| e.to_string())?;
+    Ok(ENVIRONMENT.get_or_init(|| env))
 }
 
 impl OnnxRuntimeBackend {
@@ -29,11 +47,7 @@ impl OnnxRuntimeBackend {
         if !library.is_file() {
             return Err(FaceError::ModelMissing { path: library.to_path_buf() });
         }
-        let environment = ort::init_from(library)
-            .map_err(|e| fail(e.to_string()))?
-            .with_name("visage")
-            .build()
-            .map_err(|e| fail(e.to_string()))?;
+        let environment = environment(library).map_err(fail)?;
         Ok(Self { environment, sessions_per_model: sessions_per_model.max(1) })
     }
 }
@@ -47,7 +61,7 @@ impl InferenceBackend for OnnxRuntimeBackend {
         let fail = |reason: String| FaceError::ModelLoad { model: model.to_owned(), reason };
         let sessions = (0..self.sessions_per_model)
             .map(|_| {
-                OrtSession::builder(&self.environment)
+                OrtSession::builder(self.environment)
                     .map_err(|e| fail(e.to_string()))?
                     // One thread per inference: requests run in parallel instead, which
                     // uses the cores better than intra-op threads on small models.
