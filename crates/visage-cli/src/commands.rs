@@ -1,4 +1,4 @@
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -81,7 +81,7 @@ pub fn compare(ctx: &Context, a: &Path, b: &Path, threshold: Option<f32>) -> any
     Ok(())
 }
 
-pub fn liveness(ctx: &Context, images: &[PathBuf]) -> anyhow::Result<()> {
+pub fn liveness(ctx: &Context, images: &[PathBuf], threshold: f32) -> anyhow::Result<()> {
     let engine = ctx.engine()?;
     let paths = ModelPaths::new(&ctx.models_dir);
     let model = LivenessModel::load(&paths, ctx.backend(&paths)?.as_ref())?;
@@ -90,10 +90,24 @@ pub fn liveness(ctx: &Context, images: &[PathBuf]) -> anyhow::Result<()> {
         let result = read(path).and_then(|bytes| {
             let image = engine.decode(&bytes)?;
             let faces = engine.detect(&image)?;
-            let face = engine.select(&image, &faces)?;
-            let score = model.score(&image, face)?;
-            Ok(json!({ "image": path, "face": face, "live_score": round6(score.live),
-                "attack_class_scores": score.attack_classes.map(round6) }))
+            if faces.is_empty() {
+                return Err(visage_face::FaceError::NoFace.into());
+            }
+            let faces = faces
+                .iter()
+                .map(|face| {
+                    let score = model.score(&image, face)?;
+                    Ok(json!({
+                        "live": score.is_live(threshold),
+                        "score": round6(score.live),
+                        "attack_type": score.attack_type(threshold),
+                        "threshold": round6(threshold),
+                        "box": face.bbox,
+                        "detection_score": face.score,
+                    }))
+                })
+                .collect::<Result<Vec<_>, visage_face::FaceError>>()?;
+            Ok(json!({ "image": path, "faces": faces }))
         });
         match result {
             Ok(line) => println!("{line}"),
@@ -133,6 +147,44 @@ pub fn check_models(ctx: &Context) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs `work` over `items` on `threads` threads, printing progress with an ETA to stderr.
+fn parallel_map<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    what: &str,
+    work: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    let next = AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
+    let results = Mutex::new(Vec::with_capacity(items.len()));
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..threads.max(1) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(item) = items.get(i) else { break };
+                    let result = work(item);
+                    results.lock().expect("poisoned").push((i, result));
+                    let finished = done.fetch_add(1, Ordering::Relaxed) + 1;
+                    if finished.is_multiple_of(100) || finished == items.len() {
+                        let elapsed = started.elapsed().as_secs_f64();
+                        let eta = elapsed / finished as f64 * (items.len() - finished) as f64;
+                        eprintln!("{what} {finished}/{}, {elapsed:.0}s elapsed, eta {eta:.0}s", items.len());
+                    }
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().expect("poisoned");
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
+}
+
+fn thread_count(threads: Option<usize>) -> usize {
+    threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1)
+}
+
 pub fn evaluate(
     ctx: &Context,
     pairs_file: &Path,
@@ -149,41 +201,20 @@ pub fn evaluate(
     unique.sort();
     unique.dedup();
 
-    let threads =
-        threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
-    let next = AtomicUsize::new(0);
-    let embeddings = Mutex::new(HashMap::new());
-    let failures = Mutex::new(Vec::new());
     let started = Instant::now();
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(path) = unique.get(i) else { break };
-                    match read(path).and_then(|bytes| Ok(engine.analyze_bytes(&bytes)?)) {
-                        Ok(face) => {
-                            embeddings.lock().expect("poisoned").insert((*path).clone(), face.embedding);
-                        }
-                        Err(err) => {
-                            failures.lock().expect("poisoned").push(((*path).clone(), format!("{err:#}")))
-                        }
-                    }
-                    let done = i + 1;
-                    if done.is_multiple_of(100) || done == unique.len() {
-                        let elapsed = started.elapsed().as_secs_f64();
-                        let eta = elapsed / done as f64 * (unique.len() - done) as f64;
-                        eprintln!(
-                            "embedded {done}/{} images, {elapsed:.0}s elapsed, eta {eta:.0}s",
-                            unique.len()
-                        );
-                    }
-                }
-            });
-        }
+    let outcomes = parallel_map(&unique, thread_count(threads), "embedded", |path| {
+        read(path).and_then(|bytes| Ok(engine.analyze_bytes(&bytes)?.embedding))
     });
-    let embeddings = embeddings.into_inner().expect("poisoned");
-    let failures = failures.into_inner().expect("poisoned");
+    let mut embeddings = HashMap::new();
+    let mut failures = Vec::new();
+    for (path, outcome) in unique.iter().zip(outcomes) {
+        match outcome {
+            Ok(embedding) => {
+                embeddings.insert((*path).clone(), embedding);
+            }
+            Err(err) => failures.push(((*path).clone(), format!("{err:#}"))),
+        }
+    }
 
     // A pair with an image that failed counts as a non-match (score -1): a rejection for a
     // genuine pair, a correct refusal for an impostor pair.
@@ -218,5 +249,77 @@ pub fn evaluate(
         "seconds": started.elapsed().as_secs_f64(),
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+/// Liveness over `DIR/real/<subject>/*` (bona fide) and `DIR/attack/<type>/<subject>/*`.
+pub fn evaluate_liveness(
+    ctx: &Context,
+    dir: &Path,
+    subjects: &[String],
+    threshold: f32,
+    threads: Option<usize>,
+) -> anyhow::Result<()> {
+    let mut samples: Vec<(Option<String>, PathBuf)> = Vec::new();
+    let mut add = |kind: Option<String>, root: PathBuf| -> anyhow::Result<()> {
+        for subject in std::fs::read_dir(&root).with_context(|| format!("reading {}", root.display()))? {
+            let subject = subject?.path();
+            let name = subject.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+            if !subject.is_dir() || (!subjects.is_empty() && !subjects.contains(&name)) {
+                continue;
+            }
+            for file in std::fs::read_dir(&subject)? {
+                samples.push((kind.clone(), file?.path()));
+            }
+        }
+        Ok(())
+    };
+    add(None, dir.join("real"))?;
+    let attack_root = dir.join("attack");
+    for kind in
+        std::fs::read_dir(&attack_root).with_context(|| format!("reading {}", attack_root.display()))?
+    {
+        let kind = kind?.path();
+        let name = kind.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+        add(Some(name), kind)?;
+    }
+    samples.sort();
+    if samples.is_empty() {
+        bail!("no images under {} for the chosen subjects", dir.display());
+    }
+
+    let engine = ctx.engine()?;
+    let paths = ModelPaths::new(&ctx.models_dir);
+    let model = LivenessModel::load(&paths, ctx.backend(&paths)?.as_ref())?;
+    let started = Instant::now();
+    let scores = parallel_map(&samples, thread_count(threads), "scored", |(_, path)| {
+        read(path).and_then(|bytes| {
+            let image = engine.decode(&bytes)?;
+            let faces = engine.detect(&image)?;
+            let face = engine.select(&image, &faces)?;
+            Ok(f64::from(model.score(&image, face)?.live))
+        })
+    });
+    let mut bona_fide = Vec::new();
+    let mut attacks: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let mut failures = Vec::new();
+    for ((kind, path), score) in samples.iter().zip(scores) {
+        match (score, kind) {
+            (Ok(score), None) => bona_fide.push(score),
+            (Ok(score), Some(kind)) => attacks.entry(kind.clone()).or_default().push(score),
+            (Err(err), _) => failures.push(json!({ "image": path, "error": format!("{err:#}") })),
+        }
+    }
+    let report = visage_stats::pad::evaluate(&bona_fide, &attacks, f64::from(threshold))
+        .map_err(anyhow::Error::msg)?;
+    let out = json!({
+        "dir": dir,
+        "subjects": subjects,
+        "models": ["minifasnet_v2_2.7", "minifasnet_v1se_4.0"],
+        "report": report,
+        "failed_images": failures,
+        "seconds": started.elapsed().as_secs_f64(),
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
 }

@@ -40,10 +40,13 @@ enum Command {
         #[arg(long, env = "VISAGE_THRESHOLD")]
         threshold: Option<f32>,
     },
-    /// Passive liveness of the selected face of each image (one JSON line per image).
+    /// Passive liveness of every face (one JSON line per image): live, score, attack_type.
     Liveness {
         #[arg(required = true)]
         images: Vec<PathBuf>,
+        /// A face is live when its score is at least this.
+        #[arg(long, env = "VISAGE_LIVENESS_THRESHOLD", default_value_t = visage_face::liveness::DEFAULT_THRESHOLD)]
+        threshold: f32,
     },
     /// Print the face embedding of an image as JSON.
     Embed { image: PathBuf },
@@ -59,6 +62,21 @@ enum Command {
         #[arg(long, env = "VISAGE_THRESHOLD")]
         threshold: Option<f32>,
         /// Worker threads (default: the available cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Liveness error rates (APCER per attack type, BPCER, ACER) over `DIR/real/<subject>/` and
+    /// `DIR/attack/<type>/<subject>/`.
+    EvaluateLiveness {
+        /// Dataset root, e.g. ../shared/data/nuaa-dev.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Only these subjects (comma-separated folder names); default: all.
+        #[arg(long, value_delimiter = ',')]
+        subjects: Vec<String>,
+        /// Liveness threshold: a face is live when its score is at least this.
+        #[arg(long, default_value_t = visage_face::liveness::DEFAULT_THRESHOLD)]
+        threshold: f32,
         #[arg(long)]
         threads: Option<usize>,
     },
@@ -109,9 +127,12 @@ fn main() -> ExitCode {
         Command::Detect { images } => commands::detect(&ctx, &images),
         Command::Compare { a, b, threshold } => commands::compare(&ctx, &a, &b, threshold),
         Command::Embed { image } => commands::embed(&ctx, &image),
-        Command::Liveness { images } => commands::liveness(&ctx, &images),
+        Command::Liveness { images, threshold } => commands::liveness(&ctx, &images, threshold),
         Command::Evaluate { pairs, images, threshold, threads } => {
             commands::evaluate(&ctx, &pairs, images.as_deref(), threshold, threads)
+        }
+        Command::EvaluateLiveness { dir, subjects, threshold, threads } => {
+            commands::evaluate_liveness(&ctx, &dir, &subjects, threshold, threads)
         }
         Command::Models => commands::check_models(&ctx),
     };

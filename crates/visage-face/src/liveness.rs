@@ -12,6 +12,11 @@ use crate::detect::DetectedFace;
 use crate::imaging::resize_region_sampled;
 use crate::{BoundingBox, FaceError, InferenceBackend, ModelPaths, models};
 
+/// Liveness threshold used when no calibration file says otherwise: the threshold at
+/// APCER <= 1% (print attacks) on NUAA development subjects 0001-0004, rounded; reproduce with
+/// `visage evaluate-liveness --dir ../shared/data/nuaa-dev --subjects 0001,0002,0003,0004`.
+pub const DEFAULT_THRESHOLD: f32 = 0.1;
+
 /// Side of the square crop both models take.
 pub const CROP_SIZE: u32 = 80;
 
@@ -22,6 +27,33 @@ pub struct LivenessScore {
     pub live: f32,
     /// Probabilities of the models' two attack classes (0 and 2).
     pub attack_classes: [f32; 2],
+}
+
+/// What kind of attack the models' attack classes stand for. Class 0 takes 99% of the print
+/// attacks of NUAA (development split); class 2 was not seen on print attacks and no replay
+/// data was available to tie it to screens, so it stays `unknown`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttackType {
+    Print,
+    Unknown,
+}
+
+impl LivenessScore {
+    pub fn is_live(&self, threshold: f32) -> bool {
+        self.live >= threshold
+    }
+
+    /// The attack type the models lean to, when the face is not live at `threshold`.
+    pub fn attack_type(&self, threshold: f32) -> Option<AttackType> {
+        if self.is_live(threshold) {
+            None
+        } else if self.attack_classes[0] >= self.attack_classes[1] {
+            Some(AttackType::Print)
+        } else {
+            Some(AttackType::Unknown)
+        }
+    }
 }
 
 struct ScaledModel {

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 
 use serde::Deserialize;
 use visage_face::{
-    BackendKind, DecodeLimits, EngineConfig, FaceEngine, FaceError, FaceSelection, ModelPaths,
+    BackendKind, DecodeLimits, EngineConfig, FaceEngine, FaceError, FaceSelection, LivenessModel, ModelPaths,
     RecognizerKind, TractBackend,
 };
 
@@ -317,4 +317,54 @@ fn a_corrupt_model_is_refused_by_its_checksum() {
     let err = FaceEngine::load(&ModelPaths::new(&dir), &TractBackend, EngineConfig::default()).err().unwrap();
     assert!(matches!(err, FaceError::ModelCorrupt { .. }), "{err}");
     assert!(err.to_string().contains("fetch-models.sh"), "{err}");
+}
+
+fn liveness() -> &'static LivenessModel {
+    static MODEL: OnceLock<LivenessModel> = OnceLock::new();
+    MODEL.get_or_init(|| {
+        let backend = BackendKind::OnnxRuntime.create(&models(), 2).expect("backend");
+        LivenessModel::load(&models(), backend.as_ref()).expect("liveness models")
+    })
+}
+
+fn liveness_of(relative: &str) -> visage_face::LivenessScore {
+    let bytes = std::fs::read(repo_root().join("tests/fixtures/nuaa").join(relative)).unwrap();
+    let image = engine().decode(&bytes).unwrap();
+    let faces = engine().detect(&image).unwrap();
+    let face = engine().select(&image, &faces).unwrap();
+    liveness().score(&image, face).unwrap()
+}
+
+#[test]
+fn live_frames_pass_and_print_attacks_fail_at_the_liveness_threshold() {
+    // NUAA subjects 0005-0007 (the threshold was calibrated on 0001-0004): the first frame of
+    // each subject, live and printed.
+    let threshold = visage_face::liveness::DEFAULT_THRESHOLD;
+    for file in ["0005_00_00_01_0.jpg", "0006_00_00_01_0.jpg", "0007_00_00_01_0.jpg"] {
+        let score = liveness_of(&format!("real/{file}"));
+        assert!(score.is_live(threshold), "{file}: {score:?}");
+        assert_eq!(score.attack_type(threshold), None);
+    }
+    for file in ["0005_00_00_01_10.jpg", "0006_00_00_01_100.jpg", "0007_01_00_01_0.jpg"] {
+        let score = liveness_of(&format!("print/{file}"));
+        assert!(!score.is_live(threshold), "{file}: {score:?}");
+        assert_eq!(score.attack_type(threshold), Some(visage_face::liveness::AttackType::Print), "{file}");
+    }
+}
+
+#[test]
+fn liveness_crops_faces_at_the_image_border_without_failing() {
+    let bytes = std::fs::read(repo_root().join("tests/fixtures/nuaa/real/0006_00_00_01_0.jpg")).unwrap();
+    let image = engine().decode(&bytes).unwrap();
+    let (w, h) = (image.width() as f32, image.height() as f32);
+    for bbox in [
+        visage_face::BoundingBox { x: -40.0, y: -30.0, width: 200.0, height: 240.0 },
+        visage_face::BoundingBox { x: w - 100.0, y: h - 90.0, width: 160.0, height: 180.0 },
+        visage_face::BoundingBox { x: 0.0, y: 0.0, width: w, height: h },
+    ] {
+        let face =
+            visage_face::DetectedFace { bbox, landmarks: [visage_face::Point::new(0.0, 0.0); 5], score: 0.9 };
+        let score = liveness().score(&image, &face).unwrap();
+        assert!((0.0..=1.0).contains(&score.live), "{bbox:?}: {score:?}");
+    }
 }

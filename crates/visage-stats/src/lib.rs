@@ -180,3 +180,95 @@ mod tests {
         assert!(ScoreSet::new(vec![f64::NAN], vec![0.1]).is_err());
     }
 }
+
+/// Presentation attack detection metrics (ISO/IEC 30107-3). Scores are "liveness": higher
+/// means more likely a live person; a presentation is accepted as bona fide when
+/// `score >= threshold`.
+pub mod pad {
+    use std::collections::BTreeMap;
+
+    use serde::Serialize;
+
+    use crate::ScoreSet;
+
+    #[derive(Debug, Clone, Serialize)]
+    pub struct PadReport {
+        pub threshold: f64,
+        /// Attack presentations wrongly accepted, per attack type (PAI species).
+        pub apcer_by_type: BTreeMap<String, f64>,
+        /// The worst type's APCER, as the standard reports it.
+        pub apcer: f64,
+        /// Bona fide presentations wrongly rejected.
+        pub bpcer: f64,
+        /// (APCER + BPCER) / 2.
+        pub acer: f64,
+        /// BPCER at the threshold where the worst type's APCER is at most 5% / 1%.
+        pub bpcer_at_apcer_5pct: f64,
+        pub bpcer_at_apcer_1pct: f64,
+        pub threshold_at_apcer_5pct: f64,
+        pub threshold_at_apcer_1pct: f64,
+        pub bona_fide: usize,
+        pub attacks_by_type: BTreeMap<String, usize>,
+    }
+
+    /// `attacks` maps an attack type to its scores. Fails when a list is empty.
+    pub fn evaluate(
+        bona_fide: &[f64],
+        attacks: &BTreeMap<String, Vec<f64>>,
+        threshold: f64,
+    ) -> Result<PadReport, &'static str> {
+        if attacks.is_empty() {
+            return Err("need at least one attack type");
+        }
+        let sets = attacks
+            .iter()
+            .map(|(kind, scores)| Ok((kind.clone(), ScoreSet::new(bona_fide.to_vec(), scores.clone())?)))
+            .collect::<Result<BTreeMap<_, _>, &'static str>>()?;
+        let any = sets.values().next().expect("non-empty");
+        let apcer_by_type: BTreeMap<String, f64> =
+            sets.iter().map(|(kind, set)| (kind.clone(), set.far(threshold))).collect();
+        let apcer = apcer_by_type.values().copied().fold(0.0, f64::max);
+        let bpcer = any.frr(threshold);
+        // The worst type sets the threshold: the highest of the per-type thresholds.
+        let threshold_at =
+            |target: f64| sets.values().map(|s| s.threshold_for_far(target)).fold(f64::MIN, f64::max);
+        let (t5, t1) = (threshold_at(0.05), threshold_at(0.01));
+        Ok(PadReport {
+            threshold,
+            apcer_by_type,
+            apcer,
+            bpcer,
+            acer: (apcer + bpcer) / 2.0,
+            bpcer_at_apcer_5pct: any.frr(t5),
+            bpcer_at_apcer_1pct: any.frr(t1),
+            threshold_at_apcer_5pct: t5,
+            threshold_at_apcer_1pct: t1,
+            bona_fide: any.genuine().len(),
+            attacks_by_type: attacks.iter().map(|(k, v)| (k.clone(), v.len())).collect(),
+        })
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn hand_computed_pad_rates() {
+            // Bona fide 0.9 0.8 0.3 0.05; print 0.1 0.2 0.6; replay 0.01 0.02.
+            let bona_fide = [0.9, 0.8, 0.3, 0.05];
+            let attacks = BTreeMap::from([
+                ("print".to_string(), vec![0.1, 0.2, 0.6]),
+                ("replay".to_string(), vec![0.01, 0.02]),
+            ]);
+            let r = evaluate(&bona_fide, &attacks, 0.25).unwrap();
+            assert_eq!(r.apcer_by_type["print"], 1.0 / 3.0);
+            assert_eq!(r.apcer_by_type["replay"], 0.0);
+            assert_eq!(r.apcer, 1.0 / 3.0);
+            assert_eq!(r.bpcer, 0.25);
+            assert!((r.acer - (1.0 / 3.0 + 0.25) / 2.0).abs() < 1e-12);
+            // APCER <= 1% needs every print refused: threshold just above 0.6 → BPCER 2/4.
+            assert_eq!(r.threshold_at_apcer_1pct, 0.8);
+            assert_eq!(r.bpcer_at_apcer_1pct, 0.5);
+        }
+    }
+}

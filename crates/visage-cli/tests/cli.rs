@@ -1,0 +1,110 @@
+//! The `visage` binary end to end: JSON on stdout, one-line errors and exit codes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn visage(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_visage"))
+        .args(args)
+        .current_dir(root())
+        .env_remove("VISAGE_THRESHOLD")
+        .output()
+        .expect("run visage")
+}
+
+fn json(output: &Output) -> serde_json::Value {
+    assert!(output.status.success(), "stderr: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).expect("one JSON object")
+}
+
+const ELTON_1: &str = "tests/fixtures/lfw/Elton_John/Elton_John_0001.jpg";
+const ELTON_7: &str = "tests/fixtures/lfw/Elton_John/Elton_John_0007.jpg";
+const BOB: &str = "tests/fixtures/lfw/Bob_Graham/Bob_Graham_0001.jpg";
+
+#[test]
+fn compare_matches_the_same_person_and_not_a_stranger() {
+    let same = json(&visage(&["compare", ELTON_1, ELTON_7]));
+    assert_eq!(same["match"], true, "{same}");
+    assert!(same["similarity"].as_f64().unwrap() >= same["threshold"].as_f64().unwrap());
+    let different = json(&visage(&["compare", ELTON_1, BOB]));
+    assert_eq!(different["match"], false, "{different}");
+    assert_eq!(different["faces"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn compare_takes_the_threshold_from_the_command_line() {
+    let strict = json(&visage(&["compare", "--threshold", "0.99", ELTON_1, ELTON_7]));
+    assert_eq!(strict["threshold"], 0.99);
+    assert_eq!(strict["match"], false);
+}
+
+#[test]
+fn both_backends_give_the_same_similarity() {
+    let ort = json(&visage(&["--backend", "onnxruntime", "compare", ELTON_1, BOB]));
+    let tract = json(&visage(&["--backend", "tract", "compare", ELTON_1, BOB]));
+    let (a, b) = (ort["similarity"].as_f64().unwrap(), tract["similarity"].as_f64().unwrap());
+    assert!((a - b).abs() < 1e-3, "{a} vs {b}");
+}
+
+#[test]
+fn detect_prints_one_line_per_image_with_every_face() {
+    let out = visage(&["detect", ELTON_1, BOB]);
+    assert!(out.status.success());
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    let face = &lines[0]["faces"][0];
+    assert_eq!(face["landmarks"].as_array().unwrap().len(), 5);
+    assert!(face["quality"]["issues"].is_array());
+}
+
+#[test]
+fn embed_prints_a_unit_vector() {
+    let out = json(&visage(&["embed", ELTON_1]));
+    let values: Vec<f64> = out["embedding"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    assert_eq!(values.len(), 128);
+    let norm = values.iter().map(|v| v * v).sum::<f64>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-4, "{norm}");
+}
+
+#[test]
+fn liveness_tells_a_live_face_from_a_printed_photo() {
+    let out = visage(&[
+        "liveness",
+        "tests/fixtures/nuaa/real/0006_00_00_01_0.jpg",
+        "tests/fixtures/nuaa/print/0006_00_00_01_100.jpg",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines[0]["faces"][0]["live"], true, "{}", lines[0]);
+    assert_eq!(lines[1]["faces"][0]["live"], false, "{}", lines[1]);
+    assert_eq!(lines[1]["faces"][0]["attack_type"], "print");
+}
+
+#[test]
+fn errors_exit_non_zero_with_one_line() {
+    for args in [
+        vec!["compare", ELTON_1, "Cargo.toml"],
+        vec!["compare", ELTON_1, "no/such/file.jpg"],
+        vec!["--models-dir", "/nonexistent", "embed", ELTON_1],
+    ] {
+        let out = visage(&args);
+        assert!(!out.status.success(), "{args:?}");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.starts_with("visage: "), "{stderr}");
+    }
+}
+
+#[test]
+fn an_image_without_a_face_fails_liveness_with_no_face_detected() {
+    let out =
+        visage(&["liveness", "tests/fixtures/lossless/Anastasia_Kelesidou_0001.png", "models/README.md"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unsupported image format"));
+}
