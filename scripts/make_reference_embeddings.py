@@ -45,6 +45,8 @@ def central_face(faces, width, height):
 def main():
     reference = json.loads((ROOT / "tests/fixtures/lfw-reference.json").read_text())
     session = ort.InferenceSession(str(ROOT / "models/sface_2021dec_fp32.onnx"))
+    # Optional recognizer (scripts/fetch-models.sh --mobilefacenet): batch fixed at 2.
+    mobilefacenet = ort.InferenceSession(str(ROOT / "models/mobilefacenet_sirius_fp32.onnx"))
     detector = cv2.FaceDetectorYN.create(str(ROOT / "models/yunet_2023mar_fp32.onnx"), "", (320, 320), 0.6, 0.3)
     (ROOT / "tests/fixtures/lossless").mkdir(exist_ok=True)
     out = []
@@ -63,6 +65,9 @@ def main():
         blob = cv2.cvtColor(aligned, cv2.COLOR_BGR2RGB).transpose(2, 0, 1)[None].astype(np.float32)
         vector = session.run(None, {"data": blob})[0][0]
         vector /= np.linalg.norm(vector)
+        normalised = (blob - 127.5) / 128.0
+        mfn = mobilefacenet.run(None, {"input": np.concatenate([normalised, normalised])})[0][0]
+        mfn /= np.linalg.norm(mfn)
         out.append(
             {
                 "image": name,
@@ -73,11 +78,12 @@ def main():
                     "faces_at_0.6": len(faces),
                 },
                 "sface_embedding": [round(float(v), 6) for v in vector],
+                "mobilefacenet_embedding": [round(float(v), 6) for v in mfn],
             }
         )
     about = (
         f"OpenCV {cv2.__version__} FaceDetectorYN (score 0.6, NMS 0.3, central face), least-squares "
-        "similarity alignment with warpAffine (bilinear, black border), SFace in onnxruntime "
+        "similarity alignment with warpAffine (bilinear, black border), SFace and MobileFaceNet in onnxruntime "
         f"{ort.__version__}, on PNG copies of the JPEG fixtures; made by scripts/make_reference_embeddings.py"
     )
     path = ROOT / "tests/fixtures/lossless-reference.json"

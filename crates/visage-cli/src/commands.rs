@@ -6,12 +6,15 @@ use std::time::Instant;
 
 use anyhow::{Context as _, bail};
 use serde_json::json;
-use visage_face::{BackendKind, EngineConfig, FaceEngine, FaceSelection, LivenessModel, ModelPaths, models};
+use visage_face::{
+    BackendKind, EngineConfig, FaceEngine, FaceSelection, LivenessModel, ModelPaths, RecognizerKind, models,
+};
 use visage_stats::ScoreSet;
 
 pub struct Context {
     pub models_dir: PathBuf,
     pub backend: BackendKind,
+    pub recognizer: RecognizerKind,
     pub selection: FaceSelection,
 }
 
@@ -22,7 +25,11 @@ impl Context {
     }
 
     fn engine(&self) -> anyhow::Result<FaceEngine> {
-        let config = EngineConfig { selection: self.selection, ..EngineConfig::default() };
+        let config = EngineConfig {
+            selection: self.selection,
+            recognizer: self.recognizer,
+            ..EngineConfig::default()
+        };
         let paths = ModelPaths::new(&self.models_dir);
         Ok(FaceEngine::load(&paths, self.backend(&paths)?.as_ref(), config)?)
     }

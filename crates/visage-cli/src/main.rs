@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use visage_face::{BackendKind, FaceSelection};
+use visage_face::{BackendKind, FaceSelection, RecognizerKind};
 
 #[derive(Parser)]
 #[command(name = "visage", version, about = "Self-hosted face verification and identification")]
@@ -18,6 +18,9 @@ struct Cli {
     /// Inference runtime: onnxruntime (faster; library from fetch-models.sh) or tract (pure Rust).
     #[arg(long, global = true, value_enum, env = "VISAGE_BACKEND", default_value = "onnxruntime")]
     backend: Backend,
+    /// Face recognizer: sface (default) or mobilefacenet (fetch-models.sh --mobilefacenet).
+    #[arg(long, global = true, value_enum, env = "VISAGE_RECOGNIZER", default_value = "sface")]
+    recognizer: Recognizer,
     /// Which face a single-face command uses when a photo holds several.
     #[arg(long, global = true, value_enum, env = "VISAGE_FACE_SELECTION", default_value = "central")]
     select: Selection,
@@ -100,6 +103,21 @@ impl From<Backend> for BackendKind {
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
+enum Recognizer {
+    Sface,
+    Mobilefacenet,
+}
+
+impl From<Recognizer> for RecognizerKind {
+    fn from(r: Recognizer) -> Self {
+        match r {
+            Recognizer::Sface => RecognizerKind::Sface,
+            Recognizer::Mobilefacenet => RecognizerKind::Mobilefacenet,
+        }
+    }
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
 enum Selection {
     Single,
     Central,
@@ -121,6 +139,7 @@ fn main() -> ExitCode {
     let ctx = commands::Context {
         models_dir: cli.models_dir,
         backend: cli.backend.into(),
+        recognizer: cli.recognizer.into(),
         selection: cli.select.into(),
     };
     let result = match cli.command {

@@ -9,47 +9,66 @@ use crate::FaceError;
 use crate::align::ALIGNED_SIZE;
 use crate::backend::{Session, Tensor};
 
+const MOBILEFACENET_THRESHOLD: f32 = 0.48;
+
 /// The recognizers visage can run, with the input convention each was trained with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RecognizerKind {
     /// SFace 2021dec (OpenCV zoo): NCHW, RGB 0..255 (normalisation is inside the graph), 128-d.
     Sface,
+    /// MobileFaceNet (sirius-ai, from TFLite): NCHW with batch fixed at 2, RGB (x-127.5)/128, 192-d.
+    /// Optional: `scripts/fetch-models.sh --mobilefacenet`.
+    Mobilefacenet,
 }
 
 impl RecognizerKind {
     pub fn model_file(self) -> &'static str {
         match self {
             Self::Sface => crate::models::SFACE,
+            Self::Mobilefacenet => crate::models::MOBILEFACENET,
         }
     }
 
-    /// Cosine threshold used when no calibration file says otherwise: for SFace, the
-    /// threshold at FAR <= 0.1% on LFW pairsDevTrain (0.349, 1,100 impostor pairs), rounded up.
+    /// Cosine threshold used when no calibration file says otherwise: the threshold at
+    /// FAR <= 0.1% on LFW pairsDevTrain (1,100 impostor pairs), rounded up to two decimals.
     /// `visage evaluate --pairs .../pairsDevTrain.txt` reproduces it.
     pub fn default_threshold(self) -> f32 {
         match self {
             Self::Sface => 0.35,
+            Self::Mobilefacenet => MOBILEFACENET_THRESHOLD,
         }
     }
 
     pub fn dimension(self) -> usize {
         match self {
             Self::Sface => 128,
+            Self::Mobilefacenet => 192,
         }
     }
 
     fn to_tensor(self, face: &RgbImage) -> Tensor {
         let side = ALIGNED_SIZE as usize;
         let plane = side * side;
+        let (scale, offset) = match self {
+            Self::Sface => (1.0, 0.0),
+            Self::Mobilefacenet => (1.0 / 128.0, -127.5 / 128.0),
+        };
         let mut data = vec![0f32; 3 * plane];
         for (x, y, p) in face.enumerate_pixels() {
             let i = y as usize * side + x as usize;
             for c in 0..3 {
-                data[c * plane + i] = f32::from(p[c]);
+                data[c * plane + i] = f32::from(p[c]) * scale + offset;
             }
         }
-        Tensor::new(vec![1, 3, side, side], data)
+        match self {
+            Self::Sface => Tensor::new(vec![1, 3, side, side], data),
+            // The converted graph has its batch fixed at 2: run the face twice, read row one.
+            Self::Mobilefacenet => {
+                data.extend_from_within(..);
+                Tensor::new(vec![2, 3, side, side], data)
+            }
+        }
     }
 }
 
@@ -106,14 +125,13 @@ impl Recognizer {
         let fail = |reason: String| FaceError::Inference { model: format!("{:?}", self.kind), reason };
         let mut outputs = self.session.run(self.kind.to_tensor(aligned))?;
         let raw = outputs.drain(..).next().ok_or_else(|| fail("no output".into()))?;
-        if raw.data.len() != self.kind.dimension() {
-            return Err(fail(format!(
-                "output has {} values, expected {}",
-                raw.data.len(),
-                self.kind.dimension()
-            )));
+        let dimension = self.kind.dimension();
+        if raw.data.len() < dimension || raw.data.len() % dimension != 0 {
+            return Err(fail(format!("output has {} values, expected rows of {dimension}", raw.data.len())));
         }
-        Embedding::parse(raw.data).map_err(fail)
+        let mut values = raw.data;
+        values.truncate(dimension);
+        Embedding::parse(values).map_err(fail)
     }
 }
 

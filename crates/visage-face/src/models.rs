@@ -8,6 +8,7 @@ use crate::FaceError;
 
 pub const YUNET: &str = "yunet_2023mar_fp32.onnx";
 pub const SFACE: &str = "sface_2021dec_fp32.onnx";
+pub const MOBILEFACENET: &str = "mobilefacenet_sirius_fp32.onnx";
 pub const MINIFASNET_V2: &str = "minifasnet_v2_2.7_80x80.onnx";
 pub const MINIFASNET_V1SE: &str = "minifasnet_v1se_4.0_80x80.onnx";
 
