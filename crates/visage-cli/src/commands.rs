@@ -7,7 +7,8 @@ use std::time::Instant;
 use anyhow::{Context as _, bail};
 use serde_json::json;
 use visage_face::{
-    BackendKind, EngineConfig, FaceEngine, FaceSelection, LivenessModel, ModelPaths, RecognizerKind, models,
+    BackendKind, DecodeLimits, EngineConfig, FaceEngine, FaceSelection, LivenessModel, ModelPaths,
+    RecognizerKind, models,
 };
 use visage_stats::ScoreSet;
 
@@ -15,6 +16,7 @@ pub struct Context {
     pub models_dir: PathBuf,
     pub backend: BackendKind,
     pub recognizer: RecognizerKind,
+    pub decode: DecodeLimits,
     pub selection: FaceSelection,
 }
 
@@ -28,6 +30,7 @@ impl Context {
         let config = EngineConfig {
             selection: self.selection,
             recognizer: self.recognizer,
+            decode: self.decode,
             ..EngineConfig::default()
         };
         let paths = ModelPaths::new(&self.models_dir);

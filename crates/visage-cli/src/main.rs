@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use visage_face::{BackendKind, FaceSelection, RecognizerKind};
+use visage_face::{BackendKind, DecodeLimits, FaceSelection, RecognizerKind};
 
 #[derive(Parser)]
 #[command(name = "visage", version, about = "Self-hosted face verification and identification")]
@@ -24,6 +24,12 @@ struct Cli {
     /// Which face a single-face command uses when a photo holds several.
     #[arg(long, global = true, value_enum, env = "VISAGE_FACE_SELECTION", default_value = "central")]
     select: Selection,
+    /// Largest accepted image file, in bytes (checked before decoding).
+    #[arg(long, global = true, env = "VISAGE_MAX_IMAGE_BYTES", default_value_t = DecodeLimits::default().max_bytes)]
+    max_image_bytes: usize,
+    /// Largest accepted width x height, in pixels (checked from the header, before decoding).
+    #[arg(long, global = true, env = "VISAGE_MAX_PIXELS", default_value_t = DecodeLimits::default().max_pixels)]
+    max_pixels: u64,
     #[command(subcommand)]
     command: Command,
 }
@@ -140,6 +146,7 @@ fn main() -> ExitCode {
         models_dir: cli.models_dir,
         backend: cli.backend.into(),
         recognizer: cli.recognizer.into(),
+        decode: DecodeLimits { max_bytes: cli.max_image_bytes, max_pixels: cli.max_pixels },
         selection: cli.select.into(),
     };
     let result = match cli.command {

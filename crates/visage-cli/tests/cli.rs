@@ -108,3 +108,11 @@ fn an_image_without_a_face_fails_liveness_with_no_face_detected() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unsupported image format"));
 }
+
+#[test]
+fn the_pixel_limit_is_configurable() {
+    let out = visage(&["--max-pixels", "10000", "embed", ELTON_1]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("250x250 pixels, more than the limit of 10000"), "{stderr}");
+}

@@ -15,10 +15,10 @@ fn bench_pipeline(c: &mut Criterion) {
     let models = ModelPaths::new(
         std::env::var_os("VISAGE_MODELS_DIR").map_or_else(|| repo_root().join("models"), PathBuf::from),
     );
-    // VISAGE_BACKEND=onnxruntime (with --features onnxruntime) measures ONNX Runtime.
+    // The default backend, ONNX Runtime; VISAGE_BACKEND=tract measures tract.
     let backend = match std::env::var("VISAGE_BACKEND").as_deref() {
-        Ok("onnxruntime") => BackendKind::OnnxRuntime,
-        _ => BackendKind::Tract,
+        Ok("tract") => BackendKind::Tract,
+        _ => BackendKind::OnnxRuntime,
     };
     let backend = backend.create(&models, 1).expect("backend");
     let engine = FaceEngine::load(&models, backend.as_ref(), EngineConfig::default())
