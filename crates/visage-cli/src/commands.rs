@@ -242,6 +242,8 @@ pub fn evaluate(
     let scores = ScoreSet::new(genuine, impostor).map_err(anyhow::Error::msg)?;
     let at = scores.rates(f64::from(threshold));
     let eer = scores.eer();
+    let (far_ci, frr_ci) = scores.confidence_95(f64::from(threshold));
+    let tar_at_far: Vec<_> = [1e-2, 1e-3, 1e-4].into_iter().map(|t| scores.tar_at_far(t)).collect();
     let report = json!({
         "pairs_file": pairs_file,
         "recognizer": engine.config().recognizer,
@@ -254,7 +256,9 @@ pub fn evaluate(
         "eer": eer.rate,
         "eer_threshold": eer.threshold,
         "best_accuracy_threshold": scores.best_accuracy_threshold(),
-        "threshold_at_far_1e-3": scores.threshold_for_far(1e-3),
+        "far_95ci": far_ci,
+        "frr_95ci": frr_ci,
+        "tar_at_far": tar_at_far,
         "far_resolution": scores.far_resolution(),
         "seconds": started.elapsed().as_secs_f64(),
     });

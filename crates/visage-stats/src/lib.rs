@@ -22,6 +22,43 @@ pub struct ErrorRates {
     pub frr: f64,
 }
 
+/// True accept rate at a target FAR, with whether the data can resolve that FAR at all.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct TarAtFar {
+    pub far_target: f64,
+    /// `None` when there are fewer impostor comparisons than 1 / target: not even one false
+    /// accept could be observed, so the rate cannot be resolved.
+    pub tar: Option<f64>,
+    pub threshold: Option<f64>,
+    /// Doddington's rule of 30: at least 30 / target impostor comparisons, so that the
+    /// observed FAR is within about ±30% of the true one at 90% confidence.
+    pub rule_of_30_met: bool,
+}
+
+/// A two-sided confidence interval for a proportion.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Interval {
+    pub low: f64,
+    pub high: f64,
+}
+
+/// Wilson score interval for `errors` out of `trials` at normal quantile `z` (1.96 for 95%).
+/// Unlike the normal approximation it stays inside [0, 1] and is informative at 0 errors.
+pub fn wilson_interval(errors: usize, trials: usize, z: f64) -> Interval {
+    if trials == 0 {
+        return Interval { low: 0.0, high: 1.0 };
+    }
+    let n = trials as f64;
+    let p = errors as f64 / n;
+    let z2 = z * z;
+    let centre = (p + z2 / (2.0 * n)) / (1.0 + z2 / n);
+    let half = z / (1.0 + z2 / n) * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
+    // At 0 (or all) errors the bound is exactly 0 (or 1); the formula leaves rounding dust.
+    let low = if errors == 0 { 0.0 } else { (centre - half).max(0.0) };
+    let high = if errors == trials { 1.0 } else { (centre + half).min(1.0) };
+    Interval { low, high }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Eer {
     /// Equal error rate, interpolated between the two thresholds where FAR and FRR cross.
@@ -104,6 +141,29 @@ impl ScoreSet {
         self.thresholds().into_iter().find(|&t| self.far(t) <= target).expect("the last threshold has FAR 0")
     }
 
+    /// TAR (1 − FRR) at the lowest threshold whose FAR is at most `target`.
+    pub fn tar_at_far(&self, target: f64) -> TarAtFar {
+        let n = self.impostor.len() as f64;
+        let resolvable = n * target >= 1.0;
+        let threshold = resolvable.then(|| self.threshold_for_far(target));
+        TarAtFar {
+            far_target: target,
+            tar: threshold.map(|t| 1.0 - self.frr(t)),
+            threshold,
+            rule_of_30_met: n * target >= 30.0,
+        }
+    }
+
+    /// 95% Wilson intervals of FAR and FRR at `threshold`.
+    pub fn confidence_95(&self, threshold: f64) -> (Interval, Interval) {
+        let false_accepts = (self.far(threshold) * self.impostor.len() as f64).round() as usize;
+        let false_rejects = (self.frr(threshold) * self.genuine.len() as f64).round() as usize;
+        (
+            wilson_interval(false_accepts, self.impostor.len(), 1.959_963_984_540_054),
+            wilson_interval(false_rejects, self.genuine.len(), 1.959_963_984_540_054),
+        )
+    }
+
     /// The smallest FAR this many impostor comparisons can resolve: one false accept.
     pub fn far_resolution(&self) -> f64 {
         1.0 / self.impostor.len() as f64
@@ -172,6 +232,29 @@ mod tests {
         let eer = s.eer();
         assert!((eer.rate - 0.375).abs() < 1e-12, "{eer:?}");
         assert!((eer.threshold - 0.6).abs() < 1e-12, "{eer:?}");
+    }
+
+    #[test]
+    fn wilson_interval_matches_hand_computed_values() {
+        // 0 of 500: upper bound 3.8415 / (500 + 3.8415) = 0.007624 (the "rule of 3" is 0.006).
+        let i = wilson_interval(0, 500, 1.96);
+        assert_eq!(i.low, 0.0);
+        assert!((i.high - 3.8416 / 503.8416).abs() < 1e-6, "{i:?}");
+        // 8 of 500 (1.6%): centre (0.016 + 0.0038416) / 1.0076832 = 0.019690; half-width
+        // 1.96 / 1.0076832 * sqrt(0.016 * 0.984 / 500 + 3.8416 / 1e6) = 0.011561.
+        let i = wilson_interval(8, 500, 1.96);
+        assert!((i.low - 0.008129).abs() < 1e-5 && (i.high - 0.031251).abs() < 1e-5, "{i:?}");
+    }
+
+    #[test]
+    fn tar_at_far_says_when_the_impostors_are_too_few() {
+        let s = set(); // 5 impostor scores
+        let coarse = s.tar_at_far(0.2);
+        assert_eq!(coarse.threshold, Some(0.6));
+        assert_eq!(coarse.tar, Some(0.75));
+        assert!(!coarse.rule_of_30_met);
+        let fine = s.tar_at_far(1e-3);
+        assert_eq!((fine.tar, fine.threshold), (None, None));
     }
 
     #[test]
