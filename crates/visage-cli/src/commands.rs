@@ -47,18 +47,15 @@ fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
-pub fn detect(ctx: &Context, images: &[PathBuf]) -> anyhow::Result<()> {
-    let engine = ctx.engine()?;
+/// Prints one JSON line per image; a failing image is reported on stderr and the command
+/// fails at the end, after the others were processed.
+fn for_each_image(
+    images: &[PathBuf],
+    work: impl Fn(&Path, Vec<u8>) -> anyhow::Result<serde_json::Value>,
+) -> anyhow::Result<()> {
     let mut failed = 0;
     for path in images {
-        let result = read(path).and_then(|bytes| {
-            let image = engine.decode(&bytes)?;
-            let faces = engine.detect(&image)?;
-            let analyzed =
-                faces.iter().map(|face| engine.analyze(&image, face)).collect::<Result<Vec<_>, _>>()?;
-            Ok(json!({ "image": path, "width": image.width(), "height": image.height(), "faces": analyzed }))
-        });
-        match result {
+        match read(path).and_then(|bytes| work(path, bytes)) {
             Ok(line) => println!("{line}"),
             Err(err) => {
                 failed += 1;
@@ -70,6 +67,17 @@ pub fn detect(ctx: &Context, images: &[PathBuf]) -> anyhow::Result<()> {
         bail!("{failed} of {} images failed", images.len());
     }
     Ok(())
+}
+
+pub fn detect(ctx: &Context, images: &[PathBuf]) -> anyhow::Result<()> {
+    let engine = ctx.engine()?;
+    for_each_image(images, |path, bytes| {
+        let image = engine.decode(&bytes)?;
+        let faces = engine.detect(&image)?;
+        let analyzed =
+            faces.iter().map(|face| engine.analyze(&image, face)).collect::<Result<Vec<_>, _>>()?;
+        Ok(json!({ "image": path, "width": image.width(), "height": image.height(), "faces": analyzed }))
+    })
 }
 
 pub fn compare(ctx: &Context, a: &Path, b: &Path, threshold: Option<f32>) -> anyhow::Result<()> {
@@ -95,42 +103,28 @@ pub fn liveness(ctx: &Context, images: &[PathBuf], threshold: f32) -> anyhow::Re
     let engine = ctx.engine()?;
     let paths = ModelPaths::new(&ctx.models_dir);
     let model = LivenessModel::load(&paths, ctx.backend(&paths)?.as_ref())?;
-    let mut failed = 0;
-    for path in images {
-        let result = read(path).and_then(|bytes| {
-            let image = engine.decode(&bytes)?;
-            let faces = engine.detect(&image)?;
-            if faces.is_empty() {
-                return Err(visage_face::FaceError::NoFace.into());
-            }
-            let faces = faces
-                .iter()
-                .map(|face| {
-                    let score = model.score(&image, face)?;
-                    Ok(json!({
-                        "live": score.is_live(threshold),
-                        "score": round6(score.live),
-                        "attack_type": score.attack_type(threshold),
-                        "threshold": round6(threshold),
-                        "box": face.bbox,
-                        "detection_score": face.score,
-                    }))
-                })
-                .collect::<Result<Vec<_>, visage_face::FaceError>>()?;
-            Ok(json!({ "image": path, "faces": faces }))
-        });
-        match result {
-            Ok(line) => println!("{line}"),
-            Err(err) => {
-                failed += 1;
-                eprintln!("visage: {}: {err:#}", path.display());
-            }
+    for_each_image(images, |path, bytes| {
+        let image = engine.decode(&bytes)?;
+        let faces = engine.detect(&image)?;
+        if faces.is_empty() {
+            return Err(visage_face::FaceError::NoFace.into());
         }
-    }
-    if failed > 0 {
-        bail!("{failed} of {} images failed", images.len());
-    }
-    Ok(())
+        let faces = faces
+            .iter()
+            .map(|face| {
+                let score = model.score(&image, face)?;
+                Ok(json!({
+                    "live": score.is_live(threshold),
+                    "score": round6(score.live),
+                    "attack_type": score.attack_type(threshold),
+                    "threshold": round6(threshold),
+                    "box": face.bbox,
+                    "detection_score": face.score,
+                }))
+            })
+            .collect::<Result<Vec<_>, visage_face::FaceError>>()?;
+        Ok(json!({ "image": path, "faces": faces }))
+    })
 }
 
 pub fn embed(ctx: &Context, image: &Path) -> anyhow::Result<()> {

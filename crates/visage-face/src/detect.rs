@@ -6,7 +6,7 @@ use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Session, Tensor};
-use crate::imaging::resize_rgb;
+use crate::imaging::{bgr_planes, resize_rgb};
 use crate::{BoundingBox, FaceError, Point};
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -88,15 +88,7 @@ fn padded_size((w, h): (u32, u32)) -> (usize, usize) {
 /// 1x3xHxW, BGR, 0..255, zero-padded on the right and bottom to multiples of 32.
 fn to_bgr_tensor(image: &RgbImage) -> Tensor {
     let (pw, ph) = padded_size(image.dimensions());
-    let plane = pw * ph;
-    let mut data = vec![0f32; 3 * plane];
-    for (x, y, p) in image.enumerate_pixels() {
-        let i = y as usize * pw + x as usize;
-        data[i] = f32::from(p[2]);
-        data[plane + i] = f32::from(p[1]);
-        data[2 * plane + i] = f32::from(p[0]);
-    }
-    Tensor::new(vec![1, 3, ph, pw], data)
+    Tensor::new(vec![1, 3, ph, pw], bgr_planes(image, pw, ph))
 }
 
 /// Reads YuNet's 12 outputs (cls, obj, bbox, kps at strides 8/16/32, in that order).

@@ -18,6 +18,20 @@ pub fn resize_rgb(image: &RgbImage, width: u32, height: u32) -> RgbImage {
     RgbImage::from_raw(width, height, dst.into_vec()).expect("buffer of the requested size")
 }
 
+/// Planar BGR floats (0..255) for a `width`x`height` model input; pixels beyond the image
+/// (padding) stay zero.
+pub fn bgr_planes(image: &RgbImage, width: usize, height: usize) -> Vec<f32> {
+    let plane = width * height;
+    let mut data = vec![0f32; 3 * plane];
+    for (x, y, p) in image.enumerate_pixels() {
+        let i = y as usize * width + x as usize;
+        data[i] = f32::from(p[2]);
+        data[plane + i] = f32::from(p[1]);
+        data[2 * plane + i] = f32::from(p[0]);
+    }
+    data
+}
+
 /// Rec. 601 luma of an RGB pixel, 0..255.
 pub fn luma(p: &image::Rgb<u8>) -> f32 {
     0.299 * f32::from(p[0]) + 0.587 * f32::from(p[1]) + 0.114 * f32::from(p[2])

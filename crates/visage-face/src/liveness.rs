@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::backend::{Session, Tensor};
 use crate::detect::DetectedFace;
-use crate::imaging::resize_region_sampled;
+use crate::imaging::{bgr_planes, resize_region_sampled};
 use crate::{BoundingBox, FaceError, InferenceBackend, ModelPaths, models};
 
 /// Liveness threshold used when no calibration file says otherwise: the threshold at
@@ -145,15 +145,7 @@ pub fn crop_face(image: &RgbImage, bbox: &BoundingBox, scale: f32) -> RgbImage {
 /// 1x3x80x80, BGR, 0..255.
 fn to_bgr_tensor(crop: &RgbImage) -> Tensor {
     let side = CROP_SIZE as usize;
-    let plane = side * side;
-    let mut data = vec![0f32; 3 * plane];
-    for (x, y, p) in crop.enumerate_pixels() {
-        let i = y as usize * side + x as usize;
-        data[i] = f32::from(p[2]);
-        data[plane + i] = f32::from(p[1]);
-        data[2 * plane + i] = f32::from(p[0]);
-    }
-    Tensor::new(vec![1, 3, side, side], data)
+    Tensor::new(vec![1, 3, side, side], bgr_planes(crop, side, side))
 }
 
 #[cfg(test)]
