@@ -71,7 +71,7 @@ fn jpeg_is_complete(bytes: &[u8]) -> bool {
 
 fn decode_error(err: image::ImageError) -> FaceError {
     match err {
-        image::ImageError::Limits(_) => FaceError::ImageTooLarge { width: 0, height: 0, limit: 0 },
+        image::ImageError::Limits(_) => FaceError::DecoderMemoryLimit,
         image::ImageError::Unsupported(_) => FaceError::UnsupportedFormat,
         other => FaceError::Decode(other.to_string()),
     }

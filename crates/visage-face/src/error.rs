@@ -10,6 +10,8 @@ pub enum FaceError {
     ImageTooManyBytes { bytes: usize, limit: usize },
     #[error("the image is {width}x{height} pixels, more than the limit of {limit} pixels")]
     ImageTooLarge { width: u32, height: u32, limit: u64 },
+    #[error("decoding the image would need more memory than the pixel limit allows")]
+    DecoderMemoryLimit,
     #[error("unsupported image format (JPEG, PNG and WebP are accepted)")]
     UnsupportedFormat,
     #[error("the image could not be decoded: {0}")]
@@ -61,7 +63,9 @@ impl FaceError {
     pub fn code(&self) -> FaceErrorCode {
         match self {
             Self::EmptyImage | Self::Decode(_) => FaceErrorCode::ImageDecodeFailed,
-            Self::ImageTooManyBytes { .. } | Self::ImageTooLarge { .. } => FaceErrorCode::ImageTooLarge,
+            Self::ImageTooManyBytes { .. } | Self::ImageTooLarge { .. } | Self::DecoderMemoryLimit => {
+                FaceErrorCode::ImageTooLarge
+            }
             Self::UnsupportedFormat => FaceErrorCode::UnsupportedMediaType,
             Self::NoFace => FaceErrorCode::NoFaceDetected,
             Self::MultipleFaces { .. } => FaceErrorCode::MultipleFaces,
