@@ -21,12 +21,17 @@ pub struct Context {
 }
 
 impl Context {
-    fn backend(&self, paths: &ModelPaths) -> anyhow::Result<Box<dyn visage_face::InferenceBackend>> {
-        let parallelism = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Ok(self.backend.create(paths, parallelism)?)
+    fn engine(&self) -> anyhow::Result<FaceEngine> {
+        Ok(self.load(false)?.0)
     }
 
-    fn engine(&self) -> anyhow::Result<FaceEngine> {
+    /// The face engine and the liveness models, on one backend.
+    fn engine_and_liveness(&self) -> anyhow::Result<(FaceEngine, LivenessModel)> {
+        let (engine, liveness) = self.load(true)?;
+        Ok((engine, liveness.expect("requested")))
+    }
+
+    fn load(&self, with_liveness: bool) -> anyhow::Result<(FaceEngine, Option<LivenessModel>)> {
         let config = EngineConfig {
             selection: self.selection,
             recognizer: self.recognizer,
@@ -34,7 +39,10 @@ impl Context {
             ..EngineConfig::default()
         };
         let paths = ModelPaths::new(&self.models_dir);
-        Ok(FaceEngine::load(&paths, self.backend(&paths)?.as_ref(), config)?)
+        let backend = self.backend.create(&paths, thread_count(None))?;
+        let engine = FaceEngine::load(&paths, backend.as_ref(), config)?;
+        let liveness = with_liveness.then(|| LivenessModel::load(&paths, backend.as_ref())).transpose()?;
+        Ok((engine, liveness))
     }
 }
 
@@ -100,9 +108,7 @@ pub fn compare(ctx: &Context, a: &Path, b: &Path, threshold: Option<f32>) -> any
 }
 
 pub fn liveness(ctx: &Context, images: &[PathBuf], threshold: f32) -> anyhow::Result<()> {
-    let engine = ctx.engine()?;
-    let paths = ModelPaths::new(&ctx.models_dir);
-    let model = LivenessModel::load(&paths, ctx.backend(&paths)?.as_ref())?;
+    let (engine, model) = ctx.engine_and_liveness()?;
     for_each_image(images, |path, bytes| {
         let image = engine.decode(&bytes)?;
         let faces = engine.detect(&image)?;
@@ -147,6 +153,12 @@ pub fn check_models(ctx: &Context) -> anyhow::Result<()> {
     for file in [models::YUNET, models::SFACE, models::MINIFASNET_V2, models::MINIFASNET_V1SE, runtime] {
         let path = paths.verified(file)?;
         println!("ok {}", path.display());
+    }
+    match paths.exists(models::MOBILEFACENET) {
+        true => println!("ok {}", paths.verified(models::MOBILEFACENET)?.display()),
+        false => {
+            println!("absent (optional) {}: scripts/fetch-models.sh --mobilefacenet", models::MOBILEFACENET)
+        }
     }
     Ok(())
 }
@@ -296,9 +308,7 @@ pub fn evaluate_liveness(
         bail!("no images under {} for the chosen subjects", dir.display());
     }
 
-    let engine = ctx.engine()?;
-    let paths = ModelPaths::new(&ctx.models_dir);
-    let model = LivenessModel::load(&paths, ctx.backend(&paths)?.as_ref())?;
+    let (engine, model) = ctx.engine_and_liveness()?;
     let started = Instant::now();
     let scores = parallel_map(&samples, thread_count(threads), "scored", |(_, path)| {
         read(path).and_then(|bytes| {

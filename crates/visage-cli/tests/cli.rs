@@ -116,3 +116,23 @@ fn the_pixel_limit_is_configurable() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("250x250 pixels, more than the limit of 10000"), "{stderr}");
 }
+
+#[test]
+fn models_checks_every_required_file_and_names_the_fix_when_one_is_missing() {
+    let out = visage(&["models"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    for file in [
+        "yunet_2023mar_fp32.onnx",
+        "sface_2021dec_fp32.onnx",
+        "minifasnet_v2_2.7_80x80.onnx",
+        "libonnxruntime.so",
+    ] {
+        assert!(stdout.lines().any(|l| l.starts_with("ok ") && l.contains(file)), "{file} in {stdout}");
+    }
+    let empty = std::env::temp_dir().join(format!("visage-empty-models-{}", std::process::id()));
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = visage(&["--models-dir", empty.to_str().unwrap(), "models"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("scripts/fetch-models.sh"));
+}

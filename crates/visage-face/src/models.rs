@@ -1,6 +1,6 @@
 //! Where model files live and how they are checked before loading.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
 
@@ -48,7 +48,7 @@ impl ModelPaths {
     }
 
     pub fn exists(&self, file: &str) -> bool {
-        Path::new(&self.dir.join(file)).is_file()
+        self.dir.join(file).is_file()
     }
 }
 
