@@ -2,11 +2,13 @@
 
 mod commands;
 mod lfw;
+mod service;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 use visage_face::{BackendKind, DecodeLimits, FaceSelection, RecognizerKind};
 
 #[derive(Parser)]
@@ -91,6 +93,56 @@ enum Command {
     },
     /// Check that every model file is present and matches its pinned sha256.
     Models,
+    /// Run the HTTP service (port 8000 by default; every option is listed below).
+    #[command(after_long_help = visage_server::config::options_help())]
+    Serve {
+        #[command(flatten)]
+        service: ServiceArgs,
+        /// Address:port to listen on (server.listen).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Create, list and revoke the service's API keys.
+    Keys {
+        #[command(flatten)]
+        service: ServiceArgs,
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+}
+
+#[derive(clap::Args)]
+struct ServiceArgs {
+    /// Configuration file (TOML).
+    #[arg(long, global = true, env = "VISAGE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory: the embedded database and the development key (storage.data_dir).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Create a key; the key is printed once on stdout and only its hash is stored.
+    Create {
+        /// A label for people (who or what uses the key).
+        #[arg(long)]
+        name: String,
+        /// read, verify, enrol or admin; each includes the ones before it.
+        #[arg(long, value_parser = clap::builder::ValueParser::new(parse_role))]
+        role: visage_store::Role,
+        /// Collections the key may use (comma-separated), or * for all.
+        #[arg(long, value_delimiter = ',', default_value = "*")]
+        collections: Vec<String>,
+    },
+    /// List keys (never the keys themselves): id, name, role, collections, revocation.
+    List,
+    /// Revoke a key by id; it stops working at once.
+    Revoke { id: String },
+}
+
+fn parse_role(text: &str) -> Result<visage_store::Role, String> {
+    text.parse()
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -140,10 +192,46 @@ impl From<Selection> for FaceSelection {
     }
 }
 
+/// Global flags given explicitly override the service configuration; their defaults do not.
+fn service_overrides(
+    cli: &Cli,
+    matches: &ArgMatches,
+    data_dir: Option<PathBuf>,
+    listen: Option<String>,
+) -> service::Overrides {
+    let explicit = |id: &str| {
+        matches!(matches.value_source(id), Some(ValueSource::CommandLine | ValueSource::EnvVariable))
+    };
+    service::Overrides {
+        listen,
+        data_dir,
+        models_dir: explicit("models_dir").then(|| cli.models_dir.clone()),
+        backend: explicit("backend").then_some(match cli.backend {
+            Backend::Tract => "tract",
+            Backend::Onnxruntime => "onnxruntime",
+        }),
+        recognizer: explicit("recognizer").then_some(match cli.recognizer {
+            Recognizer::Sface => "sface",
+            Recognizer::Mobilefacenet => "mobilefacenet",
+        }),
+        face_selection: explicit("select").then_some(match cli.select {
+            Selection::Single => "single",
+            Selection::Central => "central",
+            Selection::Largest => "largest",
+        }),
+        max_image_bytes: explicit("max_image_bytes").then_some(cli.max_image_bytes),
+        max_pixels: explicit("max_pixels").then_some(cli.max_pixels),
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(err) => err.exit(),
+    };
     let ctx = commands::Context {
-        models_dir: cli.models_dir,
+        models_dir: cli.models_dir.clone(),
         backend: cli.backend.into(),
         recognizer: cli.recognizer.into(),
         decode: DecodeLimits { max_bytes: cli.max_image_bytes, max_pixels: cli.max_pixels },
@@ -161,6 +249,20 @@ fn main() -> ExitCode {
             commands::evaluate_liveness(&ctx, &dir, &subjects, threshold, threads)
         }
         Command::Models => commands::check_models(&ctx),
+        Command::Serve { ref service, ref listen } => {
+            let overrides = service_overrides(&cli, &matches, service.data_dir.clone(), listen.clone());
+            service::load_config(service.config.as_deref(), &overrides).and_then(service::serve)
+        }
+        Command::Keys { ref service, ref action } => {
+            let overrides = service_overrides(&cli, &matches, service.data_dir.clone(), None);
+            service::load_config(service.config.as_deref(), &overrides).and_then(|config| match action {
+                KeysAction::Create { name, role, collections } => {
+                    service::create_key(&config, name, *role, collections)
+                }
+                KeysAction::List => service::list_keys(&config),
+                KeysAction::Revoke { id } => service::revoke_key(&config, id),
+            })
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

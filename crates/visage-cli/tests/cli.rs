@@ -136,3 +136,121 @@ fn models_checks_every_required_file_and_names_the_fix_when_one_is_missing() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("scripts/fetch-models.sh"));
 }
+
+#[test]
+fn serve_help_lists_every_option_with_its_environment_variable() {
+    let output = visage(&["serve", "--help"]);
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for key in
+        ["server.listen", "encryption.key", "liveness.verify", "inference.queue_capacity", "rate_limit.burst"]
+    {
+        let env = format!("VISAGE_{}", key.replace('.', "__").to_uppercase());
+        assert!(help.contains(key) && help.contains(&env), "{key} / {env} missing from:\n{help}");
+    }
+}
+
+fn service(data_dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_visage"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .current_dir(root())
+        .env("VISAGE_LOG", "warn")
+        .output()
+        .expect("run visage")
+}
+
+#[test]
+fn keys_are_created_listed_and_revoked_and_only_their_hash_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let created = service(
+        dir.path(),
+        &["keys", "create", "--name", "kiosk", "--role", "verify", "--collections", "staff,visitors"],
+    );
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let token = String::from_utf8(created.stdout).unwrap().trim().to_owned();
+    assert!(token.starts_with("vsg_"), "{token}");
+    let secret = token.rsplit('_').next().unwrap();
+
+    let listed = service(dir.path(), &["keys", "list"]);
+    let line: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(line["name"], "kiosk");
+    assert_eq!(line["role"], "verify");
+    assert_eq!(line["collections"], "staff,visitors");
+    assert!(line["revoked_at"].is_null());
+    assert!(!String::from_utf8_lossy(&listed.stdout).contains(secret));
+    for file in std::fs::read_dir(dir.path()).unwrap() {
+        let bytes = std::fs::read(file.unwrap().path()).unwrap();
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "the key is stored in the clear"
+        );
+    }
+
+    let id = line["id"].as_str().unwrap();
+    assert!(service(dir.path(), &["keys", "revoke", id]).status.success());
+    let listed: serde_json::Value =
+        serde_json::from_slice(&service(dir.path(), &["keys", "list"]).stdout).unwrap();
+    assert!(listed["revoked_at"].is_string());
+    let again = service(dir.path(), &["keys", "revoke", id]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("no active key"));
+    let bad_role = service(dir.path(), &["keys", "create", "--name", "x", "--role", "root"]);
+    assert!(!bad_role.status.success());
+}
+
+fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    Some(response)
+}
+
+#[test]
+fn serve_starts_answers_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_visage"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(dir.path())
+        .current_dir(root())
+        .env("VISAGE_LOG", "warn")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let ready = loop {
+        if let Some(response) = http_get(port, "/health/ready") {
+            break response;
+        }
+        assert!(std::time::Instant::now() < deadline, "the service did not come up");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
+    let unauthorised = http_get(port, "/v1/subjects").unwrap();
+    assert!(
+        unauthorised.starts_with("HTTP/1.1 401") && unauthorised.contains("\"unauthorized\""),
+        "{unauthorised}"
+    );
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn the_production_profile_refuses_to_start_without_a_template_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_visage"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .current_dir(root())
+        .env("VISAGE_PROFILE", "production")
+        .env_remove("VISAGE_ENCRYPTION__KEY")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("VISAGE_ENCRYPTION__KEY"));
+}

@@ -1,0 +1,189 @@
+//! `visage serve` and `visage keys`: the HTTP service and its API keys.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use chrono::Utc;
+use figment::Figment;
+use figment::providers::Serialized;
+use visage_server::{Application, Config};
+use visage_store::{ApiKeyRecord, CollectionId, CollectionScope, Role, SqliteStore, Store, apikey};
+
+/// Values given explicitly on the command line (or by their own environment variables),
+/// which override the configuration file and `VISAGE_*__*` variables.
+#[derive(Default)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub models_dir: Option<PathBuf>,
+    pub backend: Option<&'static str>,
+    pub recognizer: Option<&'static str>,
+    pub face_selection: Option<&'static str>,
+    pub max_image_bytes: Option<usize>,
+    pub max_pixels: Option<u64>,
+}
+
+impl Overrides {
+    fn figment(&self) -> Figment {
+        let mut figment = Figment::new();
+        let mut set = |key: &str, value: Option<serde_json::Value>| {
+            if let Some(value) = value {
+                figment = std::mem::take(&mut figment).merge(Serialized::default(key, value));
+            }
+        };
+        set("server.listen", self.listen.clone().map(Into::into));
+        set("storage.data_dir", self.data_dir.as_ref().map(|p| p.display().to_string().into()));
+        set("models.dir", self.models_dir.as_ref().map(|p| p.display().to_string().into()));
+        set("models.backend", self.backend.map(Into::into));
+        set("models.recognizer", self.recognizer.map(Into::into));
+        set("models.face_selection", self.face_selection.map(Into::into));
+        set("limits.max_image_bytes", self.max_image_bytes.map(Into::into));
+        set("limits.max_pixels", self.max_pixels.map(Into::into));
+        figment
+    }
+}
+
+pub fn load_config(file: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Config> {
+    Ok(Config::load(file, overrides.figment())?)
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("VISAGE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::env::var("VISAGE_LOG_FORMAT").as_deref() == Ok("json") {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+pub fn serve(config: Config) -> anyhow::Result<()> {
+    init_logging();
+    tracing::info!(config = %config.redacted_json(), "configuration");
+    runtime()?.block_on(async move {
+        let application = Application::build(config).await?;
+        if application.state().store.list_api_keys().await?.iter().all(|k| k.revoked_at.is_some()) {
+            tracing::warn!(
+                "no API key exists yet: create one with `visage keys create --name admin --role admin`"
+            );
+        }
+        application.run_until_stopped(shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
+
+async fn open_store(config: &Config) -> anyhow::Result<SqliteStore> {
+    std::fs::create_dir_all(&config.storage.data_dir)?;
+    SqliteStore::open(&config.database_path())
+        .await
+        .with_context(|| format!("cannot open {}", config.database_path().display()))
+}
+
+pub fn create_key(config: &Config, name: &str, role: Role, collections: &[String]) -> anyhow::Result<()> {
+    let scope = if collections.is_empty() || collections.iter().any(|c| c == "*") {
+        CollectionScope::All
+    } else {
+        CollectionScope::Only(
+            collections
+                .iter()
+                .map(CollectionId::parse)
+                .collect::<Result<_, _>>()
+                .map_err(anyhow::Error::msg)?,
+        )
+    };
+    runtime()?.block_on(async {
+        let store = open_store(config).await?;
+        let key = apikey::generate();
+        store
+            .create_api_key(&ApiKeyRecord {
+                id: key.id.clone(),
+                name: name.to_owned(),
+                secret_hash: key.secret_hash.clone(),
+                role,
+                scope: scope.clone(),
+                created_at: Utc::now(),
+                revoked_at: None,
+            })
+            .await?;
+        store
+            .append_audit(&visage_store::NewAuditEvent {
+                api_key_id: None,
+                action: "key.create",
+                outcome: "ok",
+                collection: None,
+                subject_id: None,
+                detail: serde_json::json!({ "key_id": key.id, "role": role.as_str(), "collections": scope.to_string() }),
+            })
+            .await?;
+        eprintln!("created key {} ({}, role {}, collections {scope}); it is shown once:", key.id, name, role.as_str());
+        println!("{}", key.token.as_str());
+        store.close().await;
+        Ok(())
+    })
+}
+
+pub fn list_keys(config: &Config) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        let store = open_store(config).await?;
+        for key in store.list_api_keys().await? {
+            let line = serde_json::json!({
+                "id": key.id,
+                "name": key.name,
+                "role": key.role.as_str(),
+                "collections": key.scope.to_string(),
+                "created_at": key.created_at,
+                "revoked_at": key.revoked_at,
+            });
+            println!("{line}");
+        }
+        store.close().await;
+        Ok(())
+    })
+}
+
+pub fn revoke_key(config: &Config, id: &str) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        let store = open_store(config).await?;
+        let revoked = store.revoke_api_key(id).await?;
+        anyhow::ensure!(revoked, "no active key with id {id}");
+        store
+            .append_audit(&visage_store::NewAuditEvent {
+                api_key_id: None,
+                action: "key.revoke",
+                outcome: "ok",
+                collection: None,
+                subject_id: None,
+                detail: serde_json::json!({ "key_id": id }),
+            })
+            .await?;
+        eprintln!("revoked key {id}");
+        store.close().await;
+        Ok(())
+    })
+}

@@ -1,0 +1,376 @@
+//! Start-up: storage, keys, models, the 1:N index and the router, bound to a port.
+
+use std::future::{Future, IntoFuture};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
+use uuid::Uuid;
+use visage_face::{EngineConfig, FaceEngine, LivenessModel, ModelPaths};
+use visage_store::crypto::{KeyRing, SealedTemplate, TemplateKey};
+use visage_store::{CollectionId, NewAuditEvent, SqliteStore, Store};
+
+use crate::auth::{Caller, RateLimiter};
+use crate::calibration::Calibration;
+use crate::config::{Config, Profile};
+use crate::dto::enum_name;
+use crate::error::{ApiError, REQUEST_ID};
+use crate::gallery::GalleryIndex;
+use crate::pipeline::Pipeline;
+use crate::pool::InferencePool;
+
+/// Everything a request handler may use.
+pub struct App {
+    pub config: Config,
+    pub store: Arc<dyn Store>,
+    pub pool: InferencePool,
+    pub gallery: GalleryIndex,
+    pub keys: KeyRing,
+    pub calibration: Calibration,
+    pub liveness_threshold: f32,
+    pub rate_limiter: RateLimiter,
+    /// Name of the running recognizer, stored with every template.
+    pub model: String,
+    pub ready: AtomicBool,
+}
+
+pub type AppState = Arc<App>;
+
+impl App {
+    /// Writes an audit event; a failure is logged, not returned, because the action it
+    /// describes has already happened.
+    pub async fn audit(
+        &self,
+        caller: Option<&Caller>,
+        action: &'static str,
+        outcome: &'static str,
+        collection: Option<&CollectionId>,
+        subject_id: Option<Uuid>,
+        detail: serde_json::Value,
+    ) {
+        let event = NewAuditEvent {
+            api_key_id: caller.map(|c| c.key_id.clone()),
+            action,
+            outcome,
+            collection: collection.cloned(),
+            subject_id,
+            detail,
+        };
+        if let Err(err) = self.store.append_audit(&event).await {
+            tracing::error!(action, error = %err, "audit event lost");
+        }
+    }
+
+    fn images_dir(&self) -> PathBuf {
+        self.config.storage.data_dir.join("images")
+    }
+
+    /// Keeps an enrolment image, sealed like a template; returns its reference.
+    pub fn store_image(&self, template_id: Uuid, subject_id: Uuid, bytes: &[u8]) -> anyhow::Result<String> {
+        let sealed = self.keys.seal_bytes(template_id, subject_id, bytes);
+        let name = format!("{template_id}.img");
+        let mut file = Vec::with_capacity(sealed.ciphertext.len() + 64);
+        file.extend_from_slice(sealed.key_id.as_bytes());
+        file.push(b'\n');
+        file.extend_from_slice(&sealed.nonce);
+        file.extend_from_slice(&sealed.ciphertext);
+        std::fs::create_dir_all(self.images_dir())?;
+        std::fs::write(self.images_dir().join(&name), file)?;
+        Ok(name)
+    }
+
+    /// Reads back a stored image (for re-embedding after a model change).
+    pub fn load_image(
+        &self,
+        template_id: Uuid,
+        subject_id: Uuid,
+        reference: &str,
+    ) -> anyhow::Result<Vec<u8>> {
+        let file = std::fs::read(self.images_dir().join(reference))?;
+        let newline = file.iter().position(|&b| b == b'\n').context("malformed image file")?;
+        anyhow::ensure!(file.len() >= newline + 13, "malformed image file");
+        let sealed = SealedTemplate {
+            key_id: String::from_utf8(file[..newline].to_vec())?,
+            nonce: file[newline + 1..newline + 13].to_vec(),
+            ciphertext: file[newline + 13..].to_vec(),
+        };
+        Ok(self.keys.open_bytes(template_id, subject_id, &sealed)?.to_vec())
+    }
+
+    pub fn delete_images<'a>(&self, references: impl IntoIterator<Item = &'a String>) {
+        for reference in references {
+            let path = self.images_dir().join(reference);
+            if let Err(err) = std::fs::remove_file(&path)
+                && err.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::error!(error = %err, "could not delete a stored image");
+            }
+        }
+    }
+}
+
+/// Reads the template keys: configured, from a file, or (development only) generated once
+/// into the data directory.
+fn key_ring(config: &Config) -> anyhow::Result<KeyRing> {
+    let active = match (&config.encryption.key, &config.encryption.key_file) {
+        (Some(key), _) => TemplateKey::from_base64(key.expose())?,
+        (None, Some(file)) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read the template key file {}", file.display()))?;
+            TemplateKey::from_base64(&text)?
+        }
+        (None, None) => {
+            anyhow::ensure!(
+                config.profile == Profile::Development,
+                "the production profile needs a template key"
+            );
+            development_key(&config.storage.data_dir.join("template.key"))?
+        }
+    };
+    let previous = config
+        .encryption
+        .previous_keys
+        .iter()
+        .map(|k| TemplateKey::from_base64(k.expose()))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(KeyRing::new(active, previous))
+}
+
+fn development_key(path: &Path) -> anyhow::Result<TemplateKey> {
+    if !path.exists() {
+        tracing::warn!(path = %path.display(), "no template key configured: generating a development key");
+        let key = TemplateKey::generate_base64();
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        std::io::Write::write_all(&mut options.open(path)?, key.as_bytes())?;
+    }
+    let text = std::fs::read_to_string(path)?;
+    Ok(TemplateKey::from_base64(&text)?)
+}
+
+/// Loads the models and warms them up (blocking: call from a blocking thread).
+fn load_pipeline(config: &Config, workers: usize, liveness_threshold: f32) -> anyhow::Result<Pipeline> {
+    let paths = ModelPaths::new(&config.models.dir);
+    let backend = visage_face::BackendKind::from(config.models.backend).create(&paths, workers)?;
+    let engine_config = EngineConfig {
+        recognizer: config.models.recognizer,
+        decode: config.decode_limits(),
+        selection: config.models.face_selection,
+        ..EngineConfig::default()
+    };
+    let engine = FaceEngine::load(&paths, backend.as_ref(), engine_config)?;
+    let liveness = LivenessModel::load(&paths, backend.as_ref())?;
+    let pipeline = Pipeline { engine, liveness, liveness_threshold };
+    pipeline.warm_up()?;
+    Ok(pipeline)
+}
+
+/// Opens every stored template into the in-memory index.
+async fn load_gallery(
+    store: &dyn Store,
+    keys: &KeyRing,
+    model: &str,
+    dim: usize,
+) -> anyhow::Result<GalleryIndex> {
+    let gallery = GalleryIndex::new(dim);
+    for entry in store.all_templates().await? {
+        let t = &entry.template;
+        anyhow::ensure!(
+            t.model == model,
+            "stored templates were made by recognizer {}, this service runs {model}: start with models.recognizer = \"{}\"",
+            t.model,
+            t.model
+        );
+        let values = keys.open(t.id, t.subject_id, &t.sealed).context("opening a stored template")?;
+        gallery.insert(&entry.collection, t.id, t.subject_id, &values);
+    }
+    Ok(gallery)
+}
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+}
+
+impl Application {
+    /// Opens storage, loads models, binds the listener (port 0 picks a free one).
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&config.storage.data_dir).with_context(|| {
+            format!("cannot create the data directory {}", config.storage.data_dir.display())
+        })?;
+        let store: Arc<dyn Store> = Arc::new(
+            SqliteStore::open(&config.database_path())
+                .await
+                .with_context(|| format!("cannot open {}", config.database_path().display()))?,
+        );
+        let keys = key_ring(&config)?;
+        let calibration = Calibration::load(&config.models.dir, config.models.recognizer)?;
+        anyhow::ensure!(
+            calibration.point(config.verification.far_target).is_some(),
+            "verification.far_target {} is not calibrated for this recognizer; calibrated: {:?} ({})",
+            config.verification.far_target,
+            calibration.targets(),
+            calibration.source
+        );
+        let liveness_threshold = config.liveness.threshold.unwrap_or(calibration.liveness_threshold);
+        let workers = match config.inference.workers {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        };
+        let pipeline = {
+            let config = config.clone();
+            tokio::task::spawn_blocking(move || load_pipeline(&config, workers, liveness_threshold)).await??
+        };
+        let model = enum_name(&config.models.recognizer);
+        let gallery =
+            load_gallery(store.as_ref(), &keys, &model, config.models.recognizer.dimension()).await?;
+        let pool = InferencePool::start(Arc::new(pipeline), workers, config.inference.queue_capacity);
+        let listener = TcpListener::bind(&config.server.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+        let state = Arc::new(App {
+            rate_limiter: RateLimiter::new(config.rate_limit.requests_per_second, config.rate_limit.burst),
+            config,
+            store,
+            pool,
+            gallery,
+            keys,
+            calibration,
+            liveness_threshold,
+            model,
+            ready: AtomicBool::new(false),
+        });
+        let router = router(state.clone());
+        state.ready.store(true, Ordering::SeqCst);
+        tracing::info!(address = %listener.local_addr()?, workers, "visage is ready");
+        Ok(Self { listener, router, state })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting and gives in-flight requests
+    /// `server.shutdown_grace_seconds` to finish.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let state = self.state.clone();
+        let grace = Duration::from_secs(state.config.server.shutdown_grace_seconds);
+        let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
+        let ready = state.clone();
+        let signal = async move {
+            shutdown.await;
+            ready.ready.store(false, Ordering::SeqCst);
+            tracing::info!("shutting down: finishing in-flight requests");
+            let _ = stopping.send(());
+        };
+        let serve = axum::serve(self.listener, self.router).with_graceful_shutdown(signal).into_future();
+        let result = tokio::select! {
+            result = serve => result,
+            () = async move {
+                if stopped.await.is_ok() {
+                    tokio::time::sleep(grace).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            } => {
+                tracing::warn!("shutdown grace period over: dropping the requests still running");
+                Ok(())
+            }
+        };
+        state.store.close().await;
+        result
+    }
+}
+
+fn router(state: AppState) -> Router {
+    let limits = &state.config.limits;
+    let timeout = Duration::from_secs(state.config.server.request_timeout_seconds);
+    crate::routes::routes()
+        .fallback(|| async { ApiError::NotFound })
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
+        .layer(CatchPanicLayer::custom(|_| ApiError::Internal("a handler panicked".into()).into_response()))
+        .layer(middleware::from_fn_with_state(state.clone(), request_context))
+        .with_state(state)
+}
+
+/// Gives every request an id (kept from `x-request-id` when it is sane), echoes it in the
+/// response, and turns the framework's own bodiless errors into the API's error shape.
+async fn request_context(State(app): State<AppState>, request: Request<Body>, next: Next) -> Response {
+    let max_body = app.config.limits.max_body_bytes;
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+        .map_or_else(|| Uuid::now_v7().to_string(), str::to_owned);
+    let started = Utc::now();
+    let method = request.method().clone();
+    let mut response = REQUEST_ID
+        .scope(request_id.clone(), async move {
+            let response = next.run(request).await;
+            let is_json = response
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+            if is_json || response.status().is_success() {
+                return response;
+            }
+            let status = response.status();
+            match status {
+                StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed.into_response(),
+                StatusCode::PAYLOAD_TOO_LARGE => {
+                    ApiError::PayloadTooLarge { limit: max_body }.into_response()
+                }
+                StatusCode::SERVICE_UNAVAILABLE | StatusCode::REQUEST_TIMEOUT => {
+                    ApiError::Timeout.into_response()
+                }
+                StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                    ApiError::UnsupportedMediaType("expected application/json".into()).into_response()
+                }
+                StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => {
+                    // The framework's own rejections (malformed JSON, a bad path or query) as text.
+                    let text = axum::body::to_bytes(response.into_body(), 4096).await.unwrap_or_default();
+                    ApiError::InvalidRequest(String::from_utf8_lossy(&text).into_owned()).into_response()
+                }
+                _ => response,
+            }
+        })
+        .await;
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    tracing::info!(
+        request_id,
+        %method,
+        status = response.status().as_u16(),
+        millis = (Utc::now() - started).num_milliseconds(),
+        "request"
+    );
+    response
+}

@@ -1,0 +1,122 @@
+//! Decision thresholds and the false-accept rates they stand for. Read from
+//! `<models>/calibration.json` when present (written by a calibration run on the development
+//! split), else the operating points measured for each recognizer and documented in the README.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use visage_face::RecognizerKind;
+
+pub const FILE_NAME: &str = "calibration.json";
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct OperatingPoint {
+    /// Target false-accept rate.
+    pub far: f64,
+    /// Cosine similarity at or above which two faces match.
+    pub threshold: f32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecognizerCalibration {
+    /// Where the thresholds were measured.
+    pub dataset: String,
+    pub points: Vec<OperatingPoint>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LivenessCalibration {
+    pub dataset: String,
+    pub apcer_target: f64,
+    pub threshold: f32,
+}
+
+/// The file's format.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CalibrationFile {
+    pub version: u32,
+    pub recognizers: std::collections::BTreeMap<String, RecognizerCalibration>,
+    pub liveness: Option<LivenessCalibration>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Calibration {
+    pub source: String,
+    pub points: Vec<OperatingPoint>,
+    pub liveness_threshold: f32,
+}
+
+impl Calibration {
+    pub fn load(models_dir: &Path, recognizer: RecognizerKind) -> anyhow::Result<Self> {
+        let path = models_dir.join(FILE_NAME);
+        let name = serde_json::to_value(recognizer)?.as_str().unwrap_or_default().to_owned();
+        if !path.exists() {
+            return Ok(Self::built_in(recognizer));
+        }
+        let text = std::fs::read_to_string(&path)?;
+        let file: CalibrationFile = serde_json::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{} is not a calibration file: {e}", path.display()))?;
+        anyhow::ensure!(
+            file.version == FORMAT_VERSION,
+            "{} has format version {}, this visage reads {FORMAT_VERSION}",
+            path.display(),
+            file.version
+        );
+        let built_in = Self::built_in(recognizer);
+        let recognizer_points = file.recognizers.get(&name);
+        Ok(Self {
+            source: match recognizer_points {
+                Some(c) => format!("{} ({})", path.display(), c.dataset),
+                None => built_in.source.clone(),
+            },
+            points: recognizer_points.map_or(built_in.points, |c| c.points.clone()),
+            liveness_threshold: file.liveness.map_or(built_in.liveness_threshold, |l| l.threshold),
+        })
+    }
+
+    /// The thresholds at FAR <= 0.1% measured on LFW pairsDevTrain (1,100 impostor pairs, so
+    /// 0.1% is near the resolution limit) by `visage evaluate`; see README "Accuracy".
+    pub fn built_in(recognizer: RecognizerKind) -> Self {
+        Self {
+            source: "built-in (LFW pairsDevTrain)".into(),
+            points: vec![OperatingPoint { far: 1e-3, threshold: recognizer.default_threshold() }],
+            liveness_threshold: visage_face::liveness::DEFAULT_THRESHOLD,
+        }
+    }
+
+    /// The operating point for a FAR target, when one was calibrated (relative match, so
+    /// `0.001` finds `1e-3`).
+    pub fn point(&self, far: f64) -> Option<OperatingPoint> {
+        self.points.iter().copied().find(|p| ((p.far - far) / far).abs() < 1e-6)
+    }
+
+    pub fn targets(&self) -> Vec<f64> {
+        self.points.iter().map(|p| p.far).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_calibration_file_overrides_the_built_in_points() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(Calibration::load(dir.path(), RecognizerKind::Sface).unwrap().points.len(), 1);
+        std::fs::write(
+            dir.path().join(FILE_NAME),
+            r#"{"version":1,"recognizers":{"sface":{"dataset":"dev","points":[{"far":0.01,"threshold":0.3},{"far":0.0001,"threshold":0.42}]}},
+               "liveness":{"dataset":"nuaa","apcer_target":0.01,"threshold":0.2}}"#,
+        )
+        .unwrap();
+        let c = Calibration::load(dir.path(), RecognizerKind::Sface).unwrap();
+        assert_eq!(c.point(1e-4).unwrap().threshold, 0.42);
+        assert!(c.point(1e-3).is_none());
+        assert_eq!(c.liveness_threshold, 0.2);
+        let other = Calibration::load(dir.path(), RecognizerKind::Mobilefacenet).unwrap();
+        assert_eq!(other.point(1e-3).unwrap().threshold, RecognizerKind::Mobilefacenet.default_threshold());
+        std::fs::write(dir.path().join(FILE_NAME), r#"{"version":9,"recognizers":{}}"#).unwrap();
+        assert!(Calibration::load(dir.path(), RecognizerKind::Sface).is_err());
+    }
+}

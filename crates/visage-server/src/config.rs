@@ -1,0 +1,391 @@
+//! One typed configuration: defaults, then an optional TOML file, then `VISAGE_*` environment
+//! variables (`__` separates levels: `VISAGE_SERVER__LISTEN`). Validated before anything starts.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use visage_face::{BackendKind, DecodeLimits, FaceSelection, RecognizerKind};
+
+/// A secret value: never printed, never serialized in the clear.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str("[redacted]")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// Laptop defaults: a template key is generated in the data directory if none is given.
+    Development,
+    /// Refuses to start without a configured template key; liveness required on verify.
+    Production,
+}
+
+/// What a request does about liveness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LivenessMode {
+    /// No liveness check.
+    Off,
+    /// Check and report, but decide on the face alone.
+    Report,
+    /// Refuse a spoof (422 `spoof_detected`) or an image too poor to judge (422 `liveness_inconclusive`).
+    Require,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Config {
+    pub profile: Profile,
+    pub server: ServerConfig,
+    pub models: ModelsConfig,
+    pub storage: StorageConfig,
+    pub encryption: EncryptionConfig,
+    pub inference: InferenceConfig,
+    pub limits: LimitsConfig,
+    pub enrolment: EnrolmentConfig,
+    pub verification: VerificationConfig,
+    pub liveness: LivenessConfig,
+    pub rate_limit: RateLimitConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServerConfig {
+    /// Address and port to listen on; port 0 picks a free port.
+    pub listen: String,
+    /// Seconds in-flight requests get to finish after a shutdown signal.
+    pub shutdown_grace_seconds: u64,
+    /// Seconds after which a request is answered 503 `timeout`.
+    pub request_timeout_seconds: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelsConfig {
+    pub dir: PathBuf,
+    pub backend: BackendChoice,
+    pub recognizer: RecognizerKind,
+    /// Which face a single-face request uses when the photo holds several.
+    pub face_selection: FaceSelection,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendChoice {
+    Onnxruntime,
+    Tract,
+}
+
+impl From<BackendChoice> for BackendKind {
+    fn from(choice: BackendChoice) -> Self {
+        match choice {
+            BackendChoice::Onnxruntime => BackendKind::OnnxRuntime,
+            BackendChoice::Tract => BackendKind::Tract,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StorageConfig {
+    /// Directory for the embedded database, the generated development key and stored images.
+    pub data_dir: PathBuf,
+    /// Keep enrolment images (encrypted) beside the templates; off: templates are enough.
+    pub store_images: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EncryptionConfig {
+    /// Active template key: 32 bytes, base64 (`openssl rand -base64 32`).
+    pub key: Option<Secret>,
+    /// File holding the active key (base64), instead of `key`.
+    pub key_file: Option<PathBuf>,
+    /// Retired keys (base64) that still open templates sealed before a rotation.
+    pub previous_keys: Vec<Secret>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InferenceConfig {
+    /// Inference threads; 0 means one per available core.
+    pub workers: usize,
+    /// Requests that may wait for a worker; beyond it the answer is 503 `overloaded`.
+    pub queue_capacity: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LimitsConfig {
+    /// Largest request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Largest image file, in bytes (checked before decoding).
+    pub max_image_bytes: usize,
+    /// Largest width x height, in pixels (checked from the image header).
+    pub max_pixels: u64,
+    /// Most images in one batch enrolment.
+    pub max_batch_images: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnrolmentConfig {
+    /// Refuse to create a subject without a consent record (`consent_required`).
+    pub require_consent: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VerificationConfig {
+    /// The false-accept rate the decision threshold stands for; the threshold comes from the
+    /// calibration of the recognizer for this target.
+    pub far_target: f64,
+    /// Most candidates an identification returns.
+    pub max_top_k: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LivenessConfig {
+    /// A face is live when its score is at least this; unset: the calibrated threshold.
+    pub threshold: Option<f32>,
+    pub verify: LivenessMode,
+    pub identify: LivenessMode,
+    pub enrol: LivenessMode,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RateLimitConfig {
+    /// Sustained requests per second per API key; 0 turns the limit off.
+    pub requests_per_second: f64,
+    /// Requests a key may send at once above the sustained rate.
+    pub burst: u32,
+}
+
+impl Config {
+    pub fn defaults(profile: Profile) -> Self {
+        let decode = DecodeLimits::default();
+        let production = profile == Profile::Production;
+        Self {
+            profile,
+            server: ServerConfig {
+                listen: "0.0.0.0:8000".into(),
+                shutdown_grace_seconds: 30,
+                request_timeout_seconds: 30,
+            },
+            models: ModelsConfig {
+                dir: "models".into(),
+                backend: BackendChoice::Onnxruntime,
+                recognizer: RecognizerKind::Sface,
+                face_selection: FaceSelection::Central,
+            },
+            storage: StorageConfig { data_dir: "data".into(), store_images: false },
+            encryption: EncryptionConfig { key: None, key_file: None, previous_keys: Vec::new() },
+            inference: InferenceConfig { workers: 0, queue_capacity: 32 },
+            limits: LimitsConfig {
+                max_body_bytes: 32 * 1024 * 1024,
+                max_image_bytes: decode.max_bytes,
+                max_pixels: decode.max_pixels,
+                max_batch_images: 10,
+            },
+            enrolment: EnrolmentConfig { require_consent: true },
+            verification: VerificationConfig { far_target: 1e-3, max_top_k: 20 },
+            liveness: LivenessConfig {
+                threshold: None,
+                verify: if production { LivenessMode::Require } else { LivenessMode::Report },
+                identify: LivenessMode::Off,
+                enrol: LivenessMode::Off,
+            },
+            rate_limit: RateLimitConfig { requests_per_second: 0.0, burst: 20 },
+        }
+    }
+
+    /// Defaults for the profile named by `VISAGE_PROFILE` (or the seed's `ENVIRONMENT`), then
+    /// `file`, then `VISAGE_*` variables, then `overrides` (explicit command-line values).
+    pub fn load(file: Option<&Path>, overrides: Figment) -> Result<Self, ConfigError> {
+        let mut figment = Figment::new();
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(ConfigError::Invalid(format!("config file {} does not exist", file.display())));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        figment = figment.merge(Env::prefixed("VISAGE_").split("__")).merge(overrides);
+        let profile: Profile = match figment.extract_inner::<Profile>("profile") {
+            Ok(profile) => profile,
+            Err(err) if err.missing() => match std::env::var("ENVIRONMENT").as_deref() {
+                Ok("production") => Profile::Production,
+                _ => Profile::Development,
+            },
+            Err(err) => return Err(ConfigError::Invalid(err.to_string())),
+        };
+        let config: Config = Figment::from(Serialized::defaults(Self::defaults(profile)))
+            .merge(figment)
+            .merge(Serialized::default("profile", profile))
+            .extract()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        if !(self.verification.far_target > 0.0 && self.verification.far_target < 1.0) {
+            problems.push("verification.far_target must lie in (0, 1)".to_owned());
+        }
+        if self.liveness.threshold.is_some_and(|t| !(0.0..=1.0).contains(&t)) {
+            problems.push("liveness.threshold must lie in [0, 1]".to_owned());
+        }
+        if self.limits.max_image_bytes > self.limits.max_body_bytes {
+            problems.push("limits.max_image_bytes must not exceed limits.max_body_bytes".to_owned());
+        }
+        if self.limits.max_batch_images == 0 || self.verification.max_top_k == 0 {
+            problems.push("limits.max_batch_images and verification.max_top_k must be at least 1".to_owned());
+        }
+        if self.rate_limit.requests_per_second < 0.0 {
+            problems.push("rate_limit.requests_per_second must not be negative".to_owned());
+        }
+        if self.encryption.key.is_some() && self.encryption.key_file.is_some() {
+            problems.push("set encryption.key or encryption.key_file, not both".to_owned());
+        }
+        if self.profile == Profile::Production
+            && self.encryption.key.is_none()
+            && self.encryption.key_file.is_none()
+        {
+            problems.push(
+                "the production profile needs a template key: set VISAGE_ENCRYPTION__KEY or VISAGE_ENCRYPTION__KEY_FILE"
+                    .to_owned(),
+            );
+        }
+        if problems.is_empty() { Ok(()) } else { Err(ConfigError::Invalid(problems.join("; "))) }
+    }
+
+    pub fn decode_limits(&self) -> DecodeLimits {
+        DecodeLimits { max_bytes: self.limits.max_image_bytes, max_pixels: self.limits.max_pixels }
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.storage.data_dir.join("visage.db")
+    }
+
+    /// The configuration as JSON, secrets redacted: what `visage serve` prints at start.
+    pub fn redacted_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("the configuration serializes")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// Every option with its environment variable and meaning, for `visage serve --help`.
+/// A test keeps this table and [`Config`] in step.
+pub const OPTIONS: &[(&str, &str)] = &[
+    ("profile", "development | production (also from ENVIRONMENT=production) [development]"),
+    ("server.listen", "address:port to listen on [0.0.0.0:8000]"),
+    ("server.shutdown_grace_seconds", "time in-flight requests get after SIGTERM [30]"),
+    ("server.request_timeout_seconds", "requests running longer are answered 503 timeout [30]"),
+    ("models.dir", "model directory (scripts/fetch-models.sh) [models]"),
+    ("models.backend", "onnxruntime | tract [onnxruntime]"),
+    ("models.recognizer", "sface | mobilefacenet [sface]"),
+    ("models.face_selection", "single | central | largest: the face a single-face request uses [central]"),
+    ("storage.data_dir", "embedded database, development key and images [data]"),
+    ("storage.store_images", "keep enrolment images (encrypted) [false]"),
+    ("encryption.key", "template key, 32 bytes base64; required in production (secret)"),
+    ("encryption.key_file", "file holding the template key, instead of encryption.key"),
+    ("encryption.previous_keys", "retired keys that still open older templates (secret)"),
+    ("inference.workers", "inference threads, 0 = one per core [0]"),
+    ("inference.queue_capacity", "requests that may wait for a worker before 503 overloaded [32]"),
+    ("limits.max_body_bytes", "largest request body [33554432]"),
+    ("limits.max_image_bytes", "largest image file [15728640]"),
+    ("limits.max_pixels", "largest width x height [40000000]"),
+    ("limits.max_batch_images", "most images in one enrolment [10]"),
+    ("enrolment.require_consent", "refuse subjects without a consent record [true]"),
+    ("verification.far_target", "false-accept rate the threshold stands for [0.001]"),
+    ("verification.max_top_k", "most identification candidates [20]"),
+    (
+        "liveness.threshold",
+        "live when the score is at least this [calibrated; 0.1 without a calibration file]",
+    ),
+    ("liveness.verify", "off | report | require [report; require in production]"),
+    ("liveness.identify", "off | report | require [off]"),
+    ("liveness.enrol", "off | report | require [off]"),
+    ("rate_limit.requests_per_second", "per API key, 0 = off [0]"),
+    ("rate_limit.burst", "requests above the sustained rate a key may send at once [20]"),
+];
+
+/// The options table as `visage serve --help` prints it.
+pub fn options_help() -> String {
+    let mut text = String::from(
+        "Configuration: defaults, then --config FILE (TOML), then VISAGE_* environment variables\n\
+         (nesting with __, e.g. VISAGE_SERVER__LISTEN=127.0.0.1:8000), then explicit flags.\n\n",
+    );
+    for (key, help) in OPTIONS {
+        let env = format!("VISAGE_{}", key.replace('.', "__").to_uppercase());
+        text.push_str(&format!("  {key:<34} {env}\n      {help}\n"));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leaf_keys(value: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    if v.is_object() { leaf_keys(v, &key, out) } else { out.push(key) }
+                }
+            }
+            _ => out.push(prefix.to_owned()),
+        }
+    }
+
+    #[test]
+    fn the_help_table_lists_every_option() {
+        let mut keys = Vec::new();
+        leaf_keys(&Config::defaults(Profile::Development).redacted_json(), "", &mut keys);
+        let documented: Vec<&str> = OPTIONS.iter().map(|(k, _)| *k).collect();
+        for key in &keys {
+            assert!(documented.contains(&key.as_str()), "{key} is not in OPTIONS");
+        }
+        for key in documented {
+            assert!(keys.iter().any(|k| k == key), "OPTIONS lists {key}, which Config lacks");
+        }
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let mut config = Config::defaults(Profile::Production);
+        config.encryption.key = Some(Secret::new("c2VjcmV0"));
+        let printed = format!("{:?} {}", config, config.redacted_json());
+        assert!(!printed.contains("c2VjcmV0"));
+        assert!(printed.contains("[redacted]"));
+    }
+
+    #[test]
+    fn production_refuses_to_start_without_a_key() {
+        let err = Config::defaults(Profile::Production).validate().unwrap_err();
+        assert!(err.to_string().contains("VISAGE_ENCRYPTION__KEY"));
+        assert!(Config::defaults(Profile::Development).validate().is_ok());
+    }
+}

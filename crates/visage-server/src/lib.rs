@@ -1,0 +1,18 @@
+//! The visage HTTP service: `Application::build(config)` binds and returns the address;
+//! handlers stay thin over the face pipeline (on a bounded inference pool) and the store.
+
+pub mod app;
+pub mod auth;
+pub mod calibration;
+pub mod config;
+pub mod dto;
+pub mod error;
+pub mod gallery;
+pub mod input;
+pub mod openapi;
+pub mod pipeline;
+pub mod pool;
+pub mod routes;
+
+pub use app::{App, AppState, Application};
+pub use config::{Config, Profile};

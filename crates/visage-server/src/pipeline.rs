@@ -1,0 +1,144 @@
+//! The work done on inference threads: image bytes in, analysed faces out. Nothing here
+//! touches storage or the network.
+
+use image::RgbImage;
+use visage_face::liveness::AttackType;
+use visage_face::{
+    AnalyzedFace, BoundingBox, DetectedFace, FaceEngine, FaceError, LivenessModel, LivenessScore, Point,
+    QualityIssue, select_face,
+};
+
+/// Quality problems that make a liveness score meaningless: the models need a sharp,
+/// well-exposed face of some size to see print texture or screen moiré.
+const LIVENESS_BLOCKERS: [QualityIssue; 5] = [
+    QualityIssue::FaceTooSmall,
+    QualityIssue::TooBlurry,
+    QualityIssue::TooDark,
+    QualityIssue::TooBright,
+    QualityIssue::PoorExposure,
+];
+
+pub struct Pipeline {
+    pub engine: FaceEngine,
+    pub liveness: LivenessModel,
+    pub liveness_threshold: f32,
+}
+
+#[derive(Debug, Clone)]
+pub enum LivenessVerdict {
+    Live { score: f32 },
+    Spoof { score: f32, attack_type: AttackType },
+    Inconclusive { reasons: Vec<QualityIssue> },
+}
+
+impl LivenessVerdict {
+    /// The value of the seed's `liveness_checks_total{result}` label.
+    pub fn result(&self) -> &'static str {
+        match self {
+            Self::Live { .. } => "pass",
+            Self::Spoof { .. } => "fail",
+            Self::Inconclusive { .. } => "inconclusive",
+        }
+    }
+}
+
+/// Which face of the image a request uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pick {
+    /// The configured selection rule (`models.face_selection`).
+    Configured,
+    /// Exactly one face that passes the quality gate; faces failing it are bystanders
+    /// (enrolment: a template must come from one clear face).
+    OnlyGoodFace,
+}
+
+pub struct Probe {
+    pub width: u32,
+    pub height: u32,
+    pub face: AnalyzedFace,
+    pub liveness: Option<LivenessVerdict>,
+}
+
+pub struct Detection {
+    pub width: u32,
+    pub height: u32,
+    pub faces: Vec<(AnalyzedFace, Option<LivenessVerdict>)>,
+}
+
+impl Pipeline {
+    /// Decode → detect → pick one face → align, measure, embed → optionally liveness.
+    pub fn probe(&self, bytes: &[u8], pick: Pick, with_liveness: bool) -> Result<Probe, FaceError> {
+        let image = self.engine.decode(bytes)?;
+        let faces = self.engine.detect(&image)?;
+        let analyzed = match pick {
+            Pick::Configured => {
+                let face = select_face(&faces, image.dimensions(), self.engine.config().selection)?;
+                self.engine.analyze(&image, face)?
+            }
+            Pick::OnlyGoodFace => {
+                let mut analyzed = faces
+                    .iter()
+                    .map(|face| self.engine.analyze(&image, face))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let good = analyzed.iter().filter(|face| face.quality.passed()).count();
+                match good {
+                    // No face good enough: the best detection carries the reasons.
+                    0 if analyzed.is_empty() => return Err(FaceError::NoFace),
+                    0 => analyzed.swap_remove(0),
+                    1 => analyzed.into_iter().find(|face| face.quality.passed()).expect("one passed"),
+                    count => return Err(FaceError::MultipleFaces { count }),
+                }
+            }
+        };
+        let liveness = with_liveness.then(|| self.judge(&image, &analyzed)).transpose()?;
+        Ok(Probe { width: image.width(), height: image.height(), face: analyzed, liveness })
+    }
+
+    /// Every face of the image, analysed.
+    pub fn detect_all(&self, bytes: &[u8], with_liveness: bool) -> Result<Detection, FaceError> {
+        let image = self.engine.decode(bytes)?;
+        let faces = self.engine.detect(&image)?;
+        let faces = faces
+            .iter()
+            .map(|face| {
+                let analyzed = self.engine.analyze(&image, face)?;
+                let liveness = with_liveness.then(|| self.judge(&image, &analyzed)).transpose()?;
+                Ok((analyzed, liveness))
+            })
+            .collect::<Result<_, FaceError>>()?;
+        Ok(Detection { width: image.width(), height: image.height(), faces })
+    }
+
+    fn judge(&self, image: &RgbImage, face: &AnalyzedFace) -> Result<LivenessVerdict, FaceError> {
+        let reasons: Vec<QualityIssue> =
+            face.quality.issues.iter().copied().filter(|issue| LIVENESS_BLOCKERS.contains(issue)).collect();
+        if !reasons.is_empty() {
+            return Ok(LivenessVerdict::Inconclusive { reasons });
+        }
+        let score: LivenessScore = self.liveness.score(image, &face.detection)?;
+        Ok(match score.attack_type(self.liveness_threshold) {
+            None => LivenessVerdict::Live { score: score.live },
+            Some(attack_type) => LivenessVerdict::Spoof { score: score.live, attack_type },
+        })
+    }
+
+    /// Runs every model once so the first request does not pay for plan building.
+    pub fn warm_up(&self) -> Result<(), FaceError> {
+        let image = RgbImage::from_fn(320, 240, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 128]));
+        self.engine.detect(&image)?;
+        let face = DetectedFace {
+            bbox: BoundingBox { x: 110.0, y: 70.0, width: 100.0, height: 110.0 },
+            landmarks: [
+                Point::new(140.0, 110.0),
+                Point::new(180.0, 110.0),
+                Point::new(160.0, 130.0),
+                Point::new(145.0, 155.0),
+                Point::new(175.0, 155.0),
+            ],
+            score: 1.0,
+        };
+        self.engine.analyze(&image, &face)?;
+        self.liveness.score(&image, &face)?;
+        Ok(())
+    }
+}

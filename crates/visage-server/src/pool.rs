@@ -1,0 +1,86 @@
+//! Inference off the async runtime: a fixed set of threads fed through a bounded queue. A full
+//! queue is refused at once (503 `overloaded`) instead of building an unbounded backlog.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::oneshot;
+
+use crate::error::{ApiError, ApiResult};
+use crate::pipeline::Pipeline;
+
+type Job = Box<dyn FnOnce(&Pipeline) + Send>;
+
+pub struct InferencePool {
+    sender: SyncSender<Job>,
+    waiting: Arc<AtomicUsize>,
+    workers: usize,
+}
+
+impl InferencePool {
+    /// Starts `workers` threads; up to `queue_capacity` jobs may wait for one of them.
+    pub fn start(pipeline: Arc<Pipeline>, workers: usize, queue_capacity: usize) -> Self {
+        let (sender, receiver) = sync_channel::<Job>(queue_capacity);
+        let receiver = Arc::new(Mutex::new(receiver));
+        let waiting = Arc::new(AtomicUsize::new(0));
+        for index in 0..workers {
+            let (receiver, pipeline, waiting) = (receiver.clone(), pipeline.clone(), waiting.clone());
+            std::thread::Builder::new()
+                .name(format!("inference-{index}"))
+                .spawn(move || worker(&receiver, &pipeline, &waiting))
+                .expect("spawning an inference thread");
+        }
+        Self { sender, waiting, workers }
+    }
+
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
+    /// Jobs accepted but not yet picked up by a worker.
+    pub fn queue_depth(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Runs `work` on an inference thread and waits for its result.
+    pub async fn run<T, F>(&self, work: F) -> ApiResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Pipeline) -> T + Send + 'static,
+    {
+        let (reply, result) = oneshot::channel();
+        let span = tracing::Span::current();
+        let job: Job = Box::new(move |pipeline| {
+            let _entered = span.enter();
+            // The caller may have gone (client disconnected); the result is then dropped.
+            let _ = reply.send(work(pipeline));
+        });
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        match self.sender.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                self.waiting.fetch_sub(1, Ordering::Relaxed);
+                return Err(ApiError::Overloaded { retry_after: 1 });
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                self.waiting.fetch_sub(1, Ordering::Relaxed);
+                return Err(ApiError::Internal("the inference pool has stopped".into()));
+            }
+        }
+        result.await.map_err(|_| ApiError::Internal("an inference job panicked".into()))
+    }
+}
+
+fn worker(receiver: &Mutex<Receiver<Job>>, pipeline: &Pipeline, waiting: &AtomicUsize) {
+    loop {
+        let job = {
+            let guard = receiver.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            guard.recv()
+        };
+        let Ok(job) = job else { return };
+        waiting.fetch_sub(1, Ordering::Relaxed);
+        // A panic in one job must not take the worker down with it.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(pipeline)));
+    }
+}

@@ -1,0 +1,645 @@
+//! The HTTP handlers. Each checks the caller, runs inference on the pool, then storage, then
+//! writes the audit trail.
+
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use bytes::Bytes;
+use chrono::Utc;
+use serde_json::json;
+use uuid::Uuid;
+use visage_store::{CollectionId, Consent, NewSubject, Role, Template, VerificationMode, VerificationRecord};
+
+use crate::app::{App, AppState};
+use crate::auth::Caller;
+use crate::calibration::OperatingPoint;
+use crate::config::LivenessMode;
+use crate::dto::*;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::input::{IMAGE_FIELD, ImageForm, REFERENCE_FIELD};
+use crate::pipeline::{LivenessVerdict, Pick, Probe};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
+        .merge(crate::openapi::docs())
+        .route("/v1/detect", post(detect))
+        .route("/v1/liveness", post(liveness))
+        .route("/v1/verify", post(verify))
+        .route("/v1/identify", post(identify))
+        .route("/v1/collections", post(create_collection).get(list_collections))
+        .route("/v1/subjects", post(create_subject).get(list_subjects))
+        .route("/v1/subjects/{id}", get(get_subject).delete(erase_subject))
+        .route("/v1/subjects/{id}/faces", post(enrol_faces).get(list_faces))
+        .route("/v1/subjects/{id}/faces/{face_id}", delete(delete_face))
+        .route("/v1/audit", get(list_audit))
+}
+
+fn parse_collection(name: Option<&str>) -> ApiResult<CollectionId> {
+    name.map_or_else(
+        || Ok(CollectionId::default_collection()),
+        |n| CollectionId::parse(n).map_err(ApiError::InvalidRequest),
+    )
+}
+
+impl App {
+    fn operating_point(&self, far_target: Option<f64>) -> ApiResult<OperatingPoint> {
+        let far = far_target.unwrap_or(self.config.verification.far_target);
+        self.calibration.point(far).ok_or_else(|| {
+            ApiError::InvalidRequest(format!(
+                "far_target {far} is not calibrated; calibrated targets: {:?}",
+                self.calibration.targets()
+            ))
+        })
+    }
+
+    /// Analyses a probe on the inference pool and applies the liveness mode.
+    async fn probe(
+        &self,
+        caller: &Caller,
+        bytes: Bytes,
+        pick: Pick,
+        mode: LivenessMode,
+    ) -> ApiResult<(Probe, Option<LivenessDto>)> {
+        let with_liveness = mode != LivenessMode::Off;
+        let probe = self.pool.run(move |p| p.probe(&bytes, pick, with_liveness)).await??;
+        let liveness = probe.liveness.as_ref().map(|v| LivenessDto::new(v, self.liveness_threshold));
+        if mode == LivenessMode::Require {
+            match probe.liveness.as_ref() {
+                Some(LivenessVerdict::Spoof { score, attack_type }) => {
+                    let attack = enum_name(attack_type);
+                    self.audit(
+                        Some(caller),
+                        "liveness.spoof",
+                        "refused",
+                        None,
+                        None,
+                        json!({ "attack_type": attack }),
+                    )
+                    .await;
+                    return Err(ApiError::SpoofDetected {
+                        score: *score,
+                        attack_type: Some(if attack == "print" { "print" } else { "unknown" }),
+                    });
+                }
+                Some(LivenessVerdict::Inconclusive { reasons }) => {
+                    return Err(ApiError::LivenessInconclusive { reasons: reasons.clone() });
+                }
+                _ => {}
+            }
+        }
+        Ok((probe, liveness))
+    }
+
+    async fn subject_for(&self, caller: &Caller, id: Uuid, role: Role) -> ApiResult<visage_store::Subject> {
+        caller.require(role)?;
+        let subject = self.store.get_subject(id).await?.ok_or(ApiError::SubjectNotFound)?;
+        // A key scoped to other collections learns nothing about this subject.
+        if !caller.scope.allows(&subject.collection) {
+            return Err(ApiError::SubjectNotFound);
+        }
+        Ok(subject)
+    }
+}
+
+#[utoipa::path(get, path = "/health/live", tag = "health", responses((status = 200, body = HealthDto)))]
+/// The process is up.
+pub async fn live() -> Json<HealthDto> {
+    Json(HealthDto { status: "ok".into(), checks: serde_json::Map::new() })
+}
+
+#[utoipa::path(get, path = "/health/ready", tag = "health",
+    responses((status = 200, body = HealthDto), (status = 503, description = "not ready", body = HealthDto)))]
+/// Ready to serve: models loaded and warmed up, storage answering.
+pub async fn ready(State(app): State<AppState>) -> (StatusCode, Json<HealthDto>) {
+    let mut checks = serde_json::Map::new();
+    let models_ok = app.ready.load(Ordering::SeqCst);
+    checks.insert("models".into(), json!(if models_ok { "ok" } else { "not ready" }));
+    let storage_ok = app.store.ping().await.is_ok();
+    checks.insert("storage".into(), json!(if storage_ok { "ok" } else { "unavailable" }));
+    checks.insert("inference_queue".into(), json!(app.pool.queue_depth()));
+    let ok = models_ok && storage_ok;
+    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(HealthDto { status: if ok { "ok" } else { "unavailable" }.into(), checks }))
+}
+
+#[utoipa::path(post, path = "/v1/detect", tag = "analysis",
+    params(("liveness" = Option<bool>, Query, description = "also judge liveness of every face")),
+    request_body(content((ImageUpload = "multipart/form-data"), (ImageUpload = "application/json"), ("image/jpeg"), ("image/png"), ("image/webp"))),
+    responses((status = 200, body = DetectResponse), (status = "4XX", body = ErrorBody)),
+    security(("api_key" = [])))]
+/// Every face of an image: box, landmarks, detection score, quality; liveness on request.
+pub async fn detect(
+    State(app): State<AppState>,
+    caller: Caller,
+    mut form: ImageForm,
+) -> ApiResult<Json<DetectResponse>> {
+    caller.require(Role::Verify)?;
+    let params: DetectParams = form.params()?;
+    let bytes = form.take(IMAGE_FIELD).ok_or(ApiError::ImageMissing)?;
+    let with_liveness = params.liveness.unwrap_or(false);
+    let detection = app.pool.run(move |p| p.detect_all(&bytes, with_liveness)).await??;
+    let faces = detection
+        .faces
+        .iter()
+        .map(|(face, verdict)| {
+            FaceDto::new(face, verdict.as_ref().map(|v| LivenessDto::new(v, app.liveness_threshold)))
+        })
+        .collect();
+    Ok(Json(DetectResponse { width: detection.width, height: detection.height, faces }))
+}
+
+#[utoipa::path(post, path = "/v1/liveness", tag = "analysis",
+    request_body(content((ImageUpload = "multipart/form-data"), (ImageUpload = "application/json"), ("image/jpeg"), ("image/png"), ("image/webp"))),
+    responses((status = 200, body = LivenessResponse), (status = "4XX", body = ErrorBody)),
+    security(("api_key" = [])))]
+/// Passive liveness of the face in the image: live or spoof, score, attack type.
+pub async fn liveness(
+    State(app): State<AppState>,
+    caller: Caller,
+    mut form: ImageForm,
+) -> ApiResult<Json<LivenessResponse>> {
+    caller.require(Role::Verify)?;
+    let bytes = form.take(IMAGE_FIELD).ok_or(ApiError::ImageMissing)?;
+    let (probe, liveness) = app.probe(&caller, bytes, Pick::Configured, LivenessMode::Report).await?;
+    let liveness = liveness.expect("report mode judges liveness");
+    app.audit(Some(&caller), "liveness.check", "ok", None, None, json!({ "result": liveness.result })).await;
+    Ok(Json(LivenessResponse { liveness, face: (&probe.face).into() }))
+}
+
+#[utoipa::path(post, path = "/v1/verify", tag = "matching",
+    request_body(content((VerifyRequest = "multipart/form-data"), (VerifyRequest = "application/json"))),
+    responses((status = 200, body = VerifyResponse), (status = "4XX", body = ErrorBody)),
+    security(("api_key" = [])))]
+/// 1:1: is the face in `image` the enrolled subject (best of its templates), or the person in
+/// `reference_image`?
+pub async fn verify(
+    State(app): State<AppState>,
+    caller: Caller,
+    mut form: ImageForm,
+) -> ApiResult<Json<VerifyResponse>> {
+    caller.require(Role::Verify)?;
+    let params: VerifyParams = form.params()?;
+    let point = app.operating_point(params.far_target)?;
+    let mode = params.liveness.unwrap_or(app.config.liveness.verify);
+    let image = form.take(IMAGE_FIELD).ok_or(ApiError::ImageMissing)?;
+    let reference = form.take(REFERENCE_FIELD);
+    let subject = match (params.subject_id, &reference) {
+        (Some(id), None) => Some(app.subject_for(&caller, id, Role::Verify).await?),
+        (None, Some(_)) => None,
+        _ => {
+            return Err(ApiError::InvalidRequest(
+                "give exactly one of subject_id and reference_image".into(),
+            ));
+        }
+    };
+    let templates = match &subject {
+        Some(s) => {
+            let templates = app.store.list_templates(s.id).await?;
+            if templates.is_empty() {
+                return Err(ApiError::SubjectHasNoFaces);
+            }
+            templates
+        }
+        None => Vec::new(),
+    };
+    let (probe, liveness) = app.probe(&caller, image, Pick::Configured, mode).await?;
+    let probe_embedding = probe.face.embedding.clone();
+    let similarity = match reference {
+        Some(reference) => {
+            let (reference_probe, _) =
+                app.probe(&caller, reference, Pick::Configured, LivenessMode::Off).await?;
+            probe_embedding.cosine(&reference_probe.face.embedding)
+        }
+        None => best_similarity(&app, &templates, probe_embedding.as_slice())?,
+    };
+    let is_match = similarity >= point.threshold;
+    let verification_id = Uuid::now_v7();
+    let collection = subject.as_ref().map(|s| s.collection.clone());
+    app.store
+        .record_verification(&VerificationRecord {
+            id: verification_id,
+            created_at: Utc::now(),
+            api_key_id: Some(caller.key_id.clone()),
+            mode: VerificationMode::Verify,
+            collection: collection.clone(),
+            subject_id: subject.as_ref().map(|s| s.id),
+            similarity: Some(similarity),
+            threshold: point.threshold,
+            far_target: Some(point.far),
+            decision: if is_match { "match" } else { "no_match" }.into(),
+            liveness_score: liveness.as_ref().and_then(|l| l.score),
+        })
+        .await?;
+    let outcome = if is_match { "match" } else { "no_match" };
+    app.audit(
+        Some(&caller),
+        "verify",
+        outcome,
+        collection.as_ref(),
+        subject.as_ref().map(|s| s.id),
+        json!({ "verification_id": verification_id }),
+    )
+    .await;
+    Ok(Json(VerifyResponse {
+        verification_id,
+        is_match,
+        similarity,
+        threshold: point.threshold,
+        far_target: point.far,
+        model: app.model.clone(),
+        subject_id: subject.map(|s| s.id),
+        face: (&probe.face).into(),
+        liveness,
+    }))
+}
+
+fn best_similarity(app: &App, templates: &[Template], probe: &[f32]) -> ApiResult<f32> {
+    let mut best = f32::NEG_INFINITY;
+    for t in templates {
+        if t.model != app.model {
+            return Err(ApiError::ModelMismatch { stored: t.model.clone(), running: app.model.clone() });
+        }
+        let values =
+            app.keys.open(t.id, t.subject_id, &t.sealed).map_err(|e| ApiError::Internal(e.to_string()))?;
+        best = best.max(crate::gallery::dot(&values, probe));
+    }
+    Ok(best)
+}
+
+#[utoipa::path(post, path = "/v1/identify", tag = "matching",
+    request_body(content((IdentifyRequest = "multipart/form-data"), (IdentifyRequest = "application/json"))),
+    responses((status = 200, body = IdentifyResponse), (status = "4XX", body = ErrorBody)),
+    security(("api_key" = [])))]
+/// 1:N: who in the collection is this? Candidates at or above the threshold, best first; an
+/// unknown person gets an empty list, never the nearest stranger.
+pub async fn identify(
+    State(app): State<AppState>,
+    caller: Caller,
+    mut form: ImageForm,
+) -> ApiResult<Json<IdentifyResponse>> {
+    let params: IdentifyParams = form.params()?;
+    let collection = parse_collection(params.collection.as_deref())?;
+    caller.require_in(Role::Verify, &collection)?;
+    if !app.store.collection_exists(&collection).await? {
+        return Err(ApiError::CollectionNotFound);
+    }
+    let point = app.operating_point(params.far_target)?;
+    let top_k = params.top_k.unwrap_or(5).clamp(1, app.config.verification.max_top_k);
+    let mode = params.liveness.unwrap_or(app.config.liveness.identify);
+    let image = form.take(IMAGE_FIELD).ok_or(ApiError::ImageMissing)?;
+    let (probe, liveness) = app.probe(&caller, image, Pick::Configured, mode).await?;
+    let hits = app.gallery.search(&collection, probe.face.embedding.as_slice(), point.threshold, top_k);
+    let mut candidates = Vec::with_capacity(hits.len());
+    for hit in hits {
+        // A subject erased since the search started is simply left out.
+        if let Some(subject) = app.store.get_subject(hit.subject_id).await? {
+            candidates.push(CandidateDto {
+                subject_id: hit.subject_id,
+                external_id: subject.external_id,
+                similarity: hit.similarity,
+            });
+        }
+    }
+    let verification_id = Uuid::now_v7();
+    let top = candidates.first();
+    app.store
+        .record_verification(&VerificationRecord {
+            id: verification_id,
+            created_at: Utc::now(),
+            api_key_id: Some(caller.key_id.clone()),
+            mode: VerificationMode::Identify,
+            collection: Some(collection.clone()),
+            subject_id: top.map(|c| c.subject_id),
+            similarity: top.map(|c| c.similarity),
+            threshold: point.threshold,
+            far_target: Some(point.far),
+            decision: if top.is_some() { "match" } else { "no_match" }.into(),
+            liveness_score: liveness.as_ref().and_then(|l| l.score),
+        })
+        .await?;
+    let outcome = if top.is_some() { "match" } else { "no_match" };
+    app.audit(
+        Some(&caller),
+        "identify",
+        outcome,
+        Some(&collection),
+        None,
+        json!({ "verification_id": verification_id, "candidates": candidates.len() }),
+    )
+    .await;
+    Ok(Json(IdentifyResponse {
+        verification_id,
+        candidates,
+        threshold: point.threshold,
+        far_target: point.far,
+        model: app.model.clone(),
+        collection: collection.to_string(),
+        face: (&probe.face).into(),
+        liveness,
+    }))
+}
+
+#[utoipa::path(post, path = "/v1/collections", tag = "collections", request_body = CreateCollectionRequest,
+    responses((status = 201, body = CollectionDto), (status = "4XX", body = ErrorBody)), security(("api_key" = [])))]
+/// Creates a collection (gallery). Admin only.
+pub async fn create_collection(
+    State(app): State<AppState>,
+    caller: Caller,
+    Json(request): Json<CreateCollectionRequest>,
+) -> ApiResult<(StatusCode, Json<CollectionDto>)> {
+    caller.require(Role::Admin)?;
+    let id = CollectionId::parse(request.id).map_err(ApiError::InvalidRequest)?;
+    let created = app.store.create_collection(&id).await?;
+    app.audit(Some(&caller), "collection.create", "ok", Some(&id), None, json!({})).await;
+    Ok((
+        StatusCode::CREATED,
+        Json(CollectionDto { id: id.to_string(), created_at: created.created_at, templates: 0 }),
+    ))
+}
+
+#[utoipa::path(get, path = "/v1/collections", tag = "collections",
+    responses((status = 200, body = CollectionList), (status = "4XX", body = ErrorBody)), security(("api_key" = [])))]
+/// The collections this key may use.
+pub async fn list_collections(
+    State(app): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<CollectionList>> {
+    caller.require(Role::Read)?;
+    let collections = app
+        .store
+        .list_collections()
+        .await?
+        .into_iter()
+        .filter(|c| caller.scope.allows(&c.id))
+        .map(|c| CollectionDto {
+            templates: app.gallery.len(&c.id),
+            id: c.id.to_string(),
+            created_at: c.created_at,
+        })
+        .collect();
+    Ok(Json(CollectionList { collections }))
+}
+
+#[utoipa::path(post, path = "/v1/subjects", tag = "subjects", request_body = CreateSubjectRequest,
+    responses((status = 201, body = SubjectDto), (status = "4XX", body = ErrorBody)), security(("api_key" = [])))]
+/// Creates a subject (a person) with its consent record.
+pub async fn create_subject(
+    State(app): State<AppState>,
+    caller: Caller,
+    Json(request): Json<CreateSubjectRequest>,
+) -> ApiResult<(StatusCode, Json<SubjectDto>)> {
+    let collection = parse_collection(request.collection.as_deref())?;
+    caller.require_in(Role::Enrol, &collection)?;
+    let external_id = request.external_id.trim().to_owned();
+    if external_id.is_empty() || external_id.len() > 256 {
+        return Err(ApiError::InvalidRequest("external_id must be 1-256 characters".into()));
+    }
+    let consent = match request.consent {
+        Some(c) if !c.given_by.trim().is_empty() && !c.purpose.trim().is_empty() => Some(Consent {
+            given_by: c.given_by,
+            given_at: c.given_at.unwrap_or_else(Utc::now),
+            purpose: c.purpose,
+            reference: c.reference,
+        }),
+        Some(_) => return Err(ApiError::ConsentRequired),
+        None if app.config.enrolment.require_consent => {
+            app.audit(
+                Some(&caller),
+                "subject.create",
+                "refused",
+                Some(&collection),
+                None,
+                json!({ "reason": "consent_required" }),
+            )
+            .await;
+            return Err(ApiError::ConsentRequired);
+        }
+        None => None,
+    };
+    if !app.store.collection_exists(&collection).await? {
+        return Err(ApiError::CollectionNotFound);
+    }
+    let subject = app
+        .store
+        .create_subject(&NewSubject {
+            id: Uuid::now_v7(),
+            collection: collection.clone(),
+            external_id,
+            metadata: request.metadata,
+            consent,
+            created_at: Utc::now(),
+        })
+        .await?;
+    app.audit(
+        Some(&caller),
+        "subject.create",
+        "ok",
+        Some(&collection),
+        Some(subject.id),
+        json!({ "consent": subject.consent.is_some() }),
+    )
+    .await;
+    Ok((StatusCode::CREATED, Json(SubjectDto::from(&subject))))
+}
+
+#[utoipa::path(get, path = "/v1/subjects", tag = "subjects",
+    params(("collection" = Option<String>, Query, description = "default: `default`"),
+           ("external_id" = Option<String>, Query, description = "find the subject with this external id"),
+           ("cursor" = Option<Uuid>, Query, description = "next_cursor of the previous page"),
+           ("limit" = Option<u32>, Query, description = "page size, 1-500, default 100")),
+    responses((status = 200, body = SubjectPage), (status = "4XX", body = ErrorBody)), security(("api_key" = [])))]
+/// Subjects of a collection, in creation order, a page at a time.
+pub async fn list_subjects(
+    State(app): State<AppState>,
+    caller: Caller,
+    Query(query): Query<ListSubjectsQuery>,
+) -> ApiResult<Json<SubjectPage>> {
+    let collection = parse_collection(query.collection.as_deref())?;
+    caller.require_in(Role::Read, &collection)?;
+    if let Some(external_id) = &query.external_id {
+        let found = app.store.find_subject(&collection, external_id).await?;
+        return Ok(Json(SubjectPage {
+            items: found.iter().map(SubjectDto::from).collect(),
+            next_cursor: None,
+        }));
+    }
+    let limit = query.limit.unwrap_or(100).clamp(1, 500);
+    let subjects = app.store.list_subjects(&collection, query.cursor, limit + 1).await?;
+    let has_more = subjects.len() > limit as usize;
+    let items: Vec<SubjectDto> = subjects.iter().take(limit as usize).map(SubjectDto::from).collect();
+    let next_cursor = if has_more { items.last().map(|s| s.id) } else { None };
+    Ok(Json(SubjectPage { items, next_cursor }))
+}
+
+#[utoipa::path(get, path = "/v1/subjects/{id}", tag = "subjects", params(("id" = Uuid, Path)),
+    responses((status = 200, body = SubjectDto), (status = "4XX", body = ErrorBody)), security(("api_key" = [])))]
+pub async fn get_subject(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<SubjectDto>> {
+    let subject = app.subject_for(&caller, id, Role::Read).await?;
+    Ok(Json(SubjectDto::from(&subject)))
+}
+
+#[utoipa::path(delete, path = "/v1/subjects/{id}", tag = "subjects", params(("id" = Uuid, Path)),
+    responses((status = 204, description = "erased"), (status = "4XX", body = ErrorBody)), security(("api_key" = [])))]
+/// Erasure: the subject, its templates, stored images, index entries and its link from past
+/// verifications are deleted. The audit log keeps that an erasure happened.
+pub async fn erase_subject(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> ApiResult<StatusCode> {
+    let subject = app.subject_for(&caller, id, Role::Enrol).await?;
+    let erasure = app.store.erase_subject(id).await?.ok_or(ApiError::SubjectNotFound)?;
+    app.gallery.remove_subject(id);
+    app.delete_images(&erasure.image_refs);
+    app.audit(
+        Some(&caller),
+        "subject.erase",
+        "ok",
+        Some(&subject.collection),
+        Some(id),
+        json!({ "templates": erasure.templates.len(), "images": erasure.image_refs.len() }),
+    )
+    .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/v1/subjects/{id}/faces", tag = "subjects", params(("id" = Uuid, Path)),
+    request_body(content((EnrolRequest = "multipart/form-data"), (EnrolRequest = "application/json"), ("image/jpeg"), ("image/png"), ("image/webp"))),
+    responses((status = 201, body = FaceList), (status = "4XX", body = ErrorBody)), security(("api_key" = [])))]
+/// Enrols faces: each image must hold exactly one face that passes the quality gate (faces
+/// that fail it, such as small ones in the background, are ignored) and pass liveness when
+/// required. All images are stored, or none.
+pub async fn enrol_faces(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    mut form: ImageForm,
+) -> ApiResult<(StatusCode, Json<FaceList>)> {
+    let subject = app.subject_for(&caller, id, Role::Enrol).await?;
+    let params: EnrolParams = form.params()?;
+    let mode = params.liveness.unwrap_or(app.config.liveness.enrol);
+    let images = form.take_all(IMAGE_FIELD);
+    if images.is_empty() {
+        return Err(ApiError::ImageMissing);
+    }
+    if images.len() > app.config.limits.max_batch_images {
+        return Err(ApiError::InvalidRequest(format!(
+            "{} images sent, at most {} per request",
+            images.len(),
+            app.config.limits.max_batch_images
+        )));
+    }
+    let batch = images.len() > 1;
+    let in_batch = |index: usize, err: ApiError| {
+        if batch { ApiError::InBatch { index, source: Box::new(err) } } else { err }
+    };
+    let mut templates = Vec::with_capacity(images.len());
+    let mut verdicts = Vec::with_capacity(images.len());
+    for (index, bytes) in images.into_iter().enumerate() {
+        let kept = app.config.storage.store_images.then(|| bytes.clone());
+        let (probe, liveness) =
+            app.probe(&caller, bytes, Pick::OnlyGoodFace, mode).await.map_err(|e| in_batch(index, e))?;
+        if !probe.face.quality.passed() {
+            return Err(in_batch(index, ApiError::LowQuality { reasons: probe.face.quality.issues.clone() }));
+        }
+        let template_id = Uuid::now_v7();
+        let image_ref = match kept {
+            Some(bytes) => Some(
+                app.store_image(template_id, id, &bytes).map_err(|e| ApiError::Internal(e.to_string()))?,
+            ),
+            None => None,
+        };
+        templates.push(Template {
+            id: template_id,
+            subject_id: id,
+            model: app.model.clone(),
+            sealed: app.keys.seal(template_id, id, probe.face.embedding.as_slice()),
+            quality: serde_json::to_value(probe.face.quality.measures).expect("measures serialize"),
+            image_ref,
+            created_at: Utc::now(),
+        });
+        verdicts.push((liveness, probe.face.embedding));
+    }
+    if let Err(err) = app.store.add_templates(&templates).await {
+        app.delete_images(templates.iter().filter_map(|t| t.image_ref.as_ref()));
+        return Err(err.into());
+    }
+    let mut faces = Vec::with_capacity(templates.len());
+    for (template, (liveness, embedding)) in templates.iter().zip(verdicts) {
+        app.gallery.insert(&subject.collection, template.id, id, embedding.as_slice());
+        faces.push(FaceRecordDto::new(template, liveness));
+    }
+    app.audit(
+        Some(&caller),
+        "face.enrol",
+        "ok",
+        Some(&subject.collection),
+        Some(id),
+        json!({ "faces": faces.len() }),
+    )
+    .await;
+    Ok((StatusCode::CREATED, Json(FaceList { faces })))
+}
+
+#[utoipa::path(get, path = "/v1/subjects/{id}/faces", tag = "subjects", params(("id" = Uuid, Path)),
+    responses((status = 200, body = FaceList), (status = "4XX", body = ErrorBody)), security(("api_key" = [])))]
+pub async fn list_faces(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<FaceList>> {
+    app.subject_for(&caller, id, Role::Read).await?;
+    let templates = app.store.list_templates(id).await?;
+    Ok(Json(FaceList { faces: templates.iter().map(|t| FaceRecordDto::new(t, None)).collect() }))
+}
+
+#[utoipa::path(delete, path = "/v1/subjects/{id}/faces/{face_id}", tag = "subjects",
+    params(("id" = Uuid, Path), ("face_id" = Uuid, Path)),
+    responses((status = 204, description = "deleted"), (status = "4XX", body = ErrorBody)), security(("api_key" = [])))]
+pub async fn delete_face(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((id, face_id)): Path<(Uuid, Uuid)>,
+) -> ApiResult<StatusCode> {
+    let subject = app.subject_for(&caller, id, Role::Enrol).await?;
+    let template = app.store.delete_template(id, face_id).await?.ok_or(ApiError::FaceNotFound)?;
+    app.gallery.remove_template(face_id);
+    app.delete_images(template.image_ref.iter());
+    app.audit(
+        Some(&caller),
+        "face.delete",
+        "ok",
+        Some(&subject.collection),
+        Some(id),
+        json!({ "face_id": face_id }),
+    )
+    .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/v1/audit", tag = "audit",
+    params(("cursor" = Option<i64>, Query, description = "next_cursor of the previous page"),
+           ("limit" = Option<u32>, Query, description = "page size, 1-1000, default 100")),
+    responses((status = 200, body = AuditPage), (status = "4XX", body = ErrorBody)), security(("api_key" = [])))]
+/// The audit trail, oldest first. Admin only.
+pub async fn list_audit(
+    State(app): State<AppState>,
+    caller: Caller,
+    Query(query): Query<AuditQuery>,
+) -> ApiResult<Json<AuditPage>> {
+    caller.require(Role::Admin)?;
+    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let events = app.store.list_audit(query.cursor, limit).await?;
+    let next_cursor = (events.len() == limit as usize).then(|| events.last().map(|e| e.seq)).flatten();
+    Ok(Json(AuditPage { items: events.into_iter().map(AuditEventDto::from).collect(), next_cursor }))
+}

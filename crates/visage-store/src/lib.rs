@@ -1,0 +1,95 @@
+//! Storage for visage. The service talks to [`Store`]; the embedded backend is SQLite
+//! ([`SqliteStore`]), and server backends implement the same trait.
+//!
+//! Templates reach the store already sealed ([`crypto::KeyRing`]): no backend ever sees a
+//! template in the clear.
+
+pub mod apikey;
+pub mod crypto;
+mod model;
+mod sqlite;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+pub use model::*;
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or failed; the request may be retried.
+    #[error("storage unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("{0} already exists")]
+    Conflict(&'static str),
+    #[error("{0} does not exist")]
+    Missing(&'static str),
+    /// Stored data that cannot be read back (a bug or tampering).
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        Self::Unavailable(err)
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(err: sqlx::migrate::MigrateError) -> Self {
+        Self::Unavailable(err.into())
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Everything the service persists. Implementations must make each method atomic.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Cheap round trip for readiness checks.
+    async fn ping(&self) -> StoreResult<()>;
+    /// Waits for open connections to finish, at shutdown.
+    async fn close(&self) {}
+
+    async fn create_collection(&self, id: &CollectionId) -> StoreResult<Collection>;
+    async fn list_collections(&self) -> StoreResult<Vec<Collection>>;
+    async fn collection_exists(&self, id: &CollectionId) -> StoreResult<bool>;
+
+    /// Fails with `Conflict` when the external id is taken in the collection.
+    async fn create_subject(&self, subject: &NewSubject) -> StoreResult<Subject>;
+    async fn get_subject(&self, id: Uuid) -> StoreResult<Option<Subject>>;
+    /// Subjects of a collection in creation order, after the cursor subject.
+    async fn list_subjects(
+        &self,
+        collection: &CollectionId,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> StoreResult<Vec<Subject>>;
+    async fn find_subject(
+        &self,
+        collection: &CollectionId,
+        external_id: &str,
+    ) -> StoreResult<Option<Subject>>;
+    /// Deletes the subject, its templates and its link from past verifications; `None` when
+    /// there was no such subject.
+    async fn erase_subject(&self, id: Uuid) -> StoreResult<Option<Erasure>>;
+
+    /// Stores all templates or none.
+    async fn add_templates(&self, templates: &[Template]) -> StoreResult<()>;
+    async fn list_templates(&self, subject_id: Uuid) -> StoreResult<Vec<Template>>;
+    async fn delete_template(&self, subject_id: Uuid, template_id: Uuid) -> StoreResult<Option<Template>>;
+    /// Every template of every subject, for building the 1:N index.
+    async fn all_templates(&self) -> StoreResult<Vec<GalleryTemplate>>;
+
+    async fn create_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()>;
+    async fn get_api_key(&self, id: &str) -> StoreResult<Option<ApiKeyRecord>>;
+    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>>;
+    /// True when an active key was revoked.
+    async fn revoke_api_key(&self, id: &str) -> StoreResult<bool>;
+
+    async fn record_verification(&self, record: &VerificationRecord) -> StoreResult<()>;
+
+    async fn append_audit(&self, event: &NewAuditEvent) -> StoreResult<()>;
+    /// Events after `after_seq`, oldest first.
+    async fn list_audit(&self, after_seq: Option<i64>, limit: u32) -> StoreResult<Vec<AuditEvent>>;
+}

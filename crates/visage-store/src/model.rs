@@ -1,0 +1,307 @@
+//! The records visage keeps, as validated types.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::crypto::SealedTemplate;
+
+/// A gallery name: 1-64 characters of `a-z`, `0-9`, `-` and `_`, so it is safe in paths,
+/// URLs and metric labels.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct CollectionId(String);
+
+impl CollectionId {
+    pub const DEFAULT: &'static str = "default";
+
+    pub fn parse(value: impl Into<String>) -> Result<Self, String> {
+        let value = value.into();
+        let valid_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_';
+        if value.is_empty() || value.len() > 64 || !value.chars().all(valid_char) {
+            return Err(format!("collection id {value:?} is not 1-64 characters of a-z, 0-9, '-' and '_'"));
+        }
+        Ok(Self(value))
+    }
+
+    pub fn default_collection() -> Self {
+        Self(Self::DEFAULT.to_owned())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for CollectionId {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, String> {
+        Self::parse(value)
+    }
+}
+
+impl From<CollectionId> for String {
+    fn from(id: CollectionId) -> Self {
+        id.0
+    }
+}
+
+impl fmt::Display for CollectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Collection {
+    pub id: CollectionId,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Who agreed to the processing of their biometric data, when, and for what.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Consent {
+    /// Who gave consent (the data subject, or a legal guardian), as the operator records it.
+    pub given_by: String,
+    pub given_at: DateTime<Utc>,
+    /// The purpose consented to, e.g. "access control at site 3".
+    pub purpose: String,
+    /// Where the signed consent is kept (document number, URL in the operator's system).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewSubject {
+    pub id: Uuid,
+    pub collection: CollectionId,
+    pub external_id: String,
+    pub metadata: Option<serde_json::Value>,
+    pub consent: Option<Consent>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Subject {
+    pub id: Uuid,
+    pub collection: CollectionId,
+    pub external_id: String,
+    pub metadata: Option<serde_json::Value>,
+    pub consent: Option<Consent>,
+    pub created_at: DateTime<Utc>,
+    pub face_count: u32,
+}
+
+/// One enrolled face: its sealed template and what is known about its quality.
+#[derive(Debug, Clone)]
+pub struct Template {
+    pub id: Uuid,
+    pub subject_id: Uuid,
+    /// The recognizer that produced the template; templates of other models are not comparable.
+    pub model: String,
+    pub sealed: SealedTemplate,
+    pub quality: serde_json::Value,
+    pub image_ref: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A template together with the collection of its subject, as the 1:N index loads it.
+#[derive(Debug, Clone)]
+pub struct GalleryTemplate {
+    pub collection: CollectionId,
+    pub template: Template,
+}
+
+/// What an erasure removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Erasure {
+    pub templates: Vec<Uuid>,
+    pub image_refs: Vec<String>,
+}
+
+/// API key roles; each role includes the ones before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Read subjects and faces.
+    Read,
+    /// Detect, verify, identify and check liveness.
+    Verify,
+    /// Create subjects, enrol and delete faces, erase subjects.
+    Enrol,
+    /// Everything, plus collections and the audit log.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Verify => "verify",
+            Self::Enrol => "enrol",
+            Self::Admin => "admin",
+        }
+    }
+
+    pub fn includes(self, required: Role) -> bool {
+        self >= required
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "read" => Ok(Self::Read),
+            "verify" => Ok(Self::Verify),
+            "enrol" | "enroll" => Ok(Self::Enrol),
+            "admin" => Ok(Self::Admin),
+            other => Err(format!("unknown role {other:?} (read, verify, enrol, admin)")),
+        }
+    }
+}
+
+/// The collections a key may touch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CollectionScope {
+    All,
+    Only(Vec<CollectionId>),
+}
+
+impl CollectionScope {
+    pub fn allows(&self, collection: &CollectionId) -> bool {
+        match self {
+            Self::All => true,
+            Self::Only(ids) => ids.contains(collection),
+        }
+    }
+
+    pub(crate) fn to_json(&self) -> String {
+        let ids: Vec<&str> = match self {
+            Self::All => vec!["*"],
+            Self::Only(ids) => ids.iter().map(CollectionId::as_str).collect(),
+        };
+        serde_json::to_string(&ids).expect("strings serialize")
+    }
+
+    pub(crate) fn from_json(text: &str) -> Result<Self, String> {
+        let ids: Vec<String> = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        if ids.iter().any(|id| id == "*") {
+            return Ok(Self::All);
+        }
+        ids.into_iter().map(CollectionId::parse).collect::<Result<_, _>>().map(Self::Only)
+    }
+}
+
+impl fmt::Display for CollectionScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::All => f.write_str("*"),
+            Self::Only(ids) => {
+                let names: Vec<&str> = ids.iter().map(CollectionId::as_str).collect();
+                f.write_str(&names.join(","))
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiKeyRecord {
+    pub id: String,
+    pub name: String,
+    pub secret_hash: Vec<u8>,
+    pub role: Role,
+    pub scope: CollectionScope,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VerificationMode {
+    Verify,
+    Identify,
+}
+
+impl VerificationMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Verify => "verify",
+            Self::Identify => "identify",
+        }
+    }
+}
+
+/// One decision, kept so that ground truth can be attached to it later.
+#[derive(Debug, Clone)]
+pub struct VerificationRecord {
+    pub id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub api_key_id: Option<String>,
+    pub mode: VerificationMode,
+    pub collection: Option<CollectionId>,
+    pub subject_id: Option<Uuid>,
+    pub similarity: Option<f32>,
+    pub threshold: f32,
+    pub far_target: Option<f64>,
+    pub decision: String,
+    pub liveness_score: Option<f32>,
+}
+
+/// An audit event: who (key id), what, when, the outcome. Never biometric data or names.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditEvent {
+    pub seq: i64,
+    pub at: DateTime<Utc>,
+    pub api_key_id: Option<String>,
+    pub action: String,
+    pub outcome: String,
+    pub collection: Option<String>,
+    pub subject_id: Option<Uuid>,
+    pub detail: serde_json::Value,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewAuditEvent {
+    pub api_key_id: Option<String>,
+    pub action: &'static str,
+    pub outcome: &'static str,
+    pub collection: Option<CollectionId>,
+    pub subject_id: Option<Uuid>,
+    pub detail: serde_json::Value,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collection_ids_are_checked() {
+        assert!(CollectionId::parse("staff-2026_a").is_ok());
+        for bad in ["", "Staff", "a b", "../x", &"x".repeat(65)] {
+            assert!(CollectionId::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn roles_include_the_lower_ones() {
+        assert!(Role::Admin.includes(Role::Enrol));
+        assert!(Role::Enrol.includes(Role::Verify));
+        assert!(!Role::Verify.includes(Role::Enrol));
+        assert!(!Role::Read.includes(Role::Verify));
+    }
+
+    #[test]
+    fn scopes_round_trip_through_json() {
+        let only = CollectionScope::Only(vec![CollectionId::parse("a").unwrap()]);
+        assert_eq!(CollectionScope::from_json(&only.to_json()).unwrap(), only);
+        assert_eq!(
+            CollectionScope::from_json(&CollectionScope::All.to_json()).unwrap(),
+            CollectionScope::All
+        );
+        assert!(!only.allows(&CollectionId::parse("b").unwrap()));
+    }
+}

@@ -1,0 +1,429 @@
+//! The embedded backend: one SQLite file, no server.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow};
+use sqlx::{Row, Sqlite, Transaction};
+use uuid::Uuid;
+
+use crate::crypto::SealedTemplate;
+use crate::{
+    ApiKeyRecord, AuditEvent, Collection, CollectionId, CollectionScope, Erasure, GalleryTemplate,
+    NewAuditEvent, NewSubject, Role, Store, StoreError, StoreResult, Subject, Template, VerificationRecord,
+};
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and applies pending migrations.
+    pub async fn open(path: &Path) -> StoreResult<Self> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .foreign_keys(true)
+            // Erased rows are overwritten with zeros, not left in free pages.
+            .pragma("secure_delete", "ON")
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Ok(Self { pool })
+    }
+}
+
+const SUBJECT_COLUMNS: &str = "s.id, s.collection_id, s.external_id, s.metadata, s.consent, s.created_at,
+     (SELECT COUNT(*) FROM templates t WHERE t.subject_id = s.id) AS face_count";
+
+fn corrupt(what: &str, err: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {err}"))
+}
+
+fn subject_from_row(row: &SqliteRow) -> StoreResult<Subject> {
+    let json = |column: &str| -> StoreResult<Option<serde_json::Value>> {
+        let text: Option<String> = row.try_get(column)?;
+        text.map(|t| serde_json::from_str(&t).map_err(|e| corrupt(column, e))).transpose()
+    };
+    let consent =
+        json("consent")?.map(serde_json::from_value).transpose().map_err(|e| corrupt("consent", e))?;
+    let collection: String = row.try_get("collection_id")?;
+    Ok(Subject {
+        id: row.try_get("id")?,
+        collection: CollectionId::parse(collection).map_err(|e| corrupt("collection", e))?,
+        external_id: row.try_get("external_id")?,
+        metadata: json("metadata")?,
+        consent,
+        created_at: row.try_get("created_at")?,
+        face_count: row.try_get::<i64, _>("face_count")? as u32,
+    })
+}
+
+fn template_from_row(row: &SqliteRow) -> StoreResult<Template> {
+    let quality: String = row.try_get("quality")?;
+    Ok(Template {
+        id: row.try_get("id")?,
+        subject_id: row.try_get("subject_id")?,
+        model: row.try_get("model")?,
+        sealed: SealedTemplate {
+            key_id: row.try_get("key_id")?,
+            nonce: row.try_get("nonce")?,
+            ciphertext: row.try_get("ciphertext")?,
+        },
+        quality: serde_json::from_str(&quality).map_err(|e| corrupt("quality", e))?,
+        image_ref: row.try_get("image_ref")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn api_key_from_row(row: &SqliteRow) -> StoreResult<ApiKeyRecord> {
+    let role: String = row.try_get("role")?;
+    let scope: String = row.try_get("collections")?;
+    Ok(ApiKeyRecord {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        secret_hash: row.try_get("secret_hash")?,
+        role: Role::from_str(&role).map_err(|e| corrupt("role", e))?,
+        scope: CollectionScope::from_json(&scope).map_err(|e| corrupt("collections", e))?,
+        created_at: row.try_get("created_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+    })
+}
+
+const TEMPLATE_COLUMNS: &str =
+    "id, subject_id, model, key_id, nonce, ciphertext, quality, image_ref, created_at";
+
+async fn insert_template(tx: &mut Transaction<'_, Sqlite>, t: &Template) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO templates (id, subject_id, model, key_id, nonce, ciphertext, quality, image_ref, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(t.id)
+    .bind(t.subject_id)
+    .bind(&t.model)
+    .bind(&t.sealed.key_id)
+    .bind(&t.sealed.nonce)
+    .bind(&t.sealed.ciphertext)
+    .bind(t.quality.to_string())
+    .bind(&t.image_ref)
+    .bind(t.created_at)
+    .execute(&mut **tx)
+    .await
+    .map_err(|err| match &err {
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::Missing("subject"),
+        _ => err.into(),
+    })?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn create_collection(&self, id: &CollectionId) -> StoreResult<Collection> {
+        let created_at = Utc::now();
+        let inserted =
+            sqlx::query("INSERT INTO collections (id, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING")
+                .bind(id.as_str())
+                .bind(created_at)
+                .execute(&self.pool)
+                .await?;
+        if inserted.rows_affected() == 0 {
+            return Err(StoreError::Conflict("collection"));
+        }
+        Ok(Collection { id: id.clone(), created_at })
+    }
+
+    async fn list_collections(&self) -> StoreResult<Vec<Collection>> {
+        let rows =
+            sqlx::query("SELECT id, created_at FROM collections ORDER BY id").fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get("id")?;
+                Ok(Collection {
+                    id: CollectionId::parse(id).map_err(|e| corrupt("collection", e))?,
+                    created_at: row.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn collection_exists(&self, id: &CollectionId) -> StoreResult<bool> {
+        let found = sqlx::query("SELECT 1 FROM collections WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(found.is_some())
+    }
+
+    async fn create_subject(&self, s: &NewSubject) -> StoreResult<Subject> {
+        let consent = s.consent.as_ref().map(|c| serde_json::to_string(c).expect("consent serializes"));
+        sqlx::query(
+            "INSERT INTO subjects (id, collection_id, external_id, metadata, consent, created_at)
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(s.id)
+        .bind(s.collection.as_str())
+        .bind(&s.external_id)
+        .bind(s.metadata.as_ref().map(|m| m.to_string()))
+        .bind(consent)
+        .bind(s.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|err| match &err {
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict("subject"),
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::Missing("collection"),
+            _ => err.into(),
+        })?;
+        Ok(Subject {
+            id: s.id,
+            collection: s.collection.clone(),
+            external_id: s.external_id.clone(),
+            metadata: s.metadata.clone(),
+            consent: s.consent.clone(),
+            created_at: s.created_at,
+            face_count: 0,
+        })
+    }
+
+    async fn get_subject(&self, id: Uuid) -> StoreResult<Option<Subject>> {
+        let sql = format!("SELECT {SUBJECT_COLUMNS} FROM subjects s WHERE s.id = ?");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(subject_from_row).transpose()
+    }
+
+    async fn list_subjects(
+        &self,
+        collection: &CollectionId,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> StoreResult<Vec<Subject>> {
+        let sql = format!(
+            "SELECT {SUBJECT_COLUMNS} FROM subjects s
+             WHERE s.collection_id = ? AND (? IS NULL OR s.id > ?) ORDER BY s.id LIMIT ?"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(collection.as_str())
+            .bind(after)
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(subject_from_row).collect()
+    }
+
+    async fn find_subject(
+        &self,
+        collection: &CollectionId,
+        external_id: &str,
+    ) -> StoreResult<Option<Subject>> {
+        let sql = format!(
+            "SELECT {SUBJECT_COLUMNS} FROM subjects s WHERE s.collection_id = ? AND s.external_id = ?"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(collection.as_str())
+            .bind(external_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(subject_from_row).transpose()
+    }
+
+    async fn erase_subject(&self, id: Uuid) -> StoreResult<Option<Erasure>> {
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query("SELECT id, image_ref FROM templates WHERE subject_id = ?")
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut erasure = Erasure::default();
+        for row in &rows {
+            erasure.templates.push(row.try_get("id")?);
+            if let Some(image) = row.try_get::<Option<String>, _>("image_ref")? {
+                erasure.image_refs.push(image);
+            }
+        }
+        sqlx::query("DELETE FROM templates WHERE subject_id = ?").bind(id).execute(&mut *tx).await?;
+        sqlx::query("UPDATE verifications SET subject_id = NULL WHERE subject_id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE audit_events SET subject_id = NULL WHERE subject_id = ? AND action <> 'subject.erase'",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        let deleted = sqlx::query("DELETE FROM subjects WHERE id = ?").bind(id).execute(&mut *tx).await?;
+        if deleted.rows_affected() == 0 {
+            return Ok(None);
+        }
+        tx.commit().await?;
+        // Move the erased pages out of the write-ahead log so no copy of them survives there.
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await?;
+        Ok(Some(erasure))
+    }
+
+    async fn add_templates(&self, templates: &[Template]) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        for template in templates {
+            insert_template(&mut tx, template).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_templates(&self, subject_id: Uuid) -> StoreResult<Vec<Template>> {
+        let sql = format!("SELECT {TEMPLATE_COLUMNS} FROM templates WHERE subject_id = ? ORDER BY id");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(subject_id).fetch_all(&self.pool).await?;
+        rows.iter().map(template_from_row).collect()
+    }
+
+    async fn delete_template(&self, subject_id: Uuid, template_id: Uuid) -> StoreResult<Option<Template>> {
+        let sql =
+            format!("DELETE FROM templates WHERE subject_id = ? AND id = ? RETURNING {TEMPLATE_COLUMNS}");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(subject_id)
+            .bind(template_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(template_from_row).transpose()
+    }
+
+    async fn all_templates(&self) -> StoreResult<Vec<GalleryTemplate>> {
+        let rows = sqlx::query(
+            "SELECT t.id, t.subject_id, t.model, t.key_id, t.nonce, t.ciphertext, t.quality, t.image_ref,
+                    t.created_at, s.collection_id
+             FROM templates t JOIN subjects s ON s.id = t.subject_id ORDER BY t.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let collection: String = row.try_get("collection_id")?;
+                Ok(GalleryTemplate {
+                    collection: CollectionId::parse(collection).map_err(|e| corrupt("collection", e))?,
+                    template: template_from_row(row)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn create_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO api_keys (id, name, secret_hash, role, collections, created_at, revoked_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&key.id)
+        .bind(&key.name)
+        .bind(&key.secret_hash)
+        .bind(key.role.as_str())
+        .bind(key.scope.to_json())
+        .bind(key.created_at)
+        .bind(key.revoked_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|err| match &err {
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict("api key"),
+            _ => err.into(),
+        })?;
+        Ok(())
+    }
+
+    async fn get_api_key(&self, id: &str) -> StoreResult<Option<ApiKeyRecord>> {
+        let row =
+            sqlx::query("SELECT * FROM api_keys WHERE id = ?").bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(api_key_from_row).transpose()
+    }
+
+    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>> {
+        let rows =
+            sqlx::query("SELECT * FROM api_keys ORDER BY created_at, id").fetch_all(&self.pool).await?;
+        rows.iter().map(api_key_from_row).collect()
+    }
+
+    async fn revoke_api_key(&self, id: &str) -> StoreResult<bool> {
+        let revoked = sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+            .bind(Utc::now())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(revoked.rows_affected() == 1)
+    }
+
+    async fn record_verification(&self, v: &VerificationRecord) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO verifications (id, created_at, api_key_id, mode, collection_id, subject_id, similarity,
+                                        threshold, far_target, decision, liveness_score)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(v.id)
+        .bind(v.created_at)
+        .bind(&v.api_key_id)
+        .bind(v.mode.as_str())
+        .bind(v.collection.as_ref().map(CollectionId::as_str))
+        .bind(v.subject_id)
+        .bind(v.similarity)
+        .bind(v.threshold)
+        .bind(v.far_target)
+        .bind(&v.decision)
+        .bind(v.liveness_score)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn append_audit(&self, e: &NewAuditEvent) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO audit_events (at, api_key_id, action, outcome, collection_id, subject_id, detail)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(Utc::now())
+        .bind(&e.api_key_id)
+        .bind(e.action)
+        .bind(e.outcome)
+        .bind(e.collection.as_ref().map(CollectionId::as_str))
+        .bind(e.subject_id)
+        .bind(e.detail.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_audit(&self, after_seq: Option<i64>, limit: u32) -> StoreResult<Vec<AuditEvent>> {
+        let rows = sqlx::query("SELECT * FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?")
+            .bind(after_seq.unwrap_or(0))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let detail: String = row.try_get("detail")?;
+                let at: DateTime<Utc> = row.try_get("at")?;
+                Ok(AuditEvent {
+                    seq: row.try_get("seq")?,
+                    at,
+                    api_key_id: row.try_get("api_key_id")?,
+                    action: row.try_get("action")?,
+                    outcome: row.try_get("outcome")?,
+                    collection: row.try_get("collection_id")?,
+                    subject_id: row.try_get("subject_id")?,
+                    detail: serde_json::from_str(&detail).map_err(|e| corrupt("audit detail", e))?,
+                })
+            })
+            .collect()
+    }
+}
