@@ -10,11 +10,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use chrono::Utc;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -29,6 +28,7 @@ use crate::config::{Config, Profile};
 use crate::dto::enum_name;
 use crate::error::{ApiError, REQUEST_ID};
 use crate::gallery::GalleryIndex;
+use crate::metrics::{Metrics, ObservedRates};
 use crate::pipeline::Pipeline;
 use crate::pool::InferencePool;
 
@@ -45,6 +45,7 @@ pub struct App {
     /// Name of the running recognizer, stored with every template.
     pub model: String,
     pub ready: AtomicBool,
+    pub metrics: Metrics,
 }
 
 pub type AppState = Arc<App>;
@@ -244,7 +245,21 @@ impl Application {
         let listener = TcpListener::bind(&config.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+        let metrics = Metrics::new(env!("CARGO_PKG_VERSION"), &model);
+        metrics.inference_workers.set(workers as i64);
+        if let Some(evaluation) = calibration.evaluation {
+            metrics.set_error_rates(
+                "calibration",
+                &ObservedRates {
+                    far_percent: Some(evaluation.far_percent),
+                    frr_percent: Some(evaluation.frr_percent),
+                    eer_percent: Some(evaluation.eer_percent),
+                    ..ObservedRates::default()
+                },
+            );
+        }
         let state = Arc::new(App {
+            metrics,
             rate_limiter: RateLimiter::new(config.rate_limit.requests_per_second, config.rate_limit.burst),
             config,
             store,
@@ -329,8 +344,11 @@ async fn request_context(State(app): State<AppState>, request: Request<Body>, ne
             !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
         .map_or_else(|| Uuid::now_v7().to_string(), str::to_owned);
-    let started = Utc::now();
+    let started = std::time::Instant::now();
     let method = request.method().clone();
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
+    app.metrics.http_in_flight.inc();
+    let in_flight = InFlight(&app.metrics.http_in_flight);
     let mut response = REQUEST_ID
         .scope(request_id.clone(), async move {
             let response = next.run(request).await;
@@ -365,12 +383,33 @@ async fn request_context(State(app): State<AppState>, request: Request<Body>, ne
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", value);
     }
+    drop(in_flight);
+    let seconds = started.elapsed().as_secs_f64();
+    let status_class = match response.status().as_u16() {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    };
+    app.metrics.http_requests.with_label_values(&[method.as_str(), &route, status_class]).inc();
+    app.metrics.http_duration.with_label_values(&[method.as_str(), &route]).observe(seconds);
     tracing::info!(
         request_id,
         %method,
+        route,
         status = response.status().as_u16(),
-        millis = (Utc::now() - started).num_milliseconds(),
+        millis = (seconds * 1000.0).round() as u64,
         "request"
     );
     response
+}
+
+/// Decrements the in-flight gauge however the request ends.
+struct InFlight<'a>(&'a prometheus::IntGauge);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }

@@ -23,6 +23,17 @@ pub struct RecognizerCalibration {
     /// Where the thresholds were measured.
     pub dataset: String,
     pub points: Vec<OperatingPoint>,
+    /// Error rates of the calibration or evaluation run at the default target, for the
+    /// `source="calibration"` gauges.
+    #[serde(default)]
+    pub evaluation: Option<EvaluationSummary>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EvaluationSummary {
+    pub far_percent: f64,
+    pub frr_percent: f64,
+    pub eer_percent: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -45,6 +56,7 @@ pub struct Calibration {
     pub source: String,
     pub points: Vec<OperatingPoint>,
     pub liveness_threshold: f32,
+    pub evaluation: Option<EvaluationSummary>,
 }
 
 impl Calibration {
@@ -71,6 +83,7 @@ impl Calibration {
                 None => built_in.source.clone(),
             },
             points: recognizer_points.map_or(built_in.points, |c| c.points.clone()),
+            evaluation: recognizer_points.and_then(|c| c.evaluation),
             liveness_threshold: file.liveness.map_or(built_in.liveness_threshold, |l| l.threshold),
         })
     }
@@ -82,6 +95,7 @@ impl Calibration {
             source: "built-in (LFW pairsDevTrain)".into(),
             points: vec![OperatingPoint { far: 1e-3, threshold: recognizer.default_threshold() }],
             liveness_threshold: visage_face::liveness::DEFAULT_THRESHOLD,
+            evaluation: None,
         }
     }
 

@@ -70,6 +70,7 @@ pub struct Config {
     pub verification: VerificationConfig,
     pub liveness: LivenessConfig,
     pub rate_limit: RateLimitConfig,
+    pub monitoring: MonitoringConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -177,6 +178,16 @@ pub struct RateLimitConfig {
     pub burst: u32,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MonitoringConfig {
+    /// The error-rate gauges use labelled decisions of the last this many hours...
+    pub feedback_window_hours: u64,
+    /// ...at most this many, the most recently labelled first.
+    pub feedback_window_size: u32,
+    /// Fewer labelled attempts than this of a class leave its gauge absent.
+    pub min_labelled: usize,
+}
+
 impl Config {
     pub fn defaults(profile: Profile) -> Self {
         let decode = DecodeLimits::default();
@@ -212,6 +223,11 @@ impl Config {
                 enrol: LivenessMode::Off,
             },
             rate_limit: RateLimitConfig { requests_per_second: 0.0, burst: 20 },
+            monitoring: MonitoringConfig {
+                feedback_window_hours: 24,
+                feedback_window_size: 10_000,
+                min_labelled: 30,
+            },
         }
     }
 
@@ -329,6 +345,9 @@ pub const OPTIONS: &[(&str, &str)] = &[
     ("liveness.enrol", "off | report | require [off]"),
     ("rate_limit.requests_per_second", "per API key, 0 = off [0]"),
     ("rate_limit.burst", "requests above the sustained rate a key may send at once [20]"),
+    ("monitoring.feedback_window_hours", "FAR/FRR/EER gauges use labelled decisions of this many hours [24]"),
+    ("monitoring.feedback_window_size", "and at most this many of them [10000]"),
+    ("monitoring.min_labelled", "labelled attempts of a class needed before its gauge appears [30]"),
 ];
 
 /// The options table as `visage serve --help` prints it.

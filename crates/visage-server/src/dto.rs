@@ -489,3 +489,22 @@ pub struct HealthDto {
     #[schema(value_type = Object)]
     pub checks: serde_json::Map<String, serde_json::Value>,
 }
+
+#[derive(Deserialize, ToSchema)]
+pub struct FeedbackRequest {
+    /// genuine: the probe was the claimed (or returned) person; impostor: someone else.
+    #[schema(value_type = String)]
+    pub truth: visage_store::Truth,
+    /// Where the truth comes from, e.g. manual_review, chargeback, operator (1-64 characters).
+    pub source: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct FeedbackResponse {
+    pub verification_id: Uuid,
+    pub truth: String,
+    /// true_accept, false_accept, true_reject or false_reject.
+    pub outcome: String,
+    /// For false decisions: low, medium or high, by how far the score was past the threshold.
+    pub severity: Option<String>,
+}

@@ -50,6 +50,10 @@ pub enum ApiError {
     SubjectExists,
     #[error("the collection already exists")]
     CollectionExists,
+    #[error("verification not found")]
+    VerificationNotFound,
+    #[error("this verification already has feedback")]
+    AlreadyLabelled,
     #[error("the subject has no enrolled faces")]
     SubjectHasNoFaces,
     #[error("enrolment needs a consent record (consent.given_by, consent.purpose)")]
@@ -112,6 +116,8 @@ pub const ERROR_CODES: &[&str] = &[
     "collection_exists",
     "consent_required",
     "subject_has_no_faces",
+    "verification_not_found",
+    "already_labelled",
     "model_mismatch",
     "unauthorized",
     "forbidden",
@@ -153,7 +159,9 @@ impl ApiError {
             Self::SubjectExists
             | Self::CollectionExists
             | Self::ModelMismatch { .. }
-            | Self::SubjectHasNoFaces => StatusCode::CONFLICT,
+            | Self::SubjectHasNoFaces
+            | Self::AlreadyLabelled => StatusCode::CONFLICT,
+            Self::VerificationNotFound => StatusCode::NOT_FOUND,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -183,6 +191,8 @@ impl ApiError {
             Self::CollectionExists => "collection_exists",
             Self::ConsentRequired => "consent_required",
             Self::SubjectHasNoFaces => "subject_has_no_faces",
+            Self::VerificationNotFound => "verification_not_found",
+            Self::AlreadyLabelled => "already_labelled",
             Self::ModelMismatch { .. } => "model_mismatch",
             Self::Unauthorized => "unauthorized",
             Self::Forbidden => "forbidden",

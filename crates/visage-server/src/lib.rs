@@ -9,6 +9,7 @@ pub mod dto;
 pub mod error;
 pub mod gallery;
 pub mod input;
+pub mod metrics;
 pub mod openapi;
 pub mod pipeline;
 pub mod pool;

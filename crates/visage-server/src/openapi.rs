@@ -37,6 +37,8 @@ use crate::routes;
         routes::list_faces,
         routes::delete_face,
         routes::list_audit,
+        routes::feedback,
+        routes::prometheus_metrics,
     ),
     components(schemas(crate::calibration::OperatingPoint, crate::config::LivenessMode)),
     modifiers(&Security, &ErrorCodes),

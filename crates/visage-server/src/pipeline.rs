@@ -1,6 +1,8 @@
 //! The work done on inference threads: image bytes in, analysed faces out. Nothing here
 //! touches storage or the network.
 
+use std::time::Instant;
+
 use image::RgbImage;
 use visage_face::liveness::AttackType;
 use visage_face::{
@@ -52,11 +54,29 @@ pub enum Pick {
     OnlyGoodFace,
 }
 
+/// Seconds spent in each stage of one request, for `verification_duration_seconds{stage}`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StageTimes {
+    pub decode: f64,
+    pub detect: f64,
+    /// Alignment, quality measures and the recognizer.
+    pub embed: f64,
+    pub liveness: Option<f64>,
+}
+
+fn timed<T>(slot: &mut f64, work: impl FnOnce() -> T) -> T {
+    let started = Instant::now();
+    let result = work();
+    *slot += started.elapsed().as_secs_f64();
+    result
+}
+
 pub struct Probe {
     pub width: u32,
     pub height: u32,
     pub face: AnalyzedFace,
     pub liveness: Option<LivenessVerdict>,
+    pub times: StageTimes,
 }
 
 pub struct Detection {
@@ -68,30 +88,40 @@ pub struct Detection {
 impl Pipeline {
     /// Decode → detect → pick one face → align, measure, embed → optionally liveness.
     pub fn probe(&self, bytes: &[u8], pick: Pick, with_liveness: bool) -> Result<Probe, FaceError> {
-        let image = self.engine.decode(bytes)?;
-        let faces = self.engine.detect(&image)?;
-        let analyzed = match pick {
-            Pick::Configured => {
-                let face = select_face(&faces, image.dimensions(), self.engine.config().selection)?;
-                self.engine.analyze(&image, face)?
-            }
-            Pick::OnlyGoodFace => {
-                let mut analyzed = faces
-                    .iter()
-                    .map(|face| self.engine.analyze(&image, face))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let good = analyzed.iter().filter(|face| face.quality.passed()).count();
-                match good {
-                    // No face good enough: the best detection carries the reasons.
-                    0 if analyzed.is_empty() => return Err(FaceError::NoFace),
-                    0 => analyzed.swap_remove(0),
-                    1 => analyzed.into_iter().find(|face| face.quality.passed()).expect("one passed"),
-                    count => return Err(FaceError::MultipleFaces { count }),
+        let mut times = StageTimes::default();
+        let image = timed(&mut times.decode, || self.engine.decode(bytes))?;
+        let faces = timed(&mut times.detect, || self.engine.detect(&image))?;
+        let analyzed = timed(&mut times.embed, || -> Result<AnalyzedFace, FaceError> {
+            Ok(match pick {
+                Pick::Configured => {
+                    let face = select_face(&faces, image.dimensions(), self.engine.config().selection)?;
+                    self.engine.analyze(&image, face)?
                 }
-            }
+                Pick::OnlyGoodFace => {
+                    let mut analyzed = faces
+                        .iter()
+                        .map(|face| self.engine.analyze(&image, face))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let good = analyzed.iter().filter(|face| face.quality.passed()).count();
+                    match good {
+                        // No face good enough: the best detection carries the reasons.
+                        0 if analyzed.is_empty() => return Err(FaceError::NoFace),
+                        0 => analyzed.swap_remove(0),
+                        1 => analyzed.into_iter().find(|face| face.quality.passed()).expect("one passed"),
+                        count => return Err(FaceError::MultipleFaces { count }),
+                    }
+                }
+            })
+        })?;
+        let liveness = if with_liveness {
+            let mut seconds = 0.0;
+            let verdict = timed(&mut seconds, || self.judge(&image, &analyzed))?;
+            times.liveness = Some(seconds);
+            Some(verdict)
+        } else {
+            None
         };
-        let liveness = with_liveness.then(|| self.judge(&image, &analyzed)).transpose()?;
-        Ok(Probe { width: image.width(), height: image.height(), face: analyzed, liveness })
+        Ok(Probe { width: image.width(), height: image.height(), face: analyzed, liveness, times })
     }
 
     /// Every face of the image, analysed.

@@ -15,6 +15,7 @@ type Job = Box<dyn FnOnce(&Pipeline) + Send>;
 pub struct InferencePool {
     sender: SyncSender<Job>,
     waiting: Arc<AtomicUsize>,
+    busy: Arc<AtomicUsize>,
     workers: usize,
 }
 
@@ -24,18 +25,25 @@ impl InferencePool {
         let (sender, receiver) = sync_channel::<Job>(queue_capacity);
         let receiver = Arc::new(Mutex::new(receiver));
         let waiting = Arc::new(AtomicUsize::new(0));
+        let busy = Arc::new(AtomicUsize::new(0));
         for index in 0..workers {
-            let (receiver, pipeline, waiting) = (receiver.clone(), pipeline.clone(), waiting.clone());
+            let (receiver, pipeline) = (receiver.clone(), pipeline.clone());
+            let (waiting, busy) = (waiting.clone(), busy.clone());
             std::thread::Builder::new()
                 .name(format!("inference-{index}"))
-                .spawn(move || worker(&receiver, &pipeline, &waiting))
+                .spawn(move || worker(&receiver, &pipeline, &waiting, &busy))
                 .expect("spawning an inference thread");
         }
-        Self { sender, waiting, workers }
+        Self { sender, waiting, busy, workers }
     }
 
     pub fn workers(&self) -> usize {
         self.workers
+    }
+
+    /// Workers running a job now.
+    pub fn busy(&self) -> usize {
+        self.busy.load(Ordering::Relaxed)
     }
 
     /// Jobs accepted but not yet picked up by a worker.
@@ -72,7 +80,7 @@ impl InferencePool {
     }
 }
 
-fn worker(receiver: &Mutex<Receiver<Job>>, pipeline: &Pipeline, waiting: &AtomicUsize) {
+fn worker(receiver: &Mutex<Receiver<Job>>, pipeline: &Pipeline, waiting: &AtomicUsize, busy: &AtomicUsize) {
     loop {
         let job = {
             let guard = receiver.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -80,7 +88,9 @@ fn worker(receiver: &Mutex<Receiver<Job>>, pipeline: &Pipeline, waiting: &Atomic
         };
         let Ok(job) = job else { return };
         waiting.fetch_sub(1, Ordering::Relaxed);
+        busy.fetch_add(1, Ordering::Relaxed);
         // A panic in one job must not take the worker down with it.
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(pipeline)));
+        busy.fetch_sub(1, Ordering::Relaxed);
     }
 }

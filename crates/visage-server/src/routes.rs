@@ -2,6 +2,7 @@
 //! writes the audit trail.
 
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use axum::Json;
 use axum::Router;
@@ -12,7 +13,9 @@ use bytes::Bytes;
 use chrono::Utc;
 use serde_json::json;
 use uuid::Uuid;
-use visage_store::{CollectionId, Consent, NewSubject, Role, Template, VerificationMode, VerificationRecord};
+use visage_store::{
+    CollectionId, Consent, Labelling, NewSubject, Role, Template, Truth, VerificationMode, VerificationRecord,
+};
 
 use crate::app::{App, AppState};
 use crate::auth::Caller;
@@ -21,7 +24,7 @@ use crate::config::LivenessMode;
 use crate::dto::*;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::input::{IMAGE_FIELD, ImageForm, REFERENCE_FIELD};
-use crate::pipeline::{LivenessVerdict, Pick, Probe};
+use crate::pipeline::{LivenessVerdict, Pick, Probe, StageTimes};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -37,7 +40,10 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/subjects/{id}", get(get_subject).delete(erase_subject))
         .route("/v1/subjects/{id}/faces", post(enrol_faces).get(list_faces))
         .route("/v1/subjects/{id}/faces/{face_id}", delete(delete_face))
+        .route("/v1/verifications/{id}/feedback", post(feedback))
         .route("/v1/audit", get(list_audit))
+        .route("/metrics/prometheus", get(prometheus_metrics))
+        .route("/metrics", get(prometheus_metrics))
 }
 
 fn parse_collection(name: Option<&str>) -> ApiResult<CollectionId> {
@@ -68,6 +74,9 @@ impl App {
     ) -> ApiResult<(Probe, Option<LivenessDto>)> {
         let with_liveness = mode != LivenessMode::Off;
         let probe = self.pool.run(move |p| p.probe(&bytes, pick, with_liveness)).await??;
+        if let Some(verdict) = &probe.liveness {
+            self.count_liveness(verdict);
+        }
         let liveness = probe.liveness.as_ref().map(|v| LivenessDto::new(v, self.liveness_threshold));
         if mode == LivenessMode::Require {
             match probe.liveness.as_ref() {
@@ -94,6 +103,49 @@ impl App {
             }
         }
         Ok((probe, liveness))
+    }
+
+    fn count_liveness(&self, verdict: &LivenessVerdict) {
+        self.metrics.liveness_checks.with_label_values(&[verdict.result()]).inc();
+        if let LivenessVerdict::Spoof { attack_type, .. } = verdict {
+            self.metrics.spoofing_attacks.with_label_values(&[&enum_name(attack_type)]).inc();
+        }
+    }
+
+    /// Counts a finished verification or identification, its stages and its score.
+    fn observe(&self, mode: VerificationMode, started: Instant, outcome: Result<&Observed, &ApiError>) {
+        let mode_label = mode.as_str();
+        let result = match outcome {
+            Ok(observed) => {
+                let times = &observed.times;
+                let stages = [
+                    ("decode", Some(times.decode)),
+                    ("detect", Some(times.detect)),
+                    ("embed", Some(times.embed)),
+                    ("liveness", times.liveness),
+                    ("search", observed.search),
+                ];
+                for (stage, seconds) in stages {
+                    if let Some(seconds) = seconds {
+                        self.metrics
+                            .verification_duration
+                            .with_label_values(&[mode_label, stage])
+                            .observe(seconds);
+                    }
+                }
+                if let Some(similarity) = observed.similarity {
+                    self.metrics.confidence.with_label_values(&[mode_label]).observe(f64::from(similarity));
+                }
+                if observed.matched { "match" } else { "no_match" }
+            }
+            Err(ApiError::SpoofDetected { .. } | ApiError::LivenessInconclusive { .. }) => "spoof",
+            Err(_) => "error",
+        };
+        self.metrics.verification_requests.with_label_values(&[mode_label, result]).inc();
+        self.metrics
+            .verification_duration
+            .with_label_values(&[mode_label, "total"])
+            .observe(started.elapsed().as_secs_f64());
     }
 
     async fn subject_for(&self, caller: &Caller, id: Uuid, role: Role) -> ApiResult<visage_store::Subject> {
@@ -144,6 +196,9 @@ pub async fn detect(
     let bytes = form.take(IMAGE_FIELD).ok_or(ApiError::ImageMissing)?;
     let with_liveness = params.liveness.unwrap_or(false);
     let detection = app.pool.run(move |p| p.detect_all(&bytes, with_liveness)).await??;
+    for verdict in detection.faces.iter().filter_map(|(_, verdict)| verdict.as_ref()) {
+        app.count_liveness(verdict);
+    }
     let faces = detection
         .faces
         .iter()
@@ -181,8 +236,27 @@ pub async fn liveness(
 pub async fn verify(
     State(app): State<AppState>,
     caller: Caller,
-    mut form: ImageForm,
+    form: ImageForm,
 ) -> ApiResult<Json<VerifyResponse>> {
+    let started = Instant::now();
+    let outcome = verify_inner(app.clone(), caller, form).await;
+    app.observe(VerificationMode::Verify, started, outcome.as_ref().map(|(_, observed)| observed));
+    outcome.map(|(response, _)| Json(response))
+}
+
+/// What the metrics need to know of a finished decision.
+struct Observed {
+    times: StageTimes,
+    search: Option<f64>,
+    similarity: Option<f32>,
+    matched: bool,
+}
+
+async fn verify_inner(
+    app: AppState,
+    caller: Caller,
+    mut form: ImageForm,
+) -> ApiResult<(VerifyResponse, Observed)> {
     caller.require(Role::Verify)?;
     let params: VerifyParams = form.params()?;
     let point = app.operating_point(params.far_target)?;
@@ -210,6 +284,7 @@ pub async fn verify(
     };
     let (probe, liveness) = app.probe(&caller, image, Pick::Configured, mode).await?;
     let probe_embedding = probe.face.embedding.clone();
+    let search_started = Instant::now();
     let similarity = match reference {
         Some(reference) => {
             let (reference_probe, _) =
@@ -218,6 +293,7 @@ pub async fn verify(
         }
         None => best_similarity(&app, &templates, probe_embedding.as_slice())?,
     };
+    let search = search_started.elapsed().as_secs_f64();
     let is_match = similarity >= point.threshold;
     let verification_id = Uuid::now_v7();
     let collection = subject.as_ref().map(|s| s.collection.clone());
@@ -246,7 +322,7 @@ pub async fn verify(
         json!({ "verification_id": verification_id }),
     )
     .await;
-    Ok(Json(VerifyResponse {
+    let response = VerifyResponse {
         verification_id,
         is_match,
         similarity,
@@ -256,7 +332,14 @@ pub async fn verify(
         subject_id: subject.map(|s| s.id),
         face: (&probe.face).into(),
         liveness,
-    }))
+    };
+    let observed = Observed {
+        times: probe.times,
+        search: Some(search),
+        similarity: Some(similarity),
+        matched: is_match,
+    };
+    Ok((response, observed))
 }
 
 fn best_similarity(app: &App, templates: &[Template], probe: &[f32]) -> ApiResult<f32> {
@@ -281,8 +364,19 @@ fn best_similarity(app: &App, templates: &[Template], probe: &[f32]) -> ApiResul
 pub async fn identify(
     State(app): State<AppState>,
     caller: Caller,
-    mut form: ImageForm,
+    form: ImageForm,
 ) -> ApiResult<Json<IdentifyResponse>> {
+    let started = Instant::now();
+    let outcome = identify_inner(app.clone(), caller, form).await;
+    app.observe(VerificationMode::Identify, started, outcome.as_ref().map(|(_, observed)| observed));
+    outcome.map(|(response, _)| Json(response))
+}
+
+async fn identify_inner(
+    app: AppState,
+    caller: Caller,
+    mut form: ImageForm,
+) -> ApiResult<(IdentifyResponse, Observed)> {
     let params: IdentifyParams = form.params()?;
     let collection = parse_collection(params.collection.as_deref())?;
     caller.require_in(Role::Verify, &collection)?;
@@ -294,7 +388,9 @@ pub async fn identify(
     let mode = params.liveness.unwrap_or(app.config.liveness.identify);
     let image = form.take(IMAGE_FIELD).ok_or(ApiError::ImageMissing)?;
     let (probe, liveness) = app.probe(&caller, image, Pick::Configured, mode).await?;
+    let search_started = Instant::now();
     let hits = app.gallery.search(&collection, probe.face.embedding.as_slice(), point.threshold, top_k);
+    let search = search_started.elapsed().as_secs_f64();
     let mut candidates = Vec::with_capacity(hits.len());
     for hit in hits {
         // A subject erased since the search started is simply left out.
@@ -333,7 +429,13 @@ pub async fn identify(
         json!({ "verification_id": verification_id, "candidates": candidates.len() }),
     )
     .await;
-    Ok(Json(IdentifyResponse {
+    let observed = Observed {
+        times: probe.times,
+        search: Some(search),
+        similarity: candidates.first().map(|c| c.similarity),
+        matched: !candidates.is_empty(),
+    };
+    let response = IdentifyResponse {
         verification_id,
         candidates,
         threshold: point.threshold,
@@ -342,7 +444,8 @@ pub async fn identify(
         collection: collection.to_string(),
         face: (&probe.face).into(),
         liveness,
-    }))
+    };
+    Ok((response, observed))
 }
 
 #[utoipa::path(post, path = "/v1/collections", tag = "collections", request_body = CreateCollectionRequest,
@@ -642,4 +745,96 @@ pub async fn list_audit(
     let events = app.store.list_audit(query.cursor, limit).await?;
     let next_cursor = (events.len() == limit as usize).then(|| events.last().map(|e| e.seq)).flatten();
     Ok(Json(AuditPage { items: events.into_iter().map(AuditEventDto::from).collect(), next_cursor }))
+}
+
+#[utoipa::path(post, path = "/v1/verifications/{id}/feedback", tag = "matching", params(("id" = Uuid, Path)),
+    request_body = FeedbackRequest,
+    responses((status = 200, body = FeedbackResponse), (status = "4XX", body = ErrorBody)), security(("api_key" = [])))]
+/// Ground truth for a past decision (manual review, a chargeback, an operator): turns it into a
+/// true or false accept or reject, feeds `false_accept_total` / `false_reject_total` and the
+/// error-rate gauges. Once per verification.
+pub async fn feedback(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    Json(request): Json<FeedbackRequest>,
+) -> ApiResult<Json<FeedbackResponse>> {
+    caller.require(Role::Enrol)?;
+    let source = request.source.trim();
+    if source.is_empty() || source.len() > 64 {
+        return Err(ApiError::InvalidRequest("source must be 1-64 characters".into()));
+    }
+    let existing = app.store.get_verification(id).await?.ok_or(ApiError::VerificationNotFound)?;
+    // A key scoped to other collections does not learn that the decision exists.
+    if existing.collection.as_ref().is_some_and(|c| !caller.scope.allows(c)) {
+        return Err(ApiError::VerificationNotFound);
+    }
+    let record = match app.store.label_verification(id, request.truth, source).await? {
+        Labelling::Missing => return Err(ApiError::VerificationNotFound),
+        Labelling::AlreadyLabelled => return Err(ApiError::AlreadyLabelled),
+        Labelling::Labelled(record) => record,
+    };
+    let accepted = record.decision == "match";
+    let (outcome, severity) = match (request.truth, accepted) {
+        (Truth::Genuine, true) => ("true_accept", None),
+        (Truth::Impostor, false) => ("true_reject", None),
+        (Truth::Impostor, true) => {
+            let severity = crate::metrics::severity(record.similarity, record.threshold);
+            app.metrics.false_accepts.with_label_values(&[severity]).inc();
+            ("false_accept", Some(severity))
+        }
+        (Truth::Genuine, false) => {
+            let severity = crate::metrics::severity(record.similarity, record.threshold);
+            app.metrics.false_rejects.with_label_values(&[severity]).inc();
+            ("false_reject", Some(severity))
+        }
+    };
+    app.audit(
+        Some(&caller),
+        "verification.feedback",
+        "ok",
+        record.collection.as_ref(),
+        None,
+        json!({ "verification_id": id, "truth": request.truth.as_str(), "outcome": outcome }),
+    )
+    .await;
+    Ok(Json(FeedbackResponse {
+        verification_id: id,
+        truth: request.truth.as_str().into(),
+        outcome: outcome.into(),
+        severity: severity.map(Into::into),
+    }))
+}
+
+#[utoipa::path(get, path = "/metrics/prometheus", tag = "health",
+    responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain")))]
+/// Prometheus metrics (no key needed; also at `/metrics`).
+pub async fn prometheus_metrics(State(app): State<AppState>) -> impl axum::response::IntoResponse {
+    refresh_gauges(&app).await;
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], app.metrics.render())
+}
+
+/// Gauges read at scrape time: pool and queue state, stored counts, error rates from feedback.
+async fn refresh_gauges(app: &App) {
+    let m = &app.metrics;
+    m.inference_queue_depth.set(app.pool.queue_depth() as i64);
+    m.inference_workers_busy.set(app.pool.busy() as i64);
+    let pool = app.store.pool_stats();
+    m.db_connections_in_use.set(i64::from(pool.in_use));
+    m.db_connections_max.set(i64::from(pool.max));
+    if let Ok(counts) = app.store.counts().await {
+        for c in counts {
+            m.enrolled_subjects.with_label_values(&[&c.collection]).set(c.subjects as i64);
+            m.enrolled_templates.with_label_values(&[&c.collection]).set(c.templates as i64);
+            let indexed = CollectionId::parse(c.collection.clone()).map_or(0, |id| app.gallery.len(&id));
+            m.index_templates.with_label_values(&[&c.collection]).set(indexed as i64);
+        }
+    }
+    let window = &app.config.monitoring;
+    let since = Utc::now() - chrono::Duration::hours(window.feedback_window_hours as i64);
+    if let Ok(labelled) = app.store.labelled_verifications(since, window.feedback_window_size).await {
+        let rates = crate::metrics::observed_rates(&labelled, window.min_labelled);
+        m.set_error_rates("feedback", &rates);
+        m.set_labelled(rates.genuine, rates.impostor);
+    }
 }

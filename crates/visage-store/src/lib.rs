@@ -88,6 +88,20 @@ pub trait Store: Send + Sync {
     async fn revoke_api_key(&self, id: &str) -> StoreResult<bool>;
 
     async fn record_verification(&self, record: &VerificationRecord) -> StoreResult<()>;
+    async fn get_verification(&self, id: Uuid) -> StoreResult<Option<VerificationRecord>>;
+    /// Attaches ground truth to a decision, once.
+    async fn label_verification(&self, id: Uuid, truth: Truth, source: &str) -> StoreResult<Labelling>;
+    /// The latest `limit` labelled decisions made since `since`.
+    async fn labelled_verifications(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<LabelledVerification>>;
+    /// Subjects and templates per collection.
+    async fn counts(&self) -> StoreResult<Vec<CollectionCounts>>;
+    fn pool_stats(&self) -> PoolStats {
+        PoolStats::default()
+    }
 
     async fn append_audit(&self, event: &NewAuditEvent) -> StoreResult<()>;
     /// Events after `after_seq`, oldest first.

@@ -251,6 +251,56 @@ pub struct VerificationRecord {
     pub liveness_score: Option<f32>,
 }
 
+/// Ground truth for a past decision, from manual review, a chargeback or an operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Truth {
+    /// The probe was the claimed (or returned) person.
+    Genuine,
+    /// The probe was someone else.
+    Impostor,
+}
+
+impl Truth {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Genuine => "genuine",
+            Self::Impostor => "impostor",
+        }
+    }
+}
+
+/// What labelling a verification found.
+#[derive(Debug, Clone)]
+pub enum Labelling {
+    Missing,
+    AlreadyLabelled,
+    Labelled(VerificationRecord),
+}
+
+/// A labelled decision, as the error-rate monitoring needs it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LabelledVerification {
+    pub genuine: bool,
+    pub similarity: Option<f32>,
+    /// The service answered match.
+    pub accepted: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectionCounts {
+    pub collection: String,
+    pub subjects: u64,
+    pub templates: u64,
+}
+
+/// Connections of the store's pool.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    pub in_use: u32,
+    pub max: u32,
+}
+
 /// An audit event: who (key id), what, when, the outcome. Never biometric data or names.
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditEvent {

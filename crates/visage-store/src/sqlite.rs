@@ -12,9 +12,12 @@ use uuid::Uuid;
 
 use crate::crypto::SealedTemplate;
 use crate::{
-    ApiKeyRecord, AuditEvent, Collection, CollectionId, CollectionScope, Erasure, GalleryTemplate,
-    NewAuditEvent, NewSubject, Role, Store, StoreError, StoreResult, Subject, Template, VerificationRecord,
+    ApiKeyRecord, AuditEvent, Collection, CollectionCounts, CollectionId, CollectionScope, Erasure,
+    GalleryTemplate, LabelledVerification, Labelling, NewAuditEvent, NewSubject, PoolStats, Role, Store,
+    StoreError, StoreResult, Subject, Template, Truth, VerificationMode, VerificationRecord,
 };
+
+const MAX_CONNECTIONS: u32 = 8;
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -32,7 +35,7 @@ impl SqliteStore {
             .pragma("secure_delete", "ON")
             .busy_timeout(Duration::from_secs(5));
         let pool = SqlitePoolOptions::new()
-            .max_connections(8)
+            .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(options)
             .await?;
@@ -81,6 +84,24 @@ fn template_from_row(row: &SqliteRow) -> StoreResult<Template> {
         quality: serde_json::from_str(&quality).map_err(|e| corrupt("quality", e))?,
         image_ref: row.try_get("image_ref")?,
         created_at: row.try_get("created_at")?,
+    })
+}
+
+fn verification_from_row(row: &SqliteRow) -> StoreResult<VerificationRecord> {
+    let mode: String = row.try_get("mode")?;
+    let collection: Option<String> = row.try_get("collection_id")?;
+    Ok(VerificationRecord {
+        id: row.try_get("id")?,
+        created_at: row.try_get("created_at")?,
+        api_key_id: row.try_get("api_key_id")?,
+        mode: if mode == "identify" { VerificationMode::Identify } else { VerificationMode::Verify },
+        collection: collection.map(CollectionId::parse).transpose().map_err(|e| corrupt("collection", e))?,
+        subject_id: row.try_get("subject_id")?,
+        similarity: row.try_get("similarity")?,
+        threshold: row.try_get("threshold")?,
+        far_target: row.try_get("far_target")?,
+        decision: row.try_get("decision")?,
+        liveness_score: row.try_get("liveness_score")?,
     })
 }
 
@@ -384,6 +405,89 @@ impl Store for SqliteStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    async fn get_verification(&self, id: Uuid) -> StoreResult<Option<VerificationRecord>> {
+        let row = sqlx::query("SELECT * FROM verifications WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(verification_from_row).transpose()
+    }
+
+    async fn label_verification(&self, id: Uuid, truth: Truth, source: &str) -> StoreResult<Labelling> {
+        let mut tx = self.pool.begin().await?;
+        let Some(row) =
+            sqlx::query("SELECT * FROM verifications WHERE id = ?").bind(id).fetch_optional(&mut *tx).await?
+        else {
+            return Ok(Labelling::Missing);
+        };
+        if row.try_get::<Option<String>, _>("truth")?.is_some() {
+            return Ok(Labelling::AlreadyLabelled);
+        }
+        let record = verification_from_row(&row)?;
+        sqlx::query("UPDATE verifications SET truth = ?, truth_source = ?, labelled_at = ? WHERE id = ?")
+            .bind(truth.as_str())
+            .bind(source)
+            .bind(Utc::now())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Labelling::Labelled(record))
+    }
+
+    async fn labelled_verifications(
+        &self,
+        since: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<LabelledVerification>> {
+        let rows = sqlx::query(
+            "SELECT truth, similarity, decision FROM verifications
+             WHERE truth IS NOT NULL AND created_at >= ? ORDER BY labelled_at DESC LIMIT ?",
+        )
+        .bind(since)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let truth: String = row.try_get("truth")?;
+                let decision: String = row.try_get("decision")?;
+                Ok(LabelledVerification {
+                    genuine: truth == "genuine",
+                    similarity: row.try_get("similarity")?,
+                    accepted: decision == "match",
+                })
+            })
+            .collect()
+    }
+
+    async fn counts(&self) -> StoreResult<Vec<CollectionCounts>> {
+        let rows = sqlx::query(
+            "SELECT c.id,
+                    (SELECT COUNT(*) FROM subjects s WHERE s.collection_id = c.id) AS subjects,
+                    (SELECT COUNT(*) FROM templates t JOIN subjects s ON s.id = t.subject_id
+                      WHERE s.collection_id = c.id) AS templates
+             FROM collections c ORDER BY c.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(CollectionCounts {
+                    collection: row.try_get("id")?,
+                    subjects: row.try_get::<i64, _>("subjects")? as u64,
+                    templates: row.try_get::<i64, _>("templates")? as u64,
+                })
+            })
+            .collect()
+    }
+
+    fn pool_stats(&self) -> PoolStats {
+        let open = self.pool.size();
+        let idle = u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX);
+        PoolStats { in_use: open.saturating_sub(idle), max: MAX_CONNECTIONS }
     }
 
     async fn append_audit(&self, e: &NewAuditEvent) -> StoreResult<()> {

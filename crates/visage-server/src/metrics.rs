@@ -1,0 +1,333 @@
+//! Prometheus metrics under the names of the product description. Labels take fixed values
+//! (or route templates and collection names), never ids, names or other unbounded values.
+//! Error-rate gauges come from ground truth only and are absent while too little is known.
+
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+use visage_stats::ScoreSet;
+use visage_store::LabelledVerification;
+
+/// 5 ms to 5 s, as the latency alert (p95 < 1 s, < 2 s) needs resolution around a second.
+const LATENCY_BUCKETS: [f64; 12] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 2.0, 2.5, 5.0];
+
+/// Severity of a false decision by how far the score was on the wrong side of the threshold.
+/// A false accept far above the threshold (or a false reject far below it) is not a borderline
+/// case: it points to a look-alike, an attack or a broken template.
+pub fn severity(similarity: Option<f32>, threshold: f32) -> &'static str {
+    let Some(similarity) = similarity else { return "high" };
+    match (similarity - threshold).abs() {
+        m if m >= 0.10 => "high",
+        m if m >= 0.03 => "medium",
+        _ => "low",
+    }
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub verification_requests: IntCounterVec,
+    pub verification_duration: HistogramVec,
+    pub confidence: HistogramVec,
+    pub liveness_checks: IntCounterVec,
+    pub spoofing_attacks: IntCounterVec,
+    pub false_accepts: IntCounterVec,
+    pub false_rejects: IntCounterVec,
+    false_accept_rate: GaugeVec,
+    false_reject_rate: GaugeVec,
+    equal_error_rate: GaugeVec,
+    labelled: IntGaugeVec,
+    pub http_requests: IntCounterVec,
+    pub http_duration: HistogramVec,
+    pub http_in_flight: IntGauge,
+    pub inference_queue_depth: IntGauge,
+    pub inference_workers: IntGauge,
+    pub inference_workers_busy: IntGauge,
+    pub db_connections_in_use: IntGauge,
+    pub db_connections_max: IntGauge,
+    pub enrolled_subjects: IntGaugeVec,
+    pub enrolled_templates: IntGaugeVec,
+    pub index_templates: IntGaugeVec,
+    build_info: IntGaugeVec,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("valid counter");
+    registry.register(Box::new(metric.clone())).expect("unique metric");
+    metric
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    let metric = GaugeVec::new(Opts::new(name, help), labels).expect("valid gauge");
+    registry.register(Box::new(metric.clone())).expect("unique metric");
+    metric
+}
+
+fn int_gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let metric = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid gauge");
+    registry.register(Box::new(metric.clone())).expect("unique metric");
+    metric
+}
+
+fn int_gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let metric = IntGauge::new(name, help).expect("valid gauge");
+    registry.register(Box::new(metric.clone())).expect("unique metric");
+    metric
+}
+
+fn histogram(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: Vec<f64>,
+) -> HistogramVec {
+    let metric =
+        HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels).expect("valid histogram");
+    registry.register(Box::new(metric.clone())).expect("unique metric");
+    metric
+}
+
+impl Metrics {
+    pub fn new(version: &str, recognizer: &str) -> Self {
+        let r = Registry::new();
+        let metrics = Self {
+            verification_requests: counter(
+                &r,
+                "verification_requests_total",
+                "Verifications (1:1) and identifications (1:N) by outcome",
+                &["mode", "result"],
+            ),
+            verification_duration: histogram(
+                &r,
+                "verification_duration_seconds",
+                "Time of verifications and identifications, in total and per stage",
+                &["mode", "stage"],
+                LATENCY_BUCKETS.to_vec(),
+            ),
+            confidence: histogram(
+                &r,
+                "verification_confidence_score",
+                "Cosine similarity of decided verifications (best candidate for identifications)",
+                &["mode"],
+                (0..=20).map(|i| f64::from(i) * 0.05).collect(),
+            ),
+            liveness_checks: counter(&r, "liveness_checks_total", "Liveness checks by result", &["result"]),
+            spoofing_attacks: counter(
+                &r,
+                "spoofing_attacks_detected",
+                "Faces judged a presentation attack, by attack type",
+                &["type"],
+            ),
+            false_accepts: counter(
+                &r,
+                "false_accept_total",
+                "Accepted impostors, by ground-truth feedback, by severity",
+                &["severity"],
+            ),
+            false_rejects: counter(
+                &r,
+                "false_reject_total",
+                "Rejected genuine users, by ground-truth feedback, by severity",
+                &["severity"],
+            ),
+            false_accept_rate: gauge_vec(
+                &r,
+                "false_accept_rate",
+                "False accept rate in percent (feedback window, or the calibration run)",
+                &["source"],
+            ),
+            false_reject_rate: gauge_vec(
+                &r,
+                "false_reject_rate",
+                "False reject rate in percent (feedback window, or the calibration run)",
+                &["source"],
+            ),
+            equal_error_rate: gauge_vec(
+                &r,
+                "equal_error_rate",
+                "Equal error rate in percent (feedback window, or the calibration run)",
+                &["source"],
+            ),
+            labelled: int_gauge_vec(
+                &r,
+                "biometric_labelled_verifications",
+                "Verifications with ground truth in the feedback window",
+                &["truth"],
+            ),
+            http_requests: counter(
+                &r,
+                "http_requests_total",
+                "HTTP requests by route template and status class",
+                &["method", "route", "status"],
+            ),
+            http_duration: histogram(
+                &r,
+                "http_request_duration_seconds",
+                "HTTP request latency by route template",
+                &["method", "route"],
+                LATENCY_BUCKETS.to_vec(),
+            ),
+            http_in_flight: int_gauge(&r, "http_requests_in_flight", "HTTP requests being served"),
+            inference_queue_depth: int_gauge(
+                &r,
+                "inference_queue_depth",
+                "Inference jobs waiting for a worker",
+            ),
+            inference_workers: int_gauge(&r, "inference_workers", "Inference threads"),
+            inference_workers_busy: int_gauge(
+                &r,
+                "inference_workers_busy",
+                "Inference threads running a job",
+            ),
+            db_connections_in_use: int_gauge(&r, "db_pool_connections_in_use", "Database connections in use"),
+            db_connections_max: int_gauge(
+                &r,
+                "db_pool_connections_max",
+                "Database connection pool size limit",
+            ),
+            enrolled_subjects: int_gauge_vec(
+                &r,
+                "enrolled_subjects",
+                "Subjects per collection",
+                &["collection"],
+            ),
+            enrolled_templates: int_gauge_vec(
+                &r,
+                "enrolled_templates",
+                "Templates per collection",
+                &["collection"],
+            ),
+            index_templates: int_gauge_vec(
+                &r,
+                "index_templates",
+                "Templates in this replica's in-memory 1:N index, per collection",
+                &["collection"],
+            ),
+            build_info: int_gauge_vec(
+                &r,
+                "visage_build_info",
+                "Version and models of this build (always 1)",
+                &["version", "recognizer", "detector", "liveness"],
+            ),
+            registry: r,
+        };
+        metrics
+            .build_info
+            .with_label_values(&[version, recognizer, "yunet_2023mar", "minifasnet_v2+v1se"])
+            .set(1);
+        // Every fixed label value exists from the start, so rates and alerts see zeros, not gaps.
+        for mode in ["verify", "identify"] {
+            for result in ["match", "no_match", "spoof", "error"] {
+                metrics.verification_requests.with_label_values(&[mode, result]);
+            }
+        }
+        for result in ["pass", "fail", "inconclusive"] {
+            metrics.liveness_checks.with_label_values(&[result]);
+        }
+        for attack in ["print", "unknown"] {
+            metrics.spoofing_attacks.with_label_values(&[attack]);
+        }
+        for severity in ["low", "medium", "high"] {
+            metrics.false_accepts.with_label_values(&[severity]);
+            metrics.false_rejects.with_label_values(&[severity]);
+        }
+        metrics
+    }
+
+    /// Sets (or removes, when too little is known) the error-rate gauges of one source.
+    pub fn set_error_rates(&self, source: &str, rates: &ObservedRates) {
+        let set = |gauge: &GaugeVec, value: Option<f64>| match value {
+            Some(v) => gauge.with_label_values(&[source]).set(v),
+            None => {
+                let _ = gauge.remove_label_values(&[source]);
+            }
+        };
+        set(&self.false_accept_rate, rates.far_percent);
+        set(&self.false_reject_rate, rates.frr_percent);
+        set(&self.equal_error_rate, rates.eer_percent);
+    }
+
+    pub fn set_labelled(&self, genuine: usize, impostor: usize) {
+        self.labelled.with_label_values(&["genuine"]).set(genuine as i64);
+        self.labelled.with_label_values(&["impostor"]).set(impostor as i64);
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut out).expect("text encoding");
+        String::from_utf8(out).expect("the text format is UTF-8")
+    }
+}
+
+/// Error rates from labelled decisions; `None` where there are too few labels.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ObservedRates {
+    pub far_percent: Option<f64>,
+    pub frr_percent: Option<f64>,
+    pub eer_percent: Option<f64>,
+    pub genuine: usize,
+    pub impostor: usize,
+}
+
+/// FAR and FRR count the service's own decisions (each at the threshold it used); EER comes
+/// from the similarity scores. Each needs `min_labelled` attempts of the classes it divides by.
+pub fn observed_rates(labelled: &[LabelledVerification], min_labelled: usize) -> ObservedRates {
+    let genuine: Vec<&LabelledVerification> = labelled.iter().filter(|v| v.genuine).collect();
+    let impostor: Vec<&LabelledVerification> = labelled.iter().filter(|v| !v.genuine).collect();
+    let percent = |errors: usize, trials: usize| 100.0 * errors as f64 / trials as f64;
+    let far_percent = (impostor.len() >= min_labelled.max(1))
+        .then(|| percent(impostor.iter().filter(|v| v.accepted).count(), impostor.len()));
+    let frr_percent = (genuine.len() >= min_labelled.max(1))
+        .then(|| percent(genuine.iter().filter(|v| !v.accepted).count(), genuine.len()));
+    let scores = |set: &[&LabelledVerification]| -> Vec<f64> {
+        set.iter().filter_map(|v| v.similarity.map(f64::from)).collect()
+    };
+    let (genuine_scores, impostor_scores) = (scores(&genuine), scores(&impostor));
+    let eer_percent = (genuine_scores.len() >= min_labelled.max(1)
+        && impostor_scores.len() >= min_labelled.max(1))
+    .then(|| ScoreSet::new(genuine_scores, impostor_scores).ok())
+    .flatten()
+    .map(|set| set.eer().rate * 100.0);
+    ObservedRates { far_percent, frr_percent, eer_percent, genuine: genuine.len(), impostor: impostor.len() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labelled(genuine: bool, similarity: f32, accepted: bool) -> LabelledVerification {
+        LabelledVerification { genuine, similarity: Some(similarity), accepted }
+    }
+
+    #[test]
+    fn rates_count_decisions_and_need_enough_labels() {
+        let mut set =
+            vec![labelled(true, 0.8, true), labelled(true, 0.3, false), labelled(false, 0.1, false)];
+        let rates = observed_rates(&set, 2);
+        assert_eq!(rates.frr_percent, Some(50.0));
+        assert_eq!(rates.far_percent, None, "one impostor is not enough");
+        assert_eq!(rates.eer_percent, None);
+        set.push(labelled(false, 0.5, true));
+        let rates = observed_rates(&set, 2);
+        assert_eq!(rates.far_percent, Some(50.0));
+        assert!(rates.eer_percent.is_some());
+    }
+
+    #[test]
+    fn severity_grows_with_the_distance_from_the_threshold() {
+        assert_eq!(severity(Some(0.36), 0.35), "low");
+        assert_eq!(severity(Some(0.40), 0.35), "medium");
+        assert_eq!(severity(Some(0.60), 0.35), "high");
+        assert_eq!(severity(Some(0.10), 0.35), "high");
+    }
+
+    #[test]
+    fn absent_gauges_are_not_rendered() {
+        let metrics = Metrics::new("0", "sface");
+        metrics.set_error_rates("feedback", &ObservedRates { far_percent: Some(1.0), ..Default::default() });
+        assert!(metrics.render().contains("false_accept_rate{source=\"feedback\"} 1"));
+        metrics.set_error_rates("feedback", &ObservedRates::default());
+        assert!(!metrics.render().contains("false_accept_rate{"));
+    }
+}
