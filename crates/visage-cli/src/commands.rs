@@ -201,23 +201,27 @@ fn thread_count(threads: Option<usize>) -> usize {
     threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1)
 }
 
-pub fn evaluate(
-    ctx: &Context,
+/// Similarity scores of every pair of a pairs file, and what failed on the way.
+struct PairScores {
+    scores: ScoreSet,
+    embedded: usize,
+    failures: Vec<(PathBuf, String)>,
+    failed_pairs: usize,
+}
+
+fn score_pairs(
+    engine: &FaceEngine,
     pairs_file: &Path,
     images: Option<&Path>,
-    threshold: Option<f32>,
     threads: Option<usize>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<PairScores> {
     let root =
         images.map(Path::to_path_buf).unwrap_or_else(|| pairs_file.parent().unwrap_or(Path::new(".")).into());
     let pairs = crate::lfw::read_pairs(pairs_file, &root)?;
-    let engine = ctx.engine()?;
-    let threshold = threshold.unwrap_or(engine.config().recognizer.default_threshold());
     let mut unique: Vec<&PathBuf> = pairs.iter().flat_map(|p| [&p.a, &p.b]).collect();
     unique.sort();
     unique.dedup();
 
-    let started = Instant::now();
     let outcomes = parallel_map(&unique, thread_count(threads), "embedded", |path| {
         read(path).and_then(|bytes| Ok(engine.analyze_bytes(&bytes)?.embedding))
     });
@@ -246,6 +250,21 @@ pub fn evaluate(
         if pair.genuine { genuine.push(score) } else { impostor.push(score) }
     }
     let scores = ScoreSet::new(genuine, impostor).map_err(anyhow::Error::msg)?;
+    Ok(PairScores { scores, embedded: embeddings.len(), failures, failed_pairs })
+}
+
+pub fn evaluate(
+    ctx: &Context,
+    pairs_file: &Path,
+    images: Option<&Path>,
+    threshold: Option<f32>,
+    threads: Option<usize>,
+) -> anyhow::Result<()> {
+    let engine = ctx.engine()?;
+    let threshold = threshold.unwrap_or(engine.config().recognizer.default_threshold());
+    let started = Instant::now();
+    let PairScores { scores, embedded, failures, failed_pairs } =
+        score_pairs(&engine, pairs_file, images, threads)?;
     let at = scores.rates(f64::from(threshold));
     let eer = scores.eer();
     let (far_ci, frr_ci) = scores.confidence_95(f64::from(threshold));
@@ -254,7 +273,7 @@ pub fn evaluate(
         "pairs_file": pairs_file,
         "recognizer": engine.config().recognizer,
         "pairs": { "genuine": scores.genuine().len(), "impostor": scores.impostor().len(), "with_failed_image": failed_pairs },
-        "images": { "embedded": embeddings.len(), "failed": failures.iter().map(|(p, e)| json!({"image": p, "error": e})).collect::<Vec<_>>() },
+        "images": { "embedded": embedded, "failed": failures.iter().map(|(p, e)| json!({"image": p, "error": e})).collect::<Vec<_>>() },
         "threshold": round6(threshold),
         "accuracy": scores.accuracy(f64::from(threshold)),
         "far": at.far,
@@ -272,14 +291,16 @@ pub fn evaluate(
     Ok(())
 }
 
-/// Liveness over `DIR/real/<subject>/*` (bona fide) and `DIR/attack/<type>/<subject>/*`.
-pub fn evaluate_liveness(
+/// Liveness scores of bona fide and attack images, per attack type, and the failures.
+type LivenessScores = (Vec<f64>, BTreeMap<String, Vec<f64>>, Vec<serde_json::Value>);
+
+/// Scores `DIR/real/<subject>/*` (bona fide) and `DIR/attack/<type>/<subject>/*`.
+fn liveness_scores(
     ctx: &Context,
     dir: &Path,
     subjects: &[String],
-    threshold: f32,
     threads: Option<usize>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<LivenessScores> {
     let mut samples: Vec<(Option<String>, PathBuf)> = Vec::new();
     let mut add = |kind: Option<String>, root: PathBuf| -> anyhow::Result<()> {
         for subject in std::fs::read_dir(&root).with_context(|| format!("reading {}", root.display()))? {
@@ -309,7 +330,6 @@ pub fn evaluate_liveness(
     }
 
     let (engine, model) = ctx.engine_and_liveness()?;
-    let started = Instant::now();
     let scores = parallel_map(&samples, thread_count(threads), "scored", |(_, path)| {
         read(path).and_then(|bytes| {
             let image = engine.decode(&bytes)?;
@@ -328,6 +348,19 @@ pub fn evaluate_liveness(
             (Err(err), _) => failures.push(json!({ "image": path, "error": format!("{err:#}") })),
         }
     }
+    Ok((bona_fide, attacks, failures))
+}
+
+/// Liveness error rates over `DIR/real/<subject>/*` and `DIR/attack/<type>/<subject>/*`.
+pub fn evaluate_liveness(
+    ctx: &Context,
+    dir: &Path,
+    subjects: &[String],
+    threshold: f32,
+    threads: Option<usize>,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let (bona_fide, attacks, failures) = liveness_scores(ctx, dir, subjects, threads)?;
     let report = visage_stats::pad::evaluate(&bona_fide, &attacks, f64::from(threshold))
         .map_err(anyhow::Error::msg)?;
     let out = json!({
@@ -339,5 +372,114 @@ pub fn evaluate_liveness(
         "seconds": started.elapsed().as_secs_f64(),
     });
     println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+/// FAR targets the calibration tries; a target is written only when there are enough impostor
+/// pairs to resolve it.
+const FAR_TARGETS: [f64; 3] = [1e-2, 1e-3, 1e-4];
+
+pub struct CalibrateArgs<'a> {
+    pub pairs: &'a Path,
+    pub images: Option<&'a Path>,
+    pub liveness_dir: Option<&'a Path>,
+    pub liveness_subjects: &'a [String],
+    pub apcer_target: f64,
+    pub default_far: f64,
+    pub out: Option<&'a Path>,
+    pub threads: Option<usize>,
+}
+
+/// Measures decision thresholds on a development split and writes them (with the liveness
+/// threshold) to the calibration file the service reads.
+pub fn calibrate(ctx: &Context, args: &CalibrateArgs) -> anyhow::Result<()> {
+    use visage_server::calibration::{
+        CalibrationFile, EvaluationSummary, FILE_NAME, FORMAT_VERSION, LivenessCalibration, OperatingPoint,
+        RecognizerCalibration,
+    };
+    let engine = ctx.engine()?;
+    let PairScores { scores, failures, .. } = score_pairs(&engine, args.pairs, args.images, args.threads)?;
+    let resolution = scores.far_resolution();
+    let mut points = Vec::new();
+    let mut unresolved = Vec::new();
+    for far in FAR_TARGETS {
+        if resolution <= far {
+            points.push(OperatingPoint { far, threshold: scores.threshold_for_far(far) as f32 });
+        } else {
+            unresolved.push(far);
+        }
+    }
+    let default = points
+        .iter()
+        .find(|p| ((p.far - args.default_far) / args.default_far).abs() < 1e-6)
+        .with_context(|| {
+            format!(
+                "FAR {} is not resolvable with {} impostor pairs",
+                args.default_far,
+                scores.impostor().len()
+            )
+        })?;
+    let at = scores.rates(f64::from(default.threshold));
+    let evaluation = EvaluationSummary {
+        far_percent: at.far * 100.0,
+        frr_percent: at.frr * 100.0,
+        eer_percent: scores.eer().rate * 100.0,
+    };
+    let dataset = format!(
+        "{} ({} genuine, {} impostor pairs)",
+        args.pairs.display(),
+        scores.genuine().len(),
+        scores.impostor().len()
+    );
+
+    let out = args.out.map_or_else(|| ctx.models_dir.join(FILE_NAME), Path::to_path_buf);
+    let mut file = match std::fs::read_to_string(&out) {
+        Ok(text) => serde_json::from_str::<CalibrationFile>(&text)
+            .with_context(|| format!("{} is not a calibration file", out.display()))?,
+        Err(_) => CalibrationFile { version: FORMAT_VERSION, recognizers: BTreeMap::new(), liveness: None },
+    };
+    let recognizer = serde_json::to_value(ctx.recognizer)?.as_str().unwrap_or_default().to_owned();
+    file.recognizers.insert(
+        recognizer.clone(),
+        RecognizerCalibration { dataset, points: points.clone(), evaluation: Some(evaluation) },
+    );
+
+    let mut liveness_report = serde_json::Value::Null;
+    if let Some(dir) = args.liveness_dir {
+        let (bona_fide, attacks, liveness_failures) =
+            liveness_scores(ctx, dir, args.liveness_subjects, args.threads)?;
+        // The worst attack type sets the threshold.
+        let threshold = attacks
+            .values()
+            .map(|a| {
+                ScoreSet::new(bona_fide.clone(), a.clone()).map(|s| s.threshold_for_far(args.apcer_target))
+            })
+            .collect::<Result<Vec<f64>, _>>()
+            .map_err(anyhow::Error::msg)?
+            .into_iter()
+            .fold(f64::MIN, f64::max);
+        let report =
+            visage_stats::pad::evaluate(&bona_fide, &attacks, threshold).map_err(anyhow::Error::msg)?;
+        file.liveness = Some(LivenessCalibration {
+            dataset: format!("{} subjects {:?}", dir.display(), args.liveness_subjects),
+            apcer_target: args.apcer_target,
+            threshold: threshold as f32,
+        });
+        liveness_report =
+            json!({ "threshold": threshold, "report": report, "failed_images": liveness_failures });
+    }
+    std::fs::write(&out, serde_json::to_string_pretty(&file)? + "\n")
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    let report = json!({
+        "written": out,
+        "recognizer": recognizer,
+        "points": points,
+        "unresolved_far_targets": unresolved,
+        "far_resolution": resolution,
+        "evaluation_at_default": { "far_target": args.default_far, "threshold": default.threshold, "far_percent": evaluation.far_percent, "frr_percent": evaluation.frr_percent, "eer_percent": evaluation.eer_percent },
+        "failed_images": failures.len(),
+        "liveness": liveness_report,
+    });
+    println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
 }

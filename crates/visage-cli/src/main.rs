@@ -91,6 +91,34 @@ enum Command {
         #[arg(long)]
         threads: Option<usize>,
     },
+    /// Measure decision thresholds for FAR 1e-2/1e-3/1e-4 (those the data resolves) and the
+    /// liveness threshold on a development split; write them to MODELS/calibration.json, which
+    /// `visage serve` reads.
+    Calibrate {
+        /// Development pairs file, e.g. ../shared/data/lfw-dev/pairsDevTrain.txt (never the split you report on).
+        #[arg(long)]
+        pairs: PathBuf,
+        /// LFW image root; defaults to the pairs file's folder.
+        #[arg(long)]
+        images: Option<PathBuf>,
+        /// Liveness development data (`real/`, `attack/<type>/`), e.g. ../shared/data/nuaa-dev.
+        #[arg(long)]
+        liveness_dir: Option<PathBuf>,
+        /// Liveness calibration subjects (comma-separated), e.g. 0001,0002,0003,0004.
+        #[arg(long, value_delimiter = ',')]
+        liveness_subjects: Vec<String>,
+        /// Highest accepted APCER of the worst attack type.
+        #[arg(long, default_value_t = 0.01)]
+        apcer_target: f64,
+        /// The FAR target the evaluation summary is taken at (the service default).
+        #[arg(long, default_value_t = 1e-3)]
+        default_far: f64,
+        /// Output file [default: MODELS/calibration.json].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        threads: Option<usize>,
+    },
     /// Check that every model file is present and matches its pinned sha256.
     Models,
     /// Run the HTTP service (port 8000 by default; every option is listed below).
@@ -249,6 +277,28 @@ fn main() -> ExitCode {
             commands::evaluate_liveness(&ctx, &dir, &subjects, threshold, threads)
         }
         Command::Models => commands::check_models(&ctx),
+        Command::Calibrate {
+            ref pairs,
+            ref images,
+            ref liveness_dir,
+            ref liveness_subjects,
+            apcer_target,
+            default_far,
+            ref out,
+            threads,
+        } => commands::calibrate(
+            &ctx,
+            &commands::CalibrateArgs {
+                pairs,
+                images: images.as_deref(),
+                liveness_dir: liveness_dir.as_deref(),
+                liveness_subjects,
+                apcer_target,
+                default_far,
+                out: out.as_deref(),
+                threads,
+            },
+        ),
         Command::Serve { ref service, ref listen } => {
             let overrides = service_overrides(&cli, &matches, service.data_dir.clone(), listen.clone());
             service::load_config(service.config.as_deref(), &overrides).and_then(service::serve)

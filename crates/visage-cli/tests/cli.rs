@@ -254,3 +254,92 @@ fn the_production_profile_refuses_to_start_without_a_template_key() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("VISAGE_ENCRYPTION__KEY"));
 }
+
+/// An LFW-style pairs file over the bundled fixtures: the 4 people with two photos give the
+/// genuine pairs, every two different people an impostor pair.
+fn fixture_pairs(dir: &Path) -> PathBuf {
+    let lfw = root().join("tests/fixtures/lfw");
+    let mut people: Vec<(String, Vec<u32>)> = std::fs::read_dir(&lfw)
+        .unwrap()
+        .map(|entry| {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            let mut numbers: Vec<u32> = std::fs::read_dir(lfw.join(&name))
+                .unwrap()
+                .map(|f| {
+                    let file = f.unwrap().file_name().into_string().unwrap();
+                    file.trim_end_matches(".jpg").rsplit('_').next().unwrap().parse().unwrap()
+                })
+                .collect();
+            numbers.sort();
+            (name, numbers)
+        })
+        .collect();
+    people.sort();
+    let mut lines = vec!["1\t300".to_owned()];
+    for (name, numbers) in &people {
+        if let [a, b, ..] = numbers.as_slice() {
+            lines.push(format!("{name}\t{a}\t{b}"));
+        }
+    }
+    for (i, (a, an)) in people.iter().enumerate() {
+        for (b, bn) in &people[i + 1..] {
+            lines.push(format!("{a}\t{}\t{b}\t{}", an[0], bn[0]));
+        }
+    }
+    let path = dir.join("pairs.txt");
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    path
+}
+
+#[test]
+fn calibrate_writes_only_the_thresholds_the_data_resolves() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = fixture_pairs(dir.path());
+    let out = dir.path().join("calibration.json");
+    let images = root().join("tests/fixtures/lfw");
+    let nuaa = dir.path().join("nuaa");
+    // NUAA layout (real/<subject>/, attack/print/<subject>/) from the bundled frames.
+    for (kind, target) in [("real", "real"), ("print", "attack/print")] {
+        let subject = nuaa.join(target).join("0005");
+        std::fs::create_dir_all(&subject).unwrap();
+        for file in std::fs::read_dir(root().join("tests/fixtures/nuaa").join(kind)).unwrap() {
+            let file = file.unwrap().path();
+            std::fs::copy(&file, subject.join(file.file_name().unwrap())).unwrap();
+        }
+    }
+    let run = |default_far: &str| {
+        visage(&[
+            "calibrate",
+            "--pairs",
+            pairs.to_str().unwrap(),
+            "--images",
+            images.to_str().unwrap(),
+            "--liveness-dir",
+            nuaa.to_str().unwrap(),
+            "--default-far",
+            default_far,
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+    // A few hundred impostor pairs cannot resolve a FAR of 0.1%.
+    let refused = run("0.001");
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not resolvable"));
+    assert!(!out.exists(), "nothing is written when the default target cannot be calibrated");
+
+    let report = json(&run("0.01"));
+    assert_eq!(report["unresolved_far_targets"], serde_json::json!([0.001, 0.0001]));
+    let file: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(file["version"], 1);
+    let points = file["recognizers"]["sface"]["points"].as_array().unwrap();
+    assert_eq!(points.len(), 1);
+    assert_eq!(points[0]["far"], 0.01);
+    let threshold = points[0]["threshold"].as_f64().unwrap();
+    assert!((0.1..0.5).contains(&threshold), "{threshold}");
+    assert!(file["recognizers"]["sface"]["evaluation"]["eer_percent"].is_number());
+    // Three prints, three live frames: at APCER <= 1% every print must fall below the threshold.
+    let liveness = file["liveness"]["threshold"].as_f64().unwrap();
+    assert!(report["liveness"]["report"]["apcer"].as_f64().unwrap() <= 0.01, "{report}");
+    assert!(liveness > 0.0 && liveness < 1.0);
+}
