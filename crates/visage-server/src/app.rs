@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
+use tracing::Instrument;
 use uuid::Uuid;
 use visage_face::{EngineConfig, FaceEngine, LivenessModel, ModelPaths};
 use visage_store::crypto::{KeyRing, SealedTemplate, TemplateKey};
@@ -349,9 +350,11 @@ async fn request_context(State(app): State<AppState>, request: Request<Body>, ne
     let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
     app.metrics.http_in_flight.inc();
     let in_flight = InFlight(&app.metrics.http_in_flight);
+    // Every log line of the request carries its id (never the path: it may hold ids).
+    let span = tracing::info_span!("request", request_id = %request_id);
     let mut response = REQUEST_ID
         .scope(request_id.clone(), async move {
-            let response = next.run(request).await;
+            let response = next.run(request).instrument(span).await;
             let is_json = response
                 .headers()
                 .get(header::CONTENT_TYPE)
