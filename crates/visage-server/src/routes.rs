@@ -148,6 +148,33 @@ impl App {
             .observe(started.elapsed().as_secs_f64());
     }
 
+    /// Keeps a decision for later ground truth and writes its audit event; returns its id.
+    async fn record_decision(&self, caller: &Caller, d: Decision<'_>) -> ApiResult<Uuid> {
+        let id = Uuid::now_v7();
+        let outcome = if d.matched { "match" } else { "no_match" };
+        self.store
+            .record_verification(&VerificationRecord {
+                id,
+                created_at: Utc::now(),
+                api_key_id: Some(caller.key_id.clone()),
+                mode: d.mode,
+                collection: d.collection.cloned(),
+                subject_id: d.subject_id,
+                similarity: d.similarity,
+                threshold: d.point.threshold,
+                far_target: Some(d.point.far),
+                decision: outcome.into(),
+                liveness_score: d.liveness.and_then(|l| l.score),
+            })
+            .await?;
+        let mut detail = d.detail;
+        detail["verification_id"] = json!(id);
+        // An identification names no subject in the audit trail: it claimed nobody.
+        let audited_subject = if d.mode == VerificationMode::Verify { d.subject_id } else { None };
+        self.audit(Some(caller), d.mode.as_str(), outcome, d.collection, audited_subject, detail).await;
+        Ok(id)
+    }
+
     async fn subject_for(&self, caller: &Caller, id: Uuid, role: Role) -> ApiResult<visage_store::Subject> {
         caller.require(role)?;
         let subject = self.store.get_subject(id).await?.ok_or(ApiError::SubjectNotFound)?;
@@ -244,6 +271,18 @@ pub async fn verify(
     outcome.map(|(response, _)| Json(response))
 }
 
+/// A decision as it is kept and audited.
+struct Decision<'a> {
+    mode: VerificationMode,
+    collection: Option<&'a CollectionId>,
+    subject_id: Option<Uuid>,
+    similarity: Option<f32>,
+    point: OperatingPoint,
+    matched: bool,
+    liveness: Option<&'a LivenessDto>,
+    detail: serde_json::Value,
+}
+
 /// What the metrics need to know of a finished decision.
 struct Observed {
     times: StageTimes,
@@ -295,33 +334,17 @@ async fn verify_inner(
     };
     let search = search_started.elapsed().as_secs_f64();
     let is_match = similarity >= point.threshold;
-    let verification_id = Uuid::now_v7();
-    let collection = subject.as_ref().map(|s| s.collection.clone());
-    app.store
-        .record_verification(&VerificationRecord {
-            id: verification_id,
-            created_at: Utc::now(),
-            api_key_id: Some(caller.key_id.clone()),
-            mode: VerificationMode::Verify,
-            collection: collection.clone(),
-            subject_id: subject.as_ref().map(|s| s.id),
-            similarity: Some(similarity),
-            threshold: point.threshold,
-            far_target: Some(point.far),
-            decision: if is_match { "match" } else { "no_match" }.into(),
-            liveness_score: liveness.as_ref().and_then(|l| l.score),
-        })
-        .await?;
-    let outcome = if is_match { "match" } else { "no_match" };
-    app.audit(
-        Some(&caller),
-        "verify",
-        outcome,
-        collection.as_ref(),
-        subject.as_ref().map(|s| s.id),
-        json!({ "verification_id": verification_id }),
-    )
-    .await;
+    let decision = Decision {
+        mode: VerificationMode::Verify,
+        collection: subject.as_ref().map(|s| &s.collection),
+        subject_id: subject.as_ref().map(|s| s.id),
+        similarity: Some(similarity),
+        point,
+        matched: is_match,
+        liveness: liveness.as_ref(),
+        detail: json!({}),
+    };
+    let verification_id = app.record_decision(&caller, decision).await?;
     let response = VerifyResponse {
         verification_id,
         is_match,
@@ -402,33 +425,18 @@ async fn identify_inner(
             });
         }
     }
-    let verification_id = Uuid::now_v7();
     let top = candidates.first();
-    app.store
-        .record_verification(&VerificationRecord {
-            id: verification_id,
-            created_at: Utc::now(),
-            api_key_id: Some(caller.key_id.clone()),
-            mode: VerificationMode::Identify,
-            collection: Some(collection.clone()),
-            subject_id: top.map(|c| c.subject_id),
-            similarity: top.map(|c| c.similarity),
-            threshold: point.threshold,
-            far_target: Some(point.far),
-            decision: if top.is_some() { "match" } else { "no_match" }.into(),
-            liveness_score: liveness.as_ref().and_then(|l| l.score),
-        })
-        .await?;
-    let outcome = if top.is_some() { "match" } else { "no_match" };
-    app.audit(
-        Some(&caller),
-        "identify",
-        outcome,
-        Some(&collection),
-        None,
-        json!({ "verification_id": verification_id, "candidates": candidates.len() }),
-    )
-    .await;
+    let decision = Decision {
+        mode: VerificationMode::Identify,
+        collection: Some(&collection),
+        subject_id: top.map(|c| c.subject_id),
+        similarity: top.map(|c| c.similarity),
+        point,
+        matched: top.is_some(),
+        liveness: liveness.as_ref(),
+        detail: json!({ "candidates": candidates.len() }),
+    };
+    let verification_id = app.record_decision(&caller, decision).await?;
     let observed = Observed {
         times: probe.times,
         search: Some(search),
