@@ -299,6 +299,18 @@ async fn erasure_removes_everything_and_a_later_verify_says_subject_not_found() 
     app.verify(bob, "Bob_Graham_0005").await;
     let images = app.config.storage.data_dir.join("images");
     assert_eq!(std::fs::read_dir(&images).unwrap().count(), 2, "images are kept when configured");
+    // Kept images are sealed like templates: unreadable on disk, exact after opening.
+    let originals = [lfw("Bob_Graham_0001"), lfw("Bob_Graham_0005")];
+    for template in app.state.store.list_templates(bob).await.unwrap() {
+        let reference = template.image_ref.as_deref().expect("an image reference");
+        let on_disk = std::fs::read(images.join(reference)).unwrap();
+        assert!(
+            originals.iter().all(|o| !on_disk.windows(64).any(|w| w == &o[..64])),
+            "image stored in the clear"
+        );
+        let opened = app.state.load_image(template.id, bob, reference).unwrap();
+        assert!(originals.contains(&opened), "the sealed image opens to the uploaded bytes");
+    }
 
     expect(app.delete(&format!("/v1/subjects/{bob}"), &app.admin).await, StatusCode::NO_CONTENT).await;
 
