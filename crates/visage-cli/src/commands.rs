@@ -1,16 +1,14 @@
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
 
+use crate::evaluation::{embed_images, liveness_samples, score_comparisons, score_liveness};
+use crate::report::{PRIMARY_LIVENESS_MODEL, worst_type_threshold};
 use anyhow::{Context as _, bail};
 use serde_json::json;
 use visage_face::{
     BackendKind, DecodeLimits, EngineConfig, FaceEngine, FaceSelection, LivenessModel, ModelPaths,
     RecognizerKind, models,
 };
-use visage_stats::ScoreSet;
 
 pub struct Context {
     pub models_dir: PathBuf,
@@ -21,12 +19,12 @@ pub struct Context {
 }
 
 impl Context {
-    fn engine(&self) -> anyhow::Result<FaceEngine> {
+    pub fn engine(&self) -> anyhow::Result<FaceEngine> {
         Ok(self.load(false)?.0)
     }
 
     /// The face engine and the liveness models, on one backend.
-    fn engine_and_liveness(&self) -> anyhow::Result<(FaceEngine, LivenessModel)> {
+    pub fn engine_and_liveness(&self) -> anyhow::Result<(FaceEngine, LivenessModel)> {
         let (engine, liveness) = self.load(true)?;
         Ok((engine, liveness.expect("requested")))
     }
@@ -39,7 +37,7 @@ impl Context {
             ..EngineConfig::default()
         };
         let paths = ModelPaths::new(&self.models_dir);
-        let backend = self.backend.create(&paths, thread_count(None))?;
+        let backend = self.backend.create(&paths, crate::evaluation::thread_count(None))?;
         let engine = FaceEngine::load(&paths, backend.as_ref(), config)?;
         let liveness = with_liveness.then(|| LivenessModel::load(&paths, backend.as_ref())).transpose()?;
         Ok((engine, liveness))
@@ -163,218 +161,6 @@ pub fn check_models(ctx: &Context) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs `work` over `items` on `threads` threads, printing progress with an ETA to stderr.
-fn parallel_map<T: Sync, R: Send>(
-    items: &[T],
-    threads: usize,
-    what: &str,
-    work: impl Fn(&T) -> R + Sync,
-) -> Vec<R> {
-    let next = AtomicUsize::new(0);
-    let done = AtomicUsize::new(0);
-    let results = Mutex::new(Vec::with_capacity(items.len()));
-    let started = Instant::now();
-    std::thread::scope(|scope| {
-        for _ in 0..threads.max(1) {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(item) = items.get(i) else { break };
-                    let result = work(item);
-                    results.lock().expect("poisoned").push((i, result));
-                    let finished = done.fetch_add(1, Ordering::Relaxed) + 1;
-                    if finished.is_multiple_of(100) || finished == items.len() {
-                        let elapsed = started.elapsed().as_secs_f64();
-                        let eta = elapsed / finished as f64 * (items.len() - finished) as f64;
-                        eprintln!("{what} {finished}/{}, {elapsed:.0}s elapsed, eta {eta:.0}s", items.len());
-                    }
-                }
-            });
-        }
-    });
-    let mut results = results.into_inner().expect("poisoned");
-    results.sort_by_key(|(i, _)| *i);
-    results.into_iter().map(|(_, r)| r).collect()
-}
-
-fn thread_count(threads: Option<usize>) -> usize {
-    threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1)
-}
-
-/// Similarity scores of every pair of a pairs file, and what failed on the way.
-struct PairScores {
-    scores: ScoreSet,
-    embedded: usize,
-    failures: Vec<(PathBuf, String)>,
-    failed_pairs: usize,
-}
-
-fn score_pairs(
-    engine: &FaceEngine,
-    pairs_file: &Path,
-    images: Option<&Path>,
-    threads: Option<usize>,
-) -> anyhow::Result<PairScores> {
-    let root =
-        images.map(Path::to_path_buf).unwrap_or_else(|| pairs_file.parent().unwrap_or(Path::new(".")).into());
-    let pairs = crate::lfw::read_pairs(pairs_file, &root)?;
-    let mut unique: Vec<&PathBuf> = pairs.iter().flat_map(|p| [&p.a, &p.b]).collect();
-    unique.sort();
-    unique.dedup();
-
-    let outcomes = parallel_map(&unique, thread_count(threads), "embedded", |path| {
-        read(path).and_then(|bytes| Ok(engine.analyze_bytes(&bytes)?.embedding))
-    });
-    let mut embeddings = HashMap::new();
-    let mut failures = Vec::new();
-    for (path, outcome) in unique.iter().zip(outcomes) {
-        match outcome {
-            Ok(embedding) => {
-                embeddings.insert((*path).clone(), embedding);
-            }
-            Err(err) => failures.push(((*path).clone(), format!("{err:#}"))),
-        }
-    }
-
-    // A pair with an image that failed counts as a non-match (score -1): a rejection for a
-    // genuine pair, a correct refusal for an impostor pair.
-    let (mut genuine, mut impostor, mut failed_pairs) = (Vec::new(), Vec::new(), 0);
-    for pair in &pairs {
-        let score = match (embeddings.get(&pair.a), embeddings.get(&pair.b)) {
-            (Some(a), Some(b)) => f64::from(a.cosine(b)),
-            _ => {
-                failed_pairs += 1;
-                -1.0
-            }
-        };
-        if pair.genuine { genuine.push(score) } else { impostor.push(score) }
-    }
-    let scores = ScoreSet::new(genuine, impostor).map_err(anyhow::Error::msg)?;
-    Ok(PairScores { scores, embedded: embeddings.len(), failures, failed_pairs })
-}
-
-pub fn evaluate(
-    ctx: &Context,
-    pairs_file: &Path,
-    images: Option<&Path>,
-    threshold: Option<f32>,
-    threads: Option<usize>,
-) -> anyhow::Result<()> {
-    let engine = ctx.engine()?;
-    let threshold = threshold.unwrap_or(engine.config().recognizer.default_threshold());
-    let started = Instant::now();
-    let PairScores { scores, embedded, failures, failed_pairs } =
-        score_pairs(&engine, pairs_file, images, threads)?;
-    let at = scores.rates(f64::from(threshold));
-    let eer = scores.eer();
-    let (far_ci, frr_ci) = scores.confidence_95(f64::from(threshold));
-    let tar_at_far: Vec<_> = [1e-2, 1e-3, 1e-4].into_iter().map(|t| scores.tar_at_far(t)).collect();
-    let report = json!({
-        "pairs_file": pairs_file,
-        "recognizer": engine.config().recognizer,
-        "pairs": { "genuine": scores.genuine().len(), "impostor": scores.impostor().len(), "with_failed_image": failed_pairs },
-        "images": { "embedded": embedded, "failed": failures.iter().map(|(p, e)| json!({"image": p, "error": e})).collect::<Vec<_>>() },
-        "threshold": round6(threshold),
-        "accuracy": scores.accuracy(f64::from(threshold)),
-        "far": at.far,
-        "frr": at.frr,
-        "eer": eer.rate,
-        "eer_threshold": eer.threshold,
-        "best_accuracy_threshold": scores.best_accuracy_threshold(),
-        "far_95ci": far_ci,
-        "frr_95ci": frr_ci,
-        "tar_at_far": tar_at_far,
-        "far_resolution": scores.far_resolution(),
-        "seconds": started.elapsed().as_secs_f64(),
-    });
-    println!("{}", serde_json::to_string_pretty(&report)?);
-    Ok(())
-}
-
-/// Liveness scores of bona fide and attack images, per attack type, and the failures.
-type LivenessScores = (Vec<f64>, BTreeMap<String, Vec<f64>>, Vec<serde_json::Value>);
-
-/// Scores `DIR/real/<subject>/*` (bona fide) and `DIR/attack/<type>/<subject>/*`.
-fn liveness_scores(
-    ctx: &Context,
-    dir: &Path,
-    subjects: &[String],
-    threads: Option<usize>,
-) -> anyhow::Result<LivenessScores> {
-    let mut samples: Vec<(Option<String>, PathBuf)> = Vec::new();
-    let mut add = |kind: Option<String>, root: PathBuf| -> anyhow::Result<()> {
-        for subject in std::fs::read_dir(&root).with_context(|| format!("reading {}", root.display()))? {
-            let subject = subject?.path();
-            let name = subject.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
-            if !subject.is_dir() || (!subjects.is_empty() && !subjects.contains(&name)) {
-                continue;
-            }
-            for file in std::fs::read_dir(&subject)? {
-                samples.push((kind.clone(), file?.path()));
-            }
-        }
-        Ok(())
-    };
-    add(None, dir.join("real"))?;
-    let attack_root = dir.join("attack");
-    for kind in
-        std::fs::read_dir(&attack_root).with_context(|| format!("reading {}", attack_root.display()))?
-    {
-        let kind = kind?.path();
-        let name = kind.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
-        add(Some(name), kind)?;
-    }
-    samples.sort();
-    if samples.is_empty() {
-        bail!("no images under {} for the chosen subjects", dir.display());
-    }
-
-    let (engine, model) = ctx.engine_and_liveness()?;
-    let scores = parallel_map(&samples, thread_count(threads), "scored", |(_, path)| {
-        read(path).and_then(|bytes| {
-            let image = engine.decode(&bytes)?;
-            let faces = engine.detect(&image)?;
-            let face = engine.select(&image, &faces)?;
-            Ok(f64::from(model.score(&image, face)?.live))
-        })
-    });
-    let mut bona_fide = Vec::new();
-    let mut attacks: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    let mut failures = Vec::new();
-    for ((kind, path), score) in samples.iter().zip(scores) {
-        match (score, kind) {
-            (Ok(score), None) => bona_fide.push(score),
-            (Ok(score), Some(kind)) => attacks.entry(kind.clone()).or_default().push(score),
-            (Err(err), _) => failures.push(json!({ "image": path, "error": format!("{err:#}") })),
-        }
-    }
-    Ok((bona_fide, attacks, failures))
-}
-
-/// Liveness error rates over `DIR/real/<subject>/*` and `DIR/attack/<type>/<subject>/*`.
-pub fn evaluate_liveness(
-    ctx: &Context,
-    dir: &Path,
-    subjects: &[String],
-    threshold: f32,
-    threads: Option<usize>,
-) -> anyhow::Result<()> {
-    let started = Instant::now();
-    let (bona_fide, attacks, failures) = liveness_scores(ctx, dir, subjects, threads)?;
-    let report = visage_stats::pad::evaluate(&bona_fide, &attacks, f64::from(threshold))
-        .map_err(anyhow::Error::msg)?;
-    let out = json!({
-        "dir": dir,
-        "subjects": subjects,
-        "models": ["minifasnet_v2_2.7", "minifasnet_v1se_4.0"],
-        "report": report,
-        "failed_images": failures,
-        "seconds": started.elapsed().as_secs_f64(),
-    });
-    println!("{}", serde_json::to_string_pretty(&out)?);
-    Ok(())
-}
-
 /// FAR targets the calibration tries; a target is written only when there are enough impostor
 /// pairs to resolve it.
 const FAR_TARGETS: [f64; 3] = [1e-2, 1e-3, 1e-4];
@@ -386,7 +172,10 @@ pub struct CalibrateArgs<'a> {
     pub liveness_subjects: &'a [String],
     pub apcer_target: f64,
     pub default_far: f64,
+    pub impostor_pairs: usize,
+    pub seed: u64,
     pub out: Option<&'a Path>,
+    pub cache: &'a crate::evaluation::CacheArgs,
     pub threads: Option<usize>,
 }
 
@@ -398,7 +187,16 @@ pub fn calibrate(ctx: &Context, args: &CalibrateArgs) -> anyhow::Result<()> {
         RecognizerCalibration,
     };
     let engine = ctx.engine()?;
-    let PairScores { scores, failures, .. } = score_pairs(&engine, args.pairs, args.images, args.threads)?;
+    let root = args
+        .images
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| args.pairs.parent().unwrap_or(Path::new(".")).into());
+    let mut comparisons = crate::dataset::from_pairs_file(args.pairs, &root)?;
+    crate::dataset::add_sampled_impostors(&mut comparisons, args.impostor_pairs, args.seed);
+    let cache = args.cache.open(ctx, &engine)?;
+    let embedded = embed_images(&engine, &comparisons.images, cache.as_ref(), args.threads)?;
+    let failures = &embedded.failures;
+    let scores = score_comparisons(&comparisons, &embedded)?.scores;
     let resolution = scores.far_resolution();
     let mut points = Vec::new();
     let mut unresolved = Vec::new();
@@ -425,8 +223,12 @@ pub fn calibrate(ctx: &Context, args: &CalibrateArgs) -> anyhow::Result<()> {
         frr_percent: at.frr * 100.0,
         eer_percent: scores.eer().rate * 100.0,
     };
+    let sampled = match &comparisons.info.impostor_sampling {
+        Some(s) => format!(", {} of them sampled among its images with seed {}", s.used, args.seed),
+        None => String::new(),
+    };
     let dataset = format!(
-        "{} ({} genuine, {} impostor pairs)",
+        "{} ({} genuine, {} impostor pairs{sampled})",
         args.pairs.display(),
         scores.genuine().len(),
         scores.impostor().len()
@@ -446,20 +248,19 @@ pub fn calibrate(ctx: &Context, args: &CalibrateArgs) -> anyhow::Result<()> {
 
     let mut liveness_report = serde_json::Value::Null;
     if let Some(dir) = args.liveness_dir {
-        let (bona_fide, attacks, liveness_failures) =
-            liveness_scores(ctx, dir, args.liveness_subjects, args.threads)?;
+        let samples = liveness_samples(dir, args.liveness_subjects)?;
+        let (engine, model) = ctx.engine_and_liveness()?;
+        let (per_model, liveness_failures) = score_liveness(&samples, args.threads, |bytes| {
+            let image = engine.decode(bytes)?;
+            let faces = engine.detect(&image)?;
+            let face = engine.select(&image, &faces)?;
+            Ok(vec![(PRIMARY_LIVENESS_MODEL.to_owned(), f64::from(model.score(&image, face)?.live))])
+        })?;
+        let scores = per_model.get(PRIMARY_LIVENESS_MODEL).context("no image gave a liveness score")?;
         // The worst attack type sets the threshold.
-        let threshold = attacks
-            .values()
-            .map(|a| {
-                ScoreSet::new(bona_fide.clone(), a.clone()).map(|s| s.threshold_for_far(args.apcer_target))
-            })
-            .collect::<Result<Vec<f64>, _>>()
-            .map_err(anyhow::Error::msg)?
-            .into_iter()
-            .fold(f64::MIN, f64::max);
-        let report =
-            visage_stats::pad::evaluate(&bona_fide, &attacks, threshold).map_err(anyhow::Error::msg)?;
+        let threshold = worst_type_threshold(scores, args.apcer_target)?;
+        let report = visage_stats::pad::evaluate(&scores.bona_fide, &scores.attacks, threshold)
+            .map_err(anyhow::Error::msg)?;
         file.liveness = Some(LivenessCalibration {
             dataset: format!("{} subjects {:?}", dir.display(), args.liveness_subjects),
             apcer_target: args.apcer_target,

@@ -15,11 +15,6 @@ pub fn image_path(root: &Path, name: &str, index: u32) -> PathBuf {
     root.join(name).join(format!("{name}_{index:04}.jpg"))
 }
 
-pub fn read_pairs(file: &Path, root: &Path) -> anyhow::Result<Vec<Pair>> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    parse_pairs(&text, root).with_context(|| format!("parsing {}", file.display()))
-}
-
 pub fn parse_pairs(text: &str, root: &Path) -> anyhow::Result<Vec<Pair>> {
     let mut pairs = Vec::new();
     for (n, line) in text.lines().enumerate().skip(1) {

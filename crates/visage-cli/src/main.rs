@@ -1,7 +1,11 @@
 //! `visage`: the face service's command-line tool.
 
+mod cache;
 mod commands;
+mod dataset;
+mod evaluation;
 mod lfw;
+mod report;
 mod service;
 
 use std::path::PathBuf;
@@ -61,23 +65,47 @@ enum Command {
     },
     /// Print the face embedding of an image as JSON.
     Embed { image: PathBuf },
-    /// Compare every pair of an LFW-style pairs file and report accuracy and error rates.
+    /// Verification error rates on labelled data: accuracy (cross-validated), EER, FAR/FRR at the
+    /// threshold, TAR at FAR 1e-2/1e-3/1e-4. Writes report.json, det.svg, scores.svg and
+    /// summary.md to --out.
+    #[command(group(clap::ArgGroup::new("dataset").required(true).args(["pairs", "identities"])))]
     Evaluate {
-        /// Pairs file (`pairs.txt`, `pairsDevTest.txt`, ...).
+        /// LFW-style pairs file (`pairs.txt`, `pairsDevTest.txt`, ...).
         #[arg(long)]
-        pairs: PathBuf,
+        pairs: Option<PathBuf>,
         /// LFW image root (`<Name>/<Name>_NNNN.jpg`); defaults to the pairs file's folder.
-        #[arg(long)]
+        #[arg(long, requires = "pairs")]
         images: Option<PathBuf>,
-        /// Decision threshold on cosine similarity [default: the recognizer's calibrated one].
-        #[arg(long, env = "VISAGE_THRESHOLD")]
+        /// A folder per identity (`DIR/<identity>/<image>`): every same-identity pair is genuine,
+        /// impostor pairs are sampled.
+        #[arg(long)]
+        identities: Option<PathBuf>,
+        /// With --identities: most impostor pairs formed (all when there are fewer) [default:
+        /// 100000]. With --pairs: impostor pairs sampled among the file's images on top of its
+        /// own, to resolve small FARs (they stay out of the accuracy protocol) [default: 0].
+        #[arg(long)]
+        impostor_pairs: Option<usize>,
+        /// Seed of the impostor sample: the same seed gives the same pairs.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Decision threshold [default: the calibrated one for --far-target, as the service uses].
+        #[arg(long)]
         threshold: Option<f32>,
+        /// The FAR whose calibrated threshold is evaluated.
+        #[arg(long, default_value_t = 1e-3)]
+        far_target: f64,
+        /// Output folder [default: reports/evaluate-<dataset>].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        cache: evaluation::CacheArgs,
         /// Worker threads (default: the available cores).
         #[arg(long)]
         threads: Option<usize>,
     },
     /// Liveness error rates (APCER per attack type, BPCER, ACER) over `DIR/real/<subject>/` and
-    /// `DIR/attack/<type>/<subject>/`.
+    /// `DIR/attack/<type>/<subject>/`, for each liveness model and the ensemble. Writes
+    /// report.json, det.svg, scores.svg and summary.md to --out.
     EvaluateLiveness {
         /// Dataset root, e.g. ../shared/data/nuaa-dev.
         #[arg(long)]
@@ -85,9 +113,15 @@ enum Command {
         /// Only these subjects (comma-separated folder names); default: all.
         #[arg(long, value_delimiter = ',')]
         subjects: Vec<String>,
-        /// Liveness threshold: a face is live when its score is at least this.
-        #[arg(long, default_value_t = visage_face::liveness::DEFAULT_THRESHOLD)]
-        threshold: f32,
+        /// Liveness threshold: live when the score is at least this [default: the calibrated one].
+        #[arg(long)]
+        threshold: Option<f32>,
+        /// APCER target whose threshold (and BPCER) is reported.
+        #[arg(long, default_value_t = 0.01)]
+        apcer_target: f64,
+        /// Output folder [default: reports/evaluate-liveness-<dir>].
+        #[arg(long)]
+        out: Option<PathBuf>,
         #[arg(long)]
         threads: Option<usize>,
     },
@@ -113,9 +147,18 @@ enum Command {
         /// The FAR target the evaluation summary is taken at (the service default).
         #[arg(long, default_value_t = 1e-3)]
         default_far: f64,
+        /// Impostor pairs sampled among the pairs file's images on top of its own: 1,100
+        /// impostor pairs cannot resolve FAR 1e-4, a few hundred thousand can.
+        #[arg(long, default_value_t = 0)]
+        impostor_pairs: usize,
+        /// Seed of the impostor sample.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
         /// Output file [default: MODELS/calibration.json].
         #[arg(long)]
         out: Option<PathBuf>,
+        #[command(flatten)]
+        cache: evaluation::CacheArgs,
         #[arg(long)]
         threads: Option<usize>,
     },
@@ -270,11 +313,59 @@ fn main() -> ExitCode {
         Command::Compare { a, b, threshold } => commands::compare(&ctx, &a, &b, threshold),
         Command::Embed { image } => commands::embed(&ctx, &image),
         Command::Liveness { images, threshold } => commands::liveness(&ctx, &images, threshold),
-        Command::Evaluate { pairs, images, threshold, threads } => {
-            commands::evaluate(&ctx, &pairs, images.as_deref(), threshold, threads)
+        Command::Evaluate {
+            ref pairs,
+            ref images,
+            ref identities,
+            impostor_pairs,
+            seed,
+            threshold,
+            far_target,
+            ref out,
+            ref cache,
+            threads,
+        } => {
+            let comparisons = match (pairs, identities) {
+                (Some(pairs), _) => {
+                    let root = images
+                        .clone()
+                        .unwrap_or_else(|| pairs.parent().unwrap_or(std::path::Path::new(".")).into());
+                    dataset::from_pairs_file(pairs, &root).map(|mut set| {
+                        dataset::add_sampled_impostors(&mut set, impostor_pairs.unwrap_or(0), seed);
+                        set
+                    })
+                }
+                (None, Some(dir)) => {
+                    dataset::from_identity_dirs(dir, impostor_pairs.unwrap_or(100_000), seed)
+                }
+                (None, None) => unreachable!("clap requires one of --pairs and --identities"),
+            };
+            comparisons.and_then(|comparisons| {
+                report::evaluate(
+                    &ctx,
+                    report::EvaluateArgs {
+                        comparisons,
+                        threshold,
+                        far_target,
+                        out: out.as_deref(),
+                        cache,
+                        threads,
+                    },
+                )
+            })
         }
-        Command::EvaluateLiveness { dir, subjects, threshold, threads } => {
-            commands::evaluate_liveness(&ctx, &dir, &subjects, threshold, threads)
+        Command::EvaluateLiveness { ref dir, ref subjects, threshold, apcer_target, ref out, threads } => {
+            report::evaluate_liveness(
+                &ctx,
+                report::EvaluateLivenessArgs {
+                    dir,
+                    subjects,
+                    threshold,
+                    apcer_target,
+                    out: out.as_deref(),
+                    threads,
+                },
+            )
         }
         Command::Models => commands::check_models(&ctx),
         Command::Calibrate {
@@ -284,7 +375,10 @@ fn main() -> ExitCode {
             ref liveness_subjects,
             apcer_target,
             default_far,
+            impostor_pairs,
+            seed,
             ref out,
+            ref cache,
             threads,
         } => commands::calibrate(
             &ctx,
@@ -295,7 +389,10 @@ fn main() -> ExitCode {
                 liveness_subjects,
                 apcer_target,
                 default_far,
+                impostor_pairs,
+                seed,
                 out: out.as_deref(),
+                cache,
                 threads,
             },
         ),

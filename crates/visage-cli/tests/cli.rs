@@ -343,3 +343,153 @@ fn calibrate_writes_only_the_thresholds_the_data_resolves() {
     assert!(report["liveness"]["report"]["apcer"].as_f64().unwrap() <= 0.01, "{report}");
     assert!(liveness > 0.0 && liveness < 1.0);
 }
+
+/// Genuine and impostor pair counts of a folder-per-identity tree, computed by hand.
+fn identity_pair_counts(root: &Path) -> (u64, u64) {
+    let sizes: Vec<u64> = std::fs::read_dir(root)
+        .unwrap()
+        .map(|d| std::fs::read_dir(d.unwrap().path()).unwrap().count() as u64)
+        .collect();
+    let n: u64 = sizes.iter().sum();
+    let genuine: u64 = sizes.iter().map(|k| k * (k - 1) / 2).sum();
+    (genuine, n * (n - 1) / 2 - genuine)
+}
+
+#[test]
+fn evaluate_writes_its_report_charts_and_summary_and_reuses_cached_embeddings() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cache, out) = (dir.path().join("cache"), dir.path().join("out"));
+    let run = || {
+        visage(&[
+            "evaluate",
+            "--identities",
+            "tests/fixtures/lfw",
+            "--threshold",
+            "0.35",
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+    let first = json(&run());
+    let keys: Vec<&str> = first.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "schema",
+            "visage_version",
+            "dataset",
+            "recognizer",
+            "backend",
+            "pairs",
+            "images",
+            "threshold",
+            "at_threshold",
+            "eer",
+            "cross_validation",
+            "tar_at_far",
+            "far_resolution",
+            "files",
+            "seconds"
+        ],
+        "the report's schema is stable"
+    );
+    assert_eq!(first["schema"], "visage.evaluation/1");
+    let (genuine, impostor) = identity_pair_counts(&root().join("tests/fixtures/lfw"));
+    assert_eq!(first["pairs"]["genuine"].as_u64(), Some(genuine));
+    assert_eq!(first["pairs"]["impostor"].as_u64(), Some(impostor), "all of them: fewer than the limit");
+    let images = first["images"]["total"].as_u64().unwrap();
+    assert_eq!(first["images"]["embedded_now"].as_u64(), Some(images));
+    assert_eq!(first["threshold"]["source"], "command line");
+    // Four genuine pairs of clear news photos: SFace separates them from every impostor pair.
+    assert_eq!(first["eer"]["rate"], 0.0, "{first}");
+    assert_eq!(first["tar_at_far"][0]["far_target"], 0.01);
+
+    let det = std::fs::read_to_string(out.join("det.svg")).unwrap();
+    assert!(det.starts_with("<svg") && det.contains("<polyline") && det.contains("threshold 0.3500"));
+    let histogram = std::fs::read_to_string(out.join("scores.svg")).unwrap();
+    assert!(histogram.contains(&format!("genuine ({genuine})")));
+    let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(summary.contains("| EER | 0.00%") && summary.contains("![DET curve](det.svg)"), "{summary}");
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(saved, first);
+
+    let second = json(&run());
+    assert_eq!(second["images"]["from_cache"].as_u64(), Some(images), "every embedding comes from the cache");
+    assert_eq!(second["images"]["embedded_now"], 0);
+    assert_eq!((&second["eer"], &second["at_threshold"]), (&first["eer"], &first["at_threshold"]));
+}
+
+#[test]
+fn evaluate_on_a_pairs_file_adds_seeded_impostors_outside_its_folds() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = fixture_pairs(dir.path());
+    let images = root().join("tests/fixtures/lfw");
+    let run = |seed: &str| {
+        json(&visage(&[
+            "evaluate",
+            "--pairs",
+            pairs.to_str().unwrap(),
+            "--images",
+            images.to_str().unwrap(),
+            "--impostor-pairs",
+            "20",
+            "--seed",
+            seed,
+            "--threshold",
+            "0.35",
+            "--no-cache",
+            "--out",
+            dir.path().join("out").to_str().unwrap(),
+        ]))
+    };
+    let report = run("7");
+    let file_impostors =
+        std::fs::read_to_string(&pairs).unwrap().lines().filter(|l| l.split('\t').count() == 4).count();
+    assert_eq!(report["pairs"]["impostor"].as_u64(), Some(file_impostors as u64 + 20));
+    assert_eq!(report["dataset"]["impostor_sampling"]["used"], 20);
+    assert_eq!(report["dataset"]["impostor_sampling"]["seed"], 7);
+    assert_eq!(report["dataset"]["folds"], "stratified");
+    // Four genuine pairs: four folds, each held out once.
+    assert_eq!(report["cross_validation"]["folds"].as_array().unwrap().len(), 4);
+    assert_eq!(report["images"]["from_cache"], 0);
+}
+
+#[test]
+fn evaluate_liveness_reports_each_model_and_the_ensemble_with_charts() {
+    let dir = tempfile::tempdir().unwrap();
+    let nuaa = dir.path().join("nuaa");
+    for (kind, target) in [("real", "real"), ("print", "attack/print")] {
+        for file in std::fs::read_dir(root().join("tests/fixtures/nuaa").join(kind)).unwrap() {
+            let file = file.unwrap().path();
+            let subject = file.file_name().unwrap().to_str().unwrap()[..4].to_owned();
+            std::fs::create_dir_all(nuaa.join(target).join(&subject)).unwrap();
+            std::fs::copy(&file, nuaa.join(target).join(&subject).join(file.file_name().unwrap())).unwrap();
+        }
+    }
+    let out = dir.path().join("out");
+    let report = json(&visage(&[
+        "evaluate-liveness",
+        "--dir",
+        nuaa.to_str().unwrap(),
+        "--subjects",
+        "0005,0006,0007",
+        "--threshold",
+        "0.1",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    assert_eq!(report["schema"], "visage.liveness-evaluation/1");
+    let models: Vec<&str> = report["models"].as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(models, ["minifasnet", "minifasnet_v1se", "minifasnet_v2"]);
+    assert_eq!(report["dataset"]["bona_fide"], 3);
+    assert_eq!(report["dataset"]["attacks_by_type"]["print"], 3);
+    // Held-apart subjects: every live frame passes and every print fails at 0.1.
+    let ensemble = &report["models"]["minifasnet"]["at_threshold"];
+    assert_eq!((ensemble["apcer"].as_f64(), ensemble["bpcer"].as_f64()), (Some(0.0), Some(0.0)), "{report}");
+    let det = std::fs::read_to_string(out.join("det.svg")).unwrap();
+    assert!(det.contains("minifasnet_v2 (print)") && det.contains("APCER"));
+    assert!(std::fs::read_to_string(out.join("summary.md")).unwrap().contains("| minifasnet (service) |"));
+}

@@ -57,6 +57,7 @@ impl LivenessScore {
 }
 
 struct ScaledModel {
+    name: &'static str,
     session: Arc<dyn Session>,
     scale: f32,
 }
@@ -67,35 +68,61 @@ pub struct LivenessModel {
 
 impl LivenessModel {
     pub fn load(paths: &ModelPaths, backend: &dyn InferenceBackend) -> Result<Self, FaceError> {
-        let models = [(models::MINIFASNET_V2, 2.7), (models::MINIFASNET_V1SE, 4.0)]
-            .into_iter()
-            .map(|(file, scale)| {
-                Ok(ScaledModel { session: backend.load(&paths.verified(file)?, file)?, scale })
-            })
-            .collect::<Result<_, FaceError>>()?;
+        let models = [
+            ("minifasnet_v2", models::MINIFASNET_V2, 2.7),
+            ("minifasnet_v1se", models::MINIFASNET_V1SE, 4.0),
+        ]
+        .into_iter()
+        .map(|(name, file, scale)| {
+            Ok(ScaledModel { name, session: backend.load(&paths.verified(file)?, file)?, scale })
+        })
+        .collect::<Result<_, FaceError>>()?;
         Ok(Self { models })
     }
 
     /// Scores one detected face of `image`.
     pub fn score(&self, image: &RgbImage, face: &DetectedFace) -> Result<LivenessScore, FaceError> {
-        let mut sum = [0f32; 3];
-        for model in &self.models {
-            let crop = crop_face(image, &face.bbox, model.scale);
-            let logits = model.session.run(to_bgr_tensor(&crop))?;
-            let logits = logits.first().map(|t| t.data.as_slice()).unwrap_or_default();
-            if logits.len() != 3 {
-                return Err(FaceError::Inference {
-                    model: "minifasnet".into(),
-                    reason: format!("expected 3 logits, got {}", logits.len()),
-                });
-            }
-            for (s, p) in sum.iter_mut().zip(softmax(logits)) {
-                *s += p;
-            }
-        }
-        let n = self.models.len() as f32;
-        Ok(LivenessScore { live: sum[1] / n, attack_classes: [sum[0] / n, sum[2] / n] })
+        Ok(average(&self.class_probabilities(image, face)?))
     }
+
+    /// Each model's live probability alone, then the ensemble's (`minifasnet`): what the
+    /// evaluation compares to choose the default.
+    pub fn score_each(
+        &self,
+        image: &RgbImage,
+        face: &DetectedFace,
+    ) -> Result<Vec<(&'static str, f32)>, FaceError> {
+        let probabilities = self.class_probabilities(image, face)?;
+        let mut scores: Vec<(&'static str, f32)> =
+            self.models.iter().zip(&probabilities).map(|(m, p)| (m.name, p[1])).collect();
+        scores.push(("minifasnet", average(&probabilities).live));
+        Ok(scores)
+    }
+
+    /// Softmax over (attack class 0, real, attack class 2) of each model.
+    fn class_probabilities(&self, image: &RgbImage, face: &DetectedFace) -> Result<Vec<[f32; 3]>, FaceError> {
+        self.models
+            .iter()
+            .map(|model| {
+                let crop = crop_face(image, &face.bbox, model.scale);
+                let logits = model.session.run(to_bgr_tensor(&crop))?;
+                let logits = logits.first().map(|t| t.data.as_slice()).unwrap_or_default();
+                if logits.len() != 3 {
+                    return Err(FaceError::Inference {
+                        model: model.name.into(),
+                        reason: format!("expected 3 logits, got {}", logits.len()),
+                    });
+                }
+                Ok(softmax(logits))
+            })
+            .collect()
+    }
+}
+
+fn average(probabilities: &[[f32; 3]]) -> LivenessScore {
+    let n = probabilities.len().max(1) as f32;
+    let sum = |i: usize| probabilities.iter().map(|p| p[i]).sum::<f32>() / n;
+    LivenessScore { live: sum(1), attack_classes: [sum(0), sum(2)] }
 }
 
 fn softmax(logits: &[f32]) -> [f32; 3] {

@@ -56,6 +56,8 @@ pub struct Calibration {
     pub source: String,
     pub points: Vec<OperatingPoint>,
     pub liveness_threshold: f32,
+    /// Where the liveness threshold comes from.
+    pub liveness_source: String,
     pub evaluation: Option<EvaluationSummary>,
 }
 
@@ -84,6 +86,10 @@ impl Calibration {
             },
             points: recognizer_points.map_or(built_in.points, |c| c.points.clone()),
             evaluation: recognizer_points.and_then(|c| c.evaluation),
+            liveness_source: file
+                .liveness
+                .as_ref()
+                .map_or(built_in.liveness_source, |l| format!("{} ({})", path.display(), l.dataset)),
             liveness_threshold: file.liveness.map_or(built_in.liveness_threshold, |l| l.threshold),
         })
     }
@@ -95,6 +101,7 @@ impl Calibration {
             source: "built-in (LFW pairsDevTrain)".into(),
             points: vec![OperatingPoint { far: 1e-3, threshold: recognizer.default_threshold() }],
             liveness_threshold: visage_face::liveness::DEFAULT_THRESHOLD,
+            liveness_source: "built-in (NUAA development subjects 0001-0004, APCER <= 1%)".into(),
             evaluation: None,
         }
     }

@@ -189,6 +189,46 @@ impl ScoreSet {
     }
 }
 
+/// Accuracy measured by k-fold cross-validation, as LFW reports it: for each fold, the
+/// best-accuracy threshold of the other folds is applied to the held-out fold.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CrossValidation {
+    pub folds: Vec<FoldResult>,
+    pub mean_accuracy: f64,
+    /// Standard error of the mean over the folds (sample standard deviation / sqrt(k)).
+    pub standard_error: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct FoldResult {
+    /// Chosen on the other folds only.
+    pub threshold: f64,
+    pub accuracy: f64,
+}
+
+/// `folds[k]` holds fold k's genuine and impostor scores. Needs at least two folds, each
+/// with at least one genuine and one impostor score.
+pub fn cross_validate(folds: &[(Vec<f64>, Vec<f64>)]) -> Result<CrossValidation, &'static str> {
+    if folds.len() < 2 {
+        return Err("cross-validation needs at least two folds");
+    }
+    let mut results = Vec::with_capacity(folds.len());
+    for (k, (genuine, impostor)) in folds.iter().enumerate() {
+        let held_out = ScoreSet::new(genuine.clone(), impostor.clone())?;
+        let others = folds.iter().enumerate().filter(|(i, _)| *i != k).map(|(_, f)| f);
+        let train = ScoreSet::new(
+            others.clone().flat_map(|f| f.0.iter().copied()).collect(),
+            others.flat_map(|f| f.1.iter().copied()).collect(),
+        )?;
+        let threshold = train.best_accuracy_threshold();
+        results.push(FoldResult { threshold, accuracy: held_out.accuracy(threshold) });
+    }
+    let k = results.len() as f64;
+    let mean = results.iter().map(|r| r.accuracy).sum::<f64>() / k;
+    let variance = results.iter().map(|r| (r.accuracy - mean).powi(2)).sum::<f64>() / (k - 1.0);
+    Ok(CrossValidation { folds: results, mean_accuracy: mean, standard_error: (variance / k).sqrt() })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,6 +295,25 @@ mod tests {
         assert!(!coarse.rule_of_30_met);
         let fine = s.tar_at_far(1e-3);
         assert_eq!((fine.tar, fine.threshold), (None, None));
+    }
+
+    #[test]
+    fn cross_validation_takes_each_threshold_from_the_other_folds() {
+        // Fold 0 alone would pick a threshold in (0.5, 0.6]; folds 1 and 2 together pick
+        // 0.8 (their best split), which on fold 0 rejects genuine 0.6 and 0.7: 2 of 4 wrong.
+        let folds = vec![
+            (vec![0.6, 0.7], vec![0.4, 0.5]),
+            (vec![0.8, 0.9], vec![0.7, 0.75]),
+            (vec![0.85, 0.95], vec![0.1, 0.2]),
+        ];
+        let cv = cross_validate(&folds).unwrap();
+        assert_eq!(cv.folds[0], FoldResult { threshold: 0.8, accuracy: 0.5 });
+        // Folds 0 and 2 separate at 0.6, which accepts fold 1's impostors 0.7 and 0.75.
+        assert_eq!(cv.folds[1], FoldResult { threshold: 0.6, accuracy: 0.5 });
+        // Folds 0 and 1 tie at 6/8 for 0.6 and 0.8 (the lowest wins); fold 2 is all correct.
+        assert_eq!(cv.folds[2], FoldResult { threshold: 0.6, accuracy: 1.0 });
+        assert!((cv.mean_accuracy - cv.folds.iter().map(|f| f.accuracy).sum::<f64>() / 3.0).abs() < 1e-12);
+        assert!(cross_validate(&folds[..1]).is_err());
     }
 
     #[test]

@@ -1,0 +1,341 @@
+//! Scoring labelled data: embeds every image once (in parallel, through the on-disk cache),
+//! then scores each comparison; scores liveness over real and attack folders.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use anyhow::{Context as _, bail};
+use serde::Serialize;
+use visage_face::{Embedding, FaceEngine};
+use visage_stats::ScoreSet;
+
+use crate::cache::{self, EmbeddingCache, Outcome};
+use crate::commands::Context;
+use crate::dataset::Comparisons;
+
+/// Progress of a long run on stderr: a line redrawn in place on a terminal, a line per 5%
+/// otherwise (logs stay short).
+pub struct Progress {
+    what: &'static str,
+    total: usize,
+    done: AtomicUsize,
+    started: Instant,
+    terminal: bool,
+}
+
+impl Progress {
+    pub fn new(what: &'static str, total: usize) -> Self {
+        Self {
+            what,
+            total,
+            done: AtomicUsize::new(0),
+            started: Instant::now(),
+            terminal: std::io::stderr().is_terminal(),
+        }
+    }
+
+    pub fn tick(&self) {
+        let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+        let step = (self.total / 20).max(1);
+        if !(self.terminal || done.is_multiple_of(step) || done == self.total) {
+            return;
+        }
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let eta = elapsed / done as f64 * (self.total - done) as f64;
+        let width = 30;
+        let filled = done * width / self.total.max(1);
+        let line = format!(
+            "{} [{}{}] {done}/{} {elapsed:.0}s, eta {eta:.0}s",
+            self.what,
+            "#".repeat(filled),
+            "-".repeat(width - filled),
+            self.total
+        );
+        let mut err = std::io::stderr().lock();
+        if self.terminal {
+            let _ = write!(err, "\r{line}");
+            if done == self.total {
+                let _ = writeln!(err);
+            }
+        } else {
+            let _ = writeln!(err, "{line}");
+        }
+    }
+}
+
+/// Runs `work` over `items` on `threads` threads, keeping the input order.
+pub fn parallel_map<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    what: &'static str,
+    work: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    let next = AtomicUsize::new(0);
+    let progress = Progress::new(what, items.len());
+    let results = Mutex::new(Vec::with_capacity(items.len()));
+    std::thread::scope(|scope| {
+        for _ in 0..threads.max(1) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(item) = items.get(i) else { break };
+                    let result = work(item);
+                    results.lock().expect("poisoned").push((i, result));
+                    progress.tick();
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().expect("poisoned");
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
+}
+
+pub fn thread_count(threads: Option<usize>) -> usize {
+    threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1)
+}
+
+/// An image the pipeline refused, with the stable error code.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailedImage {
+    pub image: PathBuf,
+    pub code: String,
+    pub error: String,
+}
+
+/// Per image (same order as the input): its embedding, or `None` when it failed.
+pub struct Embedded {
+    pub embeddings: Vec<Option<Embedding>>,
+    pub failures: Vec<FailedImage>,
+    pub computed: usize,
+    pub from_cache: usize,
+}
+
+/// Where embeddings are cached, from the command line.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CacheArgs {
+    /// Embedding cache folder [default: $XDG_CACHE_HOME/visage/embeddings or
+    /// ~/.cache/visage/embeddings].
+    #[arg(long, env = "VISAGE_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Embed every image afresh and cache nothing.
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+impl CacheArgs {
+    /// The cache for this engine, or `None` when disabled or no home folder is known.
+    pub fn open(&self, ctx: &Context, engine: &FaceEngine) -> anyhow::Result<Option<EmbeddingCache>> {
+        if self.no_cache {
+            return Ok(None);
+        }
+        let Some(root) = self.cache_dir.clone().or_else(cache::default_root) else { return Ok(None) };
+        let fingerprint = format!(
+            "visage {} backend {:?} engine {}",
+            env!("CARGO_PKG_VERSION"),
+            ctx.backend,
+            serde_json::to_string(engine.config())?
+        );
+        EmbeddingCache::open(&root, &fingerprint).map(Some)
+    }
+}
+
+enum Work {
+    Cached(Outcome),
+    Computed(Outcome),
+}
+
+/// Embeds each image once. Images the pipeline refuses (no face, undecodable) are failures
+/// to report; a model or inference failure stops the run, since every figure would be wrong.
+pub fn embed_images(
+    engine: &FaceEngine,
+    images: &[PathBuf],
+    cache: Option<&EmbeddingCache>,
+    threads: Option<usize>,
+) -> anyhow::Result<Embedded> {
+    let outcomes = parallel_map(images, thread_count(threads), "embedding", |path| -> anyhow::Result<Work> {
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(err) => {
+                return Ok(Work::Computed(Outcome::Failed {
+                    code: "unreadable".into(),
+                    message: err.to_string(),
+                }));
+            }
+        };
+        let hash = cache::content_hash(&bytes);
+        if let Some(hit) = cache.and_then(|c| c.get(&hash)) {
+            return Ok(Work::Cached(hit));
+        }
+        let outcome = match engine.analyze_bytes(&bytes) {
+            Ok(face) => Outcome::Embedding(face.embedding.as_slice().to_vec()),
+            Err(err) if err.is_client_error() => {
+                Outcome::Failed { code: err.code().as_str().into(), message: err.to_string() }
+            }
+            Err(err) => return Err(err).with_context(|| path.display().to_string()),
+        };
+        if let Some(cache) = cache {
+            cache.put(&hash, &outcome)?;
+        }
+        Ok(Work::Computed(outcome))
+    });
+    let mut embedded = Embedded {
+        embeddings: Vec::with_capacity(images.len()),
+        failures: Vec::new(),
+        computed: 0,
+        from_cache: 0,
+    };
+    for (path, work) in images.iter().zip(outcomes) {
+        let outcome = match work? {
+            Work::Cached(outcome) => {
+                embedded.from_cache += 1;
+                outcome
+            }
+            Work::Computed(outcome) => {
+                embedded.computed += 1;
+                outcome
+            }
+        };
+        match outcome {
+            Outcome::Embedding(values) => {
+                embedded.embeddings.push(Some(Embedding::parse(values).map_err(anyhow::Error::msg)?))
+            }
+            Outcome::Failed { code, message } => {
+                embedded.embeddings.push(None);
+                embedded.failures.push(FailedImage { image: path.clone(), code, error: message });
+            }
+        }
+    }
+    Ok(embedded)
+}
+
+/// How a pair with a failed image is scored, as the reports state it.
+pub const FAILURE_POLICY: &str = "a pair with an image that failed scores -1 (a non-match): a false reject when \
+     genuine, a correct refusal when impostor; failures are never dropped, so they cannot flatter the rates";
+
+/// The scores of every comparison, overall and per fold.
+pub struct PairScores {
+    pub scores: ScoreSet,
+    /// Genuine and impostor scores of each fold: the dataset's own protocol, without
+    /// impostor pairs sampled on top of a pairs file.
+    pub folds: Vec<(Vec<f64>, Vec<f64>)>,
+    pub failed_pairs: usize,
+}
+
+impl PairScores {
+    /// The pairs of the dataset's protocol (every fold together).
+    pub fn protocol(&self) -> anyhow::Result<ScoreSet> {
+        ScoreSet::new(
+            self.folds.iter().flat_map(|f| f.0.iter().copied()).collect(),
+            self.folds.iter().flat_map(|f| f.1.iter().copied()).collect(),
+        )
+        .map_err(anyhow::Error::msg)
+    }
+}
+
+pub fn score_comparisons(comparisons: &Comparisons, embedded: &Embedded) -> anyhow::Result<PairScores> {
+    let mut folds = vec![(Vec::new(), Vec::new()); comparisons.fold_count()];
+    let (mut genuine, mut impostor, mut failed_pairs) = (Vec::new(), Vec::new(), 0);
+    for pair in &comparisons.pairs {
+        let score = match (&embedded.embeddings[pair.a], &embedded.embeddings[pair.b]) {
+            (Some(a), Some(b)) => f64::from(a.cosine(b)),
+            _ => {
+                failed_pairs += 1;
+                -1.0
+            }
+        };
+        let (all, in_fold) = match pair.fold {
+            Some(f) if pair.genuine => (&mut genuine, Some(&mut folds[f].0)),
+            Some(f) => (&mut impostor, Some(&mut folds[f].1)),
+            None if pair.genuine => (&mut genuine, None),
+            None => (&mut impostor, None),
+        };
+        all.push(score);
+        if let Some(fold) = in_fold {
+            fold.push(score);
+        }
+    }
+    let scores = ScoreSet::new(genuine, impostor).map_err(anyhow::Error::msg)?;
+    Ok(PairScores { scores, folds, failed_pairs })
+}
+
+/// Bona fide scores and attack scores per attack type, of one liveness model.
+#[derive(Debug, Default)]
+pub struct LivenessScores {
+    pub bona_fide: Vec<f64>,
+    pub attacks: BTreeMap<String, Vec<f64>>,
+}
+
+/// One presentation: `None` for bona fide, else the attack type.
+type Sample = (Option<String>, PathBuf);
+
+/// Lists `DIR/real/<subject>/*` (bona fide) and `DIR/attack/<type>/<subject>/*`.
+pub fn liveness_samples(dir: &Path, subjects: &[String]) -> anyhow::Result<Vec<Sample>> {
+    let mut samples: Vec<Sample> = Vec::new();
+    let mut add = |kind: Option<String>, root: PathBuf| -> anyhow::Result<()> {
+        for subject in std::fs::read_dir(&root).with_context(|| format!("reading {}", root.display()))? {
+            let subject = subject?.path();
+            let name = subject.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+            if !subject.is_dir() || (!subjects.is_empty() && !subjects.contains(&name)) {
+                continue;
+            }
+            for file in std::fs::read_dir(&subject)? {
+                samples.push((kind.clone(), file?.path()));
+            }
+        }
+        Ok(())
+    };
+    add(None, dir.join("real"))?;
+    let attack_root = dir.join("attack");
+    for kind in
+        std::fs::read_dir(&attack_root).with_context(|| format!("reading {}", attack_root.display()))?
+    {
+        let kind = kind?.path();
+        let name = kind.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+        add(Some(name), kind)?;
+    }
+    samples.sort();
+    if samples.is_empty() {
+        bail!("no images under {} for the chosen subjects", dir.display());
+    }
+    Ok(samples)
+}
+
+/// Scores every sample with `score`, which gives each liveness model's live probability for
+/// the image's face. Returns the scores per model and the images that failed (no face,
+/// undecodable); a model or inference failure stops the run.
+pub fn score_liveness(
+    samples: &[Sample],
+    threads: Option<usize>,
+    score: impl Fn(&[u8]) -> Result<Vec<(String, f64)>, visage_face::FaceError> + Sync,
+) -> anyhow::Result<(BTreeMap<String, LivenessScores>, Vec<FailedImage>)> {
+    let outcomes = parallel_map(samples, thread_count(threads), "liveness", |(_, path)| {
+        std::fs::read(path)
+            .map_err(|e| ("unreadable".to_string(), e.to_string()))
+            .and_then(|bytes| score(&bytes).map_err(|e| (e.code().as_str().to_string(), e.to_string())))
+    });
+    let mut per_model: BTreeMap<String, LivenessScores> = BTreeMap::new();
+    let mut failures = Vec::new();
+    for ((kind, path), outcome) in samples.iter().zip(outcomes) {
+        match outcome {
+            Ok(scores) => {
+                for (model, score) in scores {
+                    let entry = per_model.entry(model).or_default();
+                    match kind {
+                        None => entry.bona_fide.push(score),
+                        Some(kind) => entry.attacks.entry(kind.clone()).or_default().push(score),
+                    }
+                }
+            }
+            Err((code, error)) if code == "model_unavailable" || code == "inference_failed" => {
+                bail!("{}: {error}", path.display())
+            }
+            Err((code, error)) => failures.push(FailedImage { image: path.clone(), code, error }),
+        }
+    }
+    Ok((per_model, failures))
+}
