@@ -5,7 +5,7 @@
 set -eu
 : "${PRIMARY_HOST:?set PRIMARY_HOST}"
 : "${REPLICATION_PASSWORD:?set REPLICATION_PASSWORD}"
-export PGDATA=${PGDATA:-/var/lib/postgresql/data}
+export PGDATA="${PGDATA:-/var/lib/postgresql/data}"
 mkdir -p "$PGDATA"
 chown postgres:postgres "$PGDATA"
 chmod 0700 "$PGDATA"
