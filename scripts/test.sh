@@ -14,3 +14,6 @@ fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+# Deployment and monitoring files: compose, Prometheus rules and their unit tests, Alertmanager
+# routes, the dashboard, and a Prometheus scraping a running visage.
+scripts/check-deploy.sh
