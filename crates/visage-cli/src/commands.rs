@@ -2,12 +2,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::evaluation::{embed_images, liveness_samples, score_comparisons, score_liveness};
-use crate::report::{PRIMARY_LIVENESS_MODEL, worst_type_threshold};
+use crate::report::worst_type_threshold;
 use anyhow::{Context as _, bail};
 use serde_json::json;
 use visage_face::{
-    BackendKind, DecodeLimits, EngineConfig, FaceEngine, FaceSelection, LivenessModel, ModelPaths,
-    RecognizerKind, models,
+    BackendKind, DecodeLimits, EngineConfig, FaceEngine, FaceSelection, LivenessKind, LivenessModel,
+    ModelPaths, RecognizerKind, models,
 };
 
 pub struct Context {
@@ -16,6 +16,7 @@ pub struct Context {
     pub recognizer: RecognizerKind,
     pub decode: DecodeLimits,
     pub selection: FaceSelection,
+    pub liveness: LivenessKind,
 }
 
 impl Context {
@@ -39,8 +40,18 @@ impl Context {
         let paths = ModelPaths::new(&self.models_dir);
         let backend = self.backend.create(&paths, crate::evaluation::thread_count(None))?;
         let engine = FaceEngine::load(&paths, backend.as_ref(), config)?;
-        let liveness = with_liveness.then(|| LivenessModel::load(&paths, backend.as_ref())).transpose()?;
+        let liveness = with_liveness
+            .then(|| LivenessModel::load(&paths, backend.as_ref(), self.liveness))
+            .transpose()?;
         Ok((engine, liveness))
+    }
+
+    /// The face engine and every liveness model there is, scoring as the chosen kind.
+    pub fn engine_and_all_liveness(&self) -> anyhow::Result<(FaceEngine, LivenessModel)> {
+        let (engine, _) = self.load(false)?;
+        let paths = ModelPaths::new(&self.models_dir);
+        let backend = self.backend.create(&paths, crate::evaluation::thread_count(None))?;
+        Ok((engine, LivenessModel::load_all(&paths, backend.as_ref(), self.liveness)?))
     }
 }
 
@@ -105,7 +116,14 @@ pub fn compare(ctx: &Context, a: &Path, b: &Path, threshold: Option<f32>) -> any
     Ok(())
 }
 
-pub fn liveness(ctx: &Context, images: &[PathBuf], threshold: f32) -> anyhow::Result<()> {
+pub fn liveness(ctx: &Context, images: &[PathBuf], threshold: Option<f32>) -> anyhow::Result<()> {
+    let threshold = match threshold {
+        Some(t) => t,
+        None => {
+            visage_server::calibration::Calibration::load(&ctx.models_dir, ctx.recognizer, ctx.liveness)?
+                .liveness_threshold
+        }
+    };
     let (engine, model) = ctx.engine_and_liveness()?;
     for_each_image(images, |path, bytes| {
         let image = engine.decode(&bytes)?;
@@ -254,14 +272,15 @@ pub fn calibrate(ctx: &Context, args: &CalibrateArgs) -> anyhow::Result<()> {
             let image = engine.decode(bytes)?;
             let faces = engine.detect(&image)?;
             let face = engine.select(&image, &faces)?;
-            Ok(vec![(PRIMARY_LIVENESS_MODEL.to_owned(), f64::from(model.score(&image, face)?.live))])
+            Ok(vec![(ctx.liveness.name().to_owned(), f64::from(model.score(&image, face)?.live))])
         })?;
-        let scores = per_model.get(PRIMARY_LIVENESS_MODEL).context("no image gave a liveness score")?;
+        let scores = per_model.get(ctx.liveness.name()).context("no image gave a liveness score")?;
         // The worst attack type sets the threshold.
         let threshold = worst_type_threshold(scores, args.apcer_target)?;
         let report = visage_stats::pad::evaluate(&scores.bona_fide, &scores.attacks, threshold)
             .map_err(anyhow::Error::msg)?;
         file.liveness = Some(LivenessCalibration {
+            model: ctx.liveness,
             dataset: format!("{} subjects {:?}", dir.display(), args.liveness_subjects),
             apcer_target: args.apcer_target,
             threshold: threshold as f32,

@@ -36,8 +36,29 @@ struct Cli {
     /// Largest accepted width x height, in pixels (checked from the header, before decoding).
     #[arg(long, global = true, env = "VISAGE_MAX_PIXELS", default_value_t = DecodeLimits::default().max_pixels)]
     max_pixels: u64,
+    /// Liveness model: ensemble (MiniFASNet and faceplugin), minifasnet (V2 + V1SE) or
+    /// faceplugin.
+    #[arg(long, global = true, value_enum, env = "VISAGE_LIVENESS_MODEL", default_value = "ensemble")]
+    liveness_model: LivenessChoice,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LivenessChoice {
+    Minifasnet,
+    Faceplugin,
+    Ensemble,
+}
+
+impl From<LivenessChoice> for visage_face::LivenessKind {
+    fn from(choice: LivenessChoice) -> Self {
+        match choice {
+            LivenessChoice::Minifasnet => Self::Minifasnet,
+            LivenessChoice::Faceplugin => Self::Faceplugin,
+            LivenessChoice::Ensemble => Self::Ensemble,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -59,9 +80,10 @@ enum Command {
     Liveness {
         #[arg(required = true)]
         images: Vec<PathBuf>,
-        /// A face is live when its score is at least this.
-        #[arg(long, env = "VISAGE_LIVENESS_THRESHOLD", default_value_t = visage_face::liveness::DEFAULT_THRESHOLD)]
-        threshold: f32,
+        /// A face is live when its score is at least this [default: the calibrated threshold of
+        /// the liveness model, as the service uses].
+        #[arg(long, env = "VISAGE_LIVENESS_THRESHOLD")]
+        threshold: Option<f32>,
     },
     /// Print the face embedding of an image as JSON.
     Embed { image: PathBuf },
@@ -292,6 +314,11 @@ fn service_overrides(
         }),
         max_image_bytes: explicit("max_image_bytes").then_some(cli.max_image_bytes),
         max_pixels: explicit("max_pixels").then_some(cli.max_pixels),
+        liveness_model: explicit("liveness_model").then_some(match cli.liveness_model {
+            LivenessChoice::Minifasnet => "minifasnet",
+            LivenessChoice::Faceplugin => "faceplugin",
+            LivenessChoice::Ensemble => "ensemble",
+        }),
     }
 }
 
@@ -307,6 +334,7 @@ fn main() -> ExitCode {
         recognizer: cli.recognizer.into(),
         decode: DecodeLimits { max_bytes: cli.max_image_bytes, max_pixels: cli.max_pixels },
         selection: cli.select.into(),
+        liveness: cli.liveness_model.into(),
     };
     let result = match cli.command {
         Command::Detect { images } => commands::detect(&ctx, &images),

@@ -142,7 +142,7 @@ fn choose_threshold(
             far_target: None,
         });
     }
-    let calibration = Calibration::load(&ctx.models_dir, ctx.recognizer)?;
+    let calibration = Calibration::load(&ctx.models_dir, ctx.recognizer, ctx.liveness)?;
     let point = calibration.point(far_target).with_context(|| {
         format!(
             "{} has no threshold for FAR {far_target} (it has {:?}); pass --threshold or --far-target",
@@ -383,9 +383,10 @@ pub struct LivenessReport {
     pub visage_version: &'static str,
     pub dataset: LivenessDataset,
     pub threshold: ThresholdChoice,
-    /// The model whose figures the summary leads with (the service's).
+    /// The liveness model chosen with `--liveness-model` (the one whose threshold is used).
     pub primary_model: String,
-    /// ISO/IEC 30107-3 figures per liveness model (each model alone and the ensembles).
+    /// ISO/IEC 30107-3 figures per liveness model (each model alone and the ensembles);
+    /// `at_threshold` uses the report's threshold, which belongs to `primary_model`.
     pub models: BTreeMap<String, ModelPad>,
     pub failed_images: Vec<FailedImage>,
     pub files: OutputFiles,
@@ -423,9 +424,6 @@ pub struct EvaluateLivenessArgs<'a> {
     pub threads: Option<usize>,
 }
 
-/// The model the service scores with.
-pub const PRIMARY_LIVENESS_MODEL: &str = "minifasnet";
-
 pub fn model_pad(scores: &LivenessScores, threshold: f64, apcer_target: f64) -> anyhow::Result<ModelPad> {
     let at_threshold = visage_stats::pad::evaluate(&scores.bona_fide, &scores.attacks, threshold)
         .map_err(anyhow::Error::msg)?;
@@ -458,7 +456,7 @@ pub fn evaluate_liveness(ctx: &Context, args: EvaluateLivenessArgs) -> anyhow::R
             ThresholdChoice { value: f64::from(value), source: "command line".into(), far_target: None }
         }
         None => {
-            let calibration = Calibration::load(&ctx.models_dir, ctx.recognizer)?;
+            let calibration = Calibration::load(&ctx.models_dir, ctx.recognizer, ctx.liveness)?;
             ThresholdChoice {
                 value: f64::from(calibration.liveness_threshold),
                 source: calibration.liveness_source,
@@ -467,14 +465,14 @@ pub fn evaluate_liveness(ctx: &Context, args: EvaluateLivenessArgs) -> anyhow::R
         }
     };
     let samples = liveness_samples(args.dir, args.subjects)?;
-    let (engine, model) = ctx.engine_and_liveness()?;
+    let (engine, model) = ctx.engine_and_all_liveness()?;
     let (per_model, failed_images) = score_liveness(&samples, args.threads, |bytes| {
         let image = engine.decode(bytes)?;
         let faces = engine.detect(&image)?;
         let face = engine.select(&image, &faces)?;
         Ok(model.score_each(&image, face)?.into_iter().map(|(m, s)| (m.to_owned(), f64::from(s))).collect())
     })?;
-    let primary = per_model.get(PRIMARY_LIVENESS_MODEL).context("no image gave a liveness score")?;
+    let primary = per_model.get(ctx.liveness.name()).context("no image gave a liveness score")?;
     let models = per_model
         .iter()
         .map(|(name, scores)| Ok((name.clone(), model_pad(scores, threshold.value, args.apcer_target)?)))
@@ -492,7 +490,7 @@ pub fn evaluate_liveness(ctx: &Context, args: EvaluateLivenessArgs) -> anyhow::R
             attacks_by_type: primary.attacks.iter().map(|(k, v)| (k.clone(), v.len())).collect(),
         },
         threshold,
-        primary_model: PRIMARY_LIVENESS_MODEL.into(),
+        primary_model: ctx.liveness.name().into(),
         models,
         failed_images,
         files: OutputFiles::in_dir(&out_dir),
@@ -585,13 +583,15 @@ fn liveness_summary(r: &LivenessReport) -> String {
     let _ = writeln!(md, "|---|---|---|---|---|---|---|---|");
     for (name, m) in &r.models {
         let p = &m.at_threshold;
-        let lead = if *name == r.primary_model { " (service)" } else { "" };
+        // The threshold belongs to the chosen model: the others are compared threshold-free.
+        let (lead, apcer, bpcer, acer) = if *name == r.primary_model {
+            (" (chosen)", pct(p.apcer), pct(p.bpcer), pct(p.acer))
+        } else {
+            ("", "—".into(), "—".into(), "—".into())
+        };
         let _ = writeln!(
             md,
-            "| {name}{lead} | {} | {} | {} | {} | {} | {:.4} | {} |",
-            pct(p.apcer),
-            pct(p.bpcer),
-            pct(p.acer),
+            "| {name}{lead} | {apcer} | {bpcer} | {acer} | {} | {} | {:.4} | {} |",
             pct(p.bpcer_at_apcer_5pct),
             pct(p.bpcer_at_apcer_1pct),
             m.threshold_at_target,

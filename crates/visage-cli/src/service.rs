@@ -21,6 +21,7 @@ pub struct Overrides {
     pub face_selection: Option<&'static str>,
     pub max_image_bytes: Option<usize>,
     pub max_pixels: Option<u64>,
+    pub liveness_model: Option<&'static str>,
 }
 
 impl Overrides {
@@ -39,6 +40,7 @@ impl Overrides {
         set("models.face_selection", self.face_selection.map(Into::into));
         set("limits.max_image_bytes", self.max_image_bytes.map(Into::into));
         set("limits.max_pixels", self.max_pixels.map(Into::into));
+        set("liveness.model", self.liveness_model.map(Into::into));
         figment
     }
 }

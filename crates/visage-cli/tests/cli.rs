@@ -476,6 +476,8 @@ fn evaluate_liveness_reports_each_model_and_the_ensemble_with_charts() {
         nuaa.to_str().unwrap(),
         "--subjects",
         "0005,0006,0007",
+        "--liveness-model",
+        "minifasnet",
         "--threshold",
         "0.1",
         "--out",
@@ -483,7 +485,7 @@ fn evaluate_liveness_reports_each_model_and_the_ensemble_with_charts() {
     ]));
     assert_eq!(report["schema"], "visage.liveness-evaluation/1");
     let models: Vec<&str> = report["models"].as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(models, ["minifasnet", "minifasnet_v1se", "minifasnet_v2"]);
+    assert_eq!(models, ["ensemble", "faceplugin", "minifasnet", "minifasnet_v1se", "minifasnet_v2"]);
     assert_eq!(report["dataset"]["bona_fide"], 3);
     assert_eq!(report["dataset"]["attacks_by_type"]["print"], 3);
     // Held-apart subjects: every live frame passes and every print fails at 0.1.
@@ -491,5 +493,17 @@ fn evaluate_liveness_reports_each_model_and_the_ensemble_with_charts() {
     assert_eq!((ensemble["apcer"].as_f64(), ensemble["bpcer"].as_f64()), (Some(0.0), Some(0.0)), "{report}");
     let det = std::fs::read_to_string(out.join("det.svg")).unwrap();
     assert!(det.contains("minifasnet_v2 (print)") && det.contains("APCER"));
-    assert!(std::fs::read_to_string(out.join("summary.md")).unwrap().contains("| minifasnet (service) |"));
+
+    // The default model (the ensemble) at its calibrated threshold separates them too.
+    let default = json(&visage(&[
+        "evaluate-liveness",
+        "--dir",
+        nuaa.to_str().unwrap(),
+        "--out",
+        dir.path().join("default").to_str().unwrap(),
+    ]));
+    assert_eq!(default["primary_model"], "ensemble");
+    let ensemble = &default["models"]["ensemble"]["at_threshold"];
+    assert_eq!((ensemble["apcer"].as_f64(), ensemble["bpcer"].as_f64()), (Some(0.0), Some(0.0)), "{default}");
+    assert!(std::fs::read_to_string(out.join("summary.md")).unwrap().contains("| minifasnet (chosen) |"));
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use visage_face::align::align_face;
-use visage_face::{BackendKind, EngineConfig, FaceEngine, LivenessModel, ModelPaths};
+use visage_face::{BackendKind, EngineConfig, FaceEngine, LivenessKind, LivenessModel, ModelPaths};
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -37,16 +37,21 @@ fn bench_pipeline(c: &mut Criterion) {
     group.bench_function("align_embed_quality", |bench| bench.iter(|| engine.analyze(&image, face).unwrap()));
     group.finish();
 
-    let liveness = LivenessModel::load(&models, backend.as_ref()).expect("liveness models");
     let frame = engine
         .decode(&std::fs::read(repo_root().join("tests/fixtures/nuaa/real/0006_00_00_01_0.jpg")).unwrap())
         .unwrap();
     let frame_faces = engine.detect(&frame).unwrap();
     let frame_face = engine.select(&frame, &frame_faces).unwrap();
     let mut group = c.benchmark_group("liveness_640x480");
-    group.bench_function("crop_and_classify_v2_v1se", |bench| {
-        bench.iter(|| liveness.score(&frame, frame_face).unwrap())
-    });
+    // Crop, resize and classify one face with each liveness choice (faceplugin and the
+    // ensemble only when scripts/fetch-models.sh --faceplugin fetched the model).
+    for kind in [LivenessKind::Minifasnet, LivenessKind::Faceplugin, LivenessKind::Ensemble] {
+        let Ok(liveness) = LivenessModel::load(&models, backend.as_ref(), kind) else {
+            eprintln!("skipping liveness {}: model missing", kind.name());
+            continue;
+        };
+        group.bench_function(kind.name(), |bench| bench.iter(|| liveness.score(&frame, frame_face).unwrap()));
+    }
     group.bench_function("detect", |bench| bench.iter(|| engine.detect(&frame).unwrap()));
     group.finish();
 

@@ -21,6 +21,6 @@ pub use embed::{Embedding, Recognizer, RecognizerKind};
 pub use engine::{AnalyzedFace, EngineConfig, FaceEngine, FaceSelection, select_face};
 pub use error::{FaceError, FaceErrorCode};
 pub use geometry::{BoundingBox, Point};
-pub use liveness::{LivenessModel, LivenessScore};
+pub use liveness::{LivenessKind, LivenessModel, LivenessScore};
 pub use models::ModelPaths;
 pub use quality::{QualityGate, QualityIssue, QualityReport};

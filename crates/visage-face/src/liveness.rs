@@ -1,11 +1,13 @@
-//! Passive liveness (presentation attack detection) with the MiniFASNet V2 + V1SE ensemble:
-//! each model sees the detector box enlarged by its own scale, so together they judge the
-//! face and its surroundings (paper edges, screen bezels, moiré).
+//! Passive liveness (presentation attack detection) on one photo. Two model families:
+//! the MiniFASNet V2 + V1SE ensemble, where each model sees the detector box enlarged by its
+//! own scale so together they judge the face and its surroundings (paper edges, screen
+//! bezels, moiré), and faceplugin's 128x128 model on the 2.7x crop. [`LivenessKind`] picks
+//! one family or the mean of both; the evaluation measures all of them.
 
 use std::sync::Arc;
 
 use image::RgbImage;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::backend::{Session, Tensor};
 use crate::detect::DetectedFace;
@@ -17,8 +19,56 @@ use crate::{BoundingBox, FaceError, InferenceBackend, ModelPaths, models};
 /// `visage evaluate-liveness --dir ../shared/data/nuaa-dev --subjects 0001,0002,0003,0004`.
 pub const DEFAULT_THRESHOLD: f32 = 0.1;
 
-/// Side of the square crop both models take.
+const FACEPLUGIN_THRESHOLD: f32 = 0.158;
+const ENSEMBLE_THRESHOLD: f32 = 0.232;
+
+/// Side of the square crop the MiniFASNet models take.
 pub const CROP_SIZE: u32 = 80;
+
+/// Which liveness model scores a face. The default was chosen on NUAA development subjects
+/// 0001-0004 (`visage evaluate-liveness`): the ensemble had the lowest EER (0.16%, faceplugin
+/// 0.36%, MiniFASNet 1.44%) and no live face refused at APCER <= 1% (MiniFASNet: 3.24%).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LivenessKind {
+    /// MiniFASNet V2 (2.7x crop) + V1SE (4.0x crop), softmax averaged.
+    Minifasnet,
+    /// faceplugin's model (npm `faceplugin-face-recognition-js`), 2.7x crop at 128x128.
+    Faceplugin,
+    /// The mean of the two families' live probabilities.
+    #[default]
+    Ensemble,
+}
+
+impl LivenessKind {
+    fn uses_minifasnet(self) -> bool {
+        matches!(self, Self::Minifasnet | Self::Ensemble)
+    }
+
+    fn uses_faceplugin(self) -> bool {
+        matches!(self, Self::Faceplugin | Self::Ensemble)
+    }
+
+    /// Threshold used when no calibration file has one for this kind: each kind's threshold
+    /// at APCER <= 1% (print attacks) on NUAA development subjects 0001-0004; reproduce with
+    /// `visage --liveness-model KIND calibrate ... --liveness-subjects 0001,0002,0003,0004`.
+    pub fn default_threshold(self) -> f32 {
+        match self {
+            Self::Minifasnet => DEFAULT_THRESHOLD,
+            Self::Faceplugin => FACEPLUGIN_THRESHOLD,
+            Self::Ensemble => ENSEMBLE_THRESHOLD,
+        }
+    }
+
+    /// The name the evaluation reports this choice under.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Minifasnet => "minifasnet",
+            Self::Faceplugin => "faceplugin",
+            Self::Ensemble => "ensemble",
+        }
+    }
+}
 
 /// Probability of class 1 ("real") and of the two attack classes, averaged over the models.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -56,66 +106,167 @@ impl LivenessScore {
     }
 }
 
+/// One liveness network and how its input is cut: the detector box enlarged by `scale`,
+/// resized to `side` x `side`, BGR 0..255; `live_class` is the softmax index of a live face.
 struct ScaledModel {
     name: &'static str,
     session: Arc<dyn Session>,
     scale: f32,
+    side: u32,
+    live_class: usize,
 }
 
+impl ScaledModel {
+    fn load(
+        paths: &ModelPaths,
+        backend: &dyn InferenceBackend,
+        (name, file, scale, side, live_class): (&'static str, &str, f32, u32, usize),
+    ) -> Result<Self, FaceError> {
+        Ok(Self { name, session: backend.load(&paths.verified(file)?, file)?, scale, side, live_class })
+    }
+
+    /// Softmax over the model's three classes.
+    fn probabilities(&self, image: &RgbImage, bbox: &BoundingBox) -> Result<[f32; 3], FaceError> {
+        let region = crop_region(image.width(), image.height(), bbox, self.scale);
+        let crop = resize_region_sampled(image, region, self.side, self.side);
+        let side = self.side as usize;
+        let input = Tensor::new(vec![1, 3, side, side], bgr_planes(&crop, side, side));
+        let outputs = self.session.run(input)?;
+        let logits = outputs.first().map(|t| t.data.as_slice()).unwrap_or_default();
+        if logits.len() != 3 {
+            return Err(FaceError::Inference {
+                model: self.name.into(),
+                reason: format!("expected 3 logits, got {}", logits.len()),
+            });
+        }
+        Ok(softmax(logits))
+    }
+}
+
+const MINIFASNET: [(&str, &str, f32, u32, usize); 2] = [
+    ("minifasnet_v2", models::MINIFASNET_V2, 2.7, CROP_SIZE, 1),
+    ("minifasnet_v1se", models::MINIFASNET_V1SE, 4.0, CROP_SIZE, 1),
+];
+// Index 0 is "live" in the package's own code (fr_liveness.js); BGR input measured far
+// better than RGB on NUAA (../shared/MODELS.md and the README's liveness figures).
+const FACEPLUGIN: (&str, &str, f32, u32, usize) = ("faceplugin", models::FACEPLUGIN_LIVENESS, 2.7, 128, 0);
+
 pub struct LivenessModel {
-    models: Vec<ScaledModel>,
+    kind: LivenessKind,
+    minifasnet: Vec<ScaledModel>,
+    faceplugin: Option<ScaledModel>,
 }
 
 impl LivenessModel {
-    pub fn load(paths: &ModelPaths, backend: &dyn InferenceBackend) -> Result<Self, FaceError> {
-        let models = [
-            ("minifasnet_v2", models::MINIFASNET_V2, 2.7),
-            ("minifasnet_v1se", models::MINIFASNET_V1SE, 4.0),
-        ]
-        .into_iter()
-        .map(|(name, file, scale)| {
-            Ok(ScaledModel { name, session: backend.load(&paths.verified(file)?, file)?, scale })
-        })
-        .collect::<Result<_, FaceError>>()?;
-        Ok(Self { models })
+    /// The models `kind` needs; a missing file is an error naming the fix.
+    pub fn load(
+        paths: &ModelPaths,
+        backend: &dyn InferenceBackend,
+        kind: LivenessKind,
+    ) -> Result<Self, FaceError> {
+        let minifasnet = if kind.uses_minifasnet() {
+            MINIFASNET
+                .into_iter()
+                .map(|spec| ScaledModel::load(paths, backend, spec))
+                .collect::<Result<_, _>>()?
+        } else {
+            Vec::new()
+        };
+        let faceplugin =
+            kind.uses_faceplugin().then(|| ScaledModel::load(paths, backend, FACEPLUGIN)).transpose()?;
+        Ok(Self { kind, minifasnet, faceplugin })
     }
 
-    /// Scores one detected face of `image`.
+    /// Every model there is (faceplugin when its file is present), scoring as `kind`: for
+    /// the evaluation, which compares them all.
+    pub fn load_all(
+        paths: &ModelPaths,
+        backend: &dyn InferenceBackend,
+        kind: LivenessKind,
+    ) -> Result<Self, FaceError> {
+        let all = if paths.exists(models::FACEPLUGIN_LIVENESS) { LivenessKind::Ensemble } else { kind };
+        let mut model = Self::load(paths, backend, all)?;
+        if kind.uses_faceplugin() && model.faceplugin.is_none() {
+            return Err(FaceError::ModelMissing { path: paths.dir.join(models::FACEPLUGIN_LIVENESS) });
+        }
+        model.kind = kind;
+        Ok(model)
+    }
+
+    pub fn kind(&self) -> LivenessKind {
+        self.kind
+    }
+
+    /// Scores one detected face of `image` with the configured kind.
     pub fn score(&self, image: &RgbImage, face: &DetectedFace) -> Result<LivenessScore, FaceError> {
-        Ok(average(&self.class_probabilities(image, face)?))
+        let minifasnet = self.minifasnet_score(image, face, self.kind.uses_minifasnet())?;
+        let faceplugin = match &self.faceplugin {
+            Some(model) if self.kind.uses_faceplugin() => Some(model.probabilities(image, &face.bbox)?),
+            _ => None,
+        };
+        Ok(combine(self.kind, minifasnet.map(|(_, score)| score), faceplugin))
     }
 
-    /// Each model's live probability alone, then the ensemble's (`minifasnet`): what the
-    /// evaluation compares to choose the default.
+    /// Each loaded model's live probability alone, then the combinations: `minifasnet`
+    /// (V2 + V1SE), and with faceplugin loaded `ensemble`. What the evaluation compares.
     pub fn score_each(
         &self,
         image: &RgbImage,
         face: &DetectedFace,
     ) -> Result<Vec<(&'static str, f32)>, FaceError> {
-        let probabilities = self.class_probabilities(image, face)?;
-        let mut scores: Vec<(&'static str, f32)> =
-            self.models.iter().zip(&probabilities).map(|(m, p)| (m.name, p[1])).collect();
-        scores.push(("minifasnet", average(&probabilities).live));
+        let mut scores = Vec::new();
+        let minifasnet = self.minifasnet_score(image, face, true)?;
+        if let Some((each, combined)) = &minifasnet {
+            scores.extend(self.minifasnet.iter().zip(each).map(|(m, p)| (m.name, p[m.live_class])));
+            scores.push((LivenessKind::Minifasnet.name(), combined.live));
+        }
+        if let Some(model) = &self.faceplugin {
+            let probabilities = model.probabilities(image, &face.bbox)?;
+            scores.push((LivenessKind::Faceplugin.name(), probabilities[model.live_class]));
+            if let Some((_, combined)) = minifasnet {
+                let ensemble = combine(LivenessKind::Ensemble, Some(combined), Some(probabilities));
+                scores.push((LivenessKind::Ensemble.name(), ensemble.live));
+            }
+        }
         Ok(scores)
     }
 
-    /// Softmax over (attack class 0, real, attack class 2) of each model.
-    fn class_probabilities(&self, image: &RgbImage, face: &DetectedFace) -> Result<Vec<[f32; 3]>, FaceError> {
-        self.models
+    /// The MiniFASNet models' softmaxes and their average, when loaded and `wanted`.
+    #[allow(clippy::type_complexity)]
+    fn minifasnet_score(
+        &self,
+        image: &RgbImage,
+        face: &DetectedFace,
+        wanted: bool,
+    ) -> Result<Option<(Vec<[f32; 3]>, LivenessScore)>, FaceError> {
+        if !wanted || self.minifasnet.is_empty() {
+            return Ok(None);
+        }
+        let each = self
+            .minifasnet
             .iter()
-            .map(|model| {
-                let crop = crop_face(image, &face.bbox, model.scale);
-                let logits = model.session.run(to_bgr_tensor(&crop))?;
-                let logits = logits.first().map(|t| t.data.as_slice()).unwrap_or_default();
-                if logits.len() != 3 {
-                    return Err(FaceError::Inference {
-                        model: model.name.into(),
-                        reason: format!("expected 3 logits, got {}", logits.len()),
-                    });
-                }
-                Ok(softmax(logits))
-            })
-            .collect()
+            .map(|m| m.probabilities(image, &face.bbox))
+            .collect::<Result<Vec<_>, _>>()?;
+        let score = average(&each);
+        Ok(Some((each, score)))
+    }
+}
+
+/// MiniFASNet's classes 0 and 2 carry the attack type; faceplugin's attack classes have no
+/// established meaning, so a faceplugin-only refusal is `unknown`.
+fn combine(
+    kind: LivenessKind,
+    minifasnet: Option<LivenessScore>,
+    faceplugin: Option<[f32; 3]>,
+) -> LivenessScore {
+    let faceplugin_live = faceplugin.map(|p| p[FACEPLUGIN.4]);
+    match (kind, minifasnet, faceplugin_live) {
+        (LivenessKind::Ensemble, Some(m), Some(f)) => {
+            LivenessScore { live: (m.live + f) / 2.0, attack_classes: m.attack_classes }
+        }
+        (LivenessKind::Faceplugin, _, Some(f)) => LivenessScore { live: f, attack_classes: [0.0, 1.0 - f] },
+        (_, Some(m), _) => m,
+        _ => unreachable!("the models a kind needs are loaded with it"),
     }
 }
 
@@ -162,17 +313,6 @@ pub fn crop_region(width: u32, height: u32, bbox: &BoundingBox, scale: f32) -> (
     let (x0, y0) = (left.max(0.0) as u32, top.max(0.0) as u32);
     let (x1, y1) = ((right.max(0.0) as u32).min(width - 1), (bottom.max(0.0) as u32).min(height - 1));
     (x0, y0, (x1 - x0 + 1).max(1), (y1 - y0 + 1).max(1))
-}
-
-pub fn crop_face(image: &RgbImage, bbox: &BoundingBox, scale: f32) -> RgbImage {
-    let region = crop_region(image.width(), image.height(), bbox, scale);
-    resize_region_sampled(image, region, CROP_SIZE, CROP_SIZE)
-}
-
-/// 1x3x80x80, BGR, 0..255.
-fn to_bgr_tensor(crop: &RgbImage) -> Tensor {
-    let side = CROP_SIZE as usize;
-    Tensor::new(vec![1, 3, side, side], bgr_planes(crop, side, side))
 }
 
 #[cfg(test)]

@@ -11,6 +11,8 @@ pub const SFACE: &str = "sface_2021dec_fp32.onnx";
 pub const MOBILEFACENET: &str = "mobilefacenet_sirius_fp32.onnx";
 pub const MINIFASNET_V2: &str = "minifasnet_v2_2.7_80x80.onnx";
 pub const MINIFASNET_V1SE: &str = "minifasnet_v1se_4.0_80x80.onnx";
+/// Optional: npm `faceplugin-face-recognition-js@0.0.1`, `model/fr_liveness.onnx` as shipped.
+pub const FACEPLUGIN_LIVENESS: &str = "faceplugin_liveness_128x128.onnx";
 
 /// The models directory. `SHA256SUMS` in it (written by the project, checked by the fetch
 /// script) pins every file; a file whose sum differs is refused with the fix named.

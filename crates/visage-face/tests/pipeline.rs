@@ -325,7 +325,8 @@ fn liveness() -> &'static LivenessModel {
     static MODEL: OnceLock<LivenessModel> = OnceLock::new();
     MODEL.get_or_init(|| {
         let backend = BackendKind::OnnxRuntime.create(&models(), 2).expect("backend");
-        LivenessModel::load(&models(), backend.as_ref()).expect("liveness models")
+        LivenessModel::load(&models(), backend.as_ref(), visage_face::LivenessKind::Minifasnet)
+            .expect("liveness models")
     })
 }
 

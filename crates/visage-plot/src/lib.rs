@@ -84,6 +84,16 @@ pub fn thin_log_curve(points: &[(f64, f64)], x_floor: f64, y_floor: f64) -> Vec<
     kept
 }
 
+/// Title, margins and axis label room shared by every chart.
+fn chart_builder<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, plotters::coord::Shift>,
+    title: &str,
+) -> ChartBuilder<'a, 'b, SVGBackend<'b>> {
+    let mut builder = ChartBuilder::on(root);
+    builder.caption(title, ("sans-serif", 20)).margin(18).x_label_area_size(50).y_label_area_size(70);
+    builder
+}
+
 /// A DET chart as an SVG document.
 pub fn det_svg(chart: &DetChart) -> Result<String, PlotError> {
     let mut svg = String::new();
@@ -95,11 +105,7 @@ fn draw_det(chart: &DetChart, svg: &mut String) -> Result<(), Box<dyn StdError>>
     let (x_floor, y_floor) = (axis_floor(chart.x_floor), axis_floor(chart.y_floor));
     let root = SVGBackend::with_string(svg, SIZE).into_drawing_area();
     root.fill(&WHITE)?;
-    let mut plot = ChartBuilder::on(&root)
-        .caption(chart.title, ("sans-serif", 20))
-        .margin(18)
-        .x_label_area_size(50)
-        .y_label_area_size(70)
+    let mut plot = chart_builder(&root, chart.title)
         // A hair below the floor so that the floor's own tick survives rounding.
         .build_cartesian_2d((x_floor * 0.999..1.0).log_scale(), (y_floor * 0.999..1.0).log_scale())?;
     plot.configure_mesh()
@@ -178,12 +184,7 @@ fn draw_histogram(chart: &HistogramChart, svg: &mut String) -> Result<(), Box<dy
 
     let root = SVGBackend::with_string(svg, SIZE).into_drawing_area();
     root.fill(&WHITE)?;
-    let mut plot = ChartBuilder::on(&root)
-        .caption(chart.title, ("sans-serif", 20))
-        .margin(18)
-        .x_label_area_size(50)
-        .y_label_area_size(70)
-        .build_cartesian_2d(lo..hi, 0.0..top)?;
+    let mut plot = chart_builder(&root, chart.title).build_cartesian_2d(lo..hi, 0.0..top)?;
     plot.configure_mesh()
         .x_desc(chart.x_label)
         .y_desc("share of comparisons")

@@ -176,7 +176,7 @@ fn load_pipeline(config: &Config, workers: usize, liveness_threshold: f32) -> an
         ..EngineConfig::default()
     };
     let engine = FaceEngine::load(&paths, backend.as_ref(), engine_config)?;
-    let liveness = LivenessModel::load(&paths, backend.as_ref())?;
+    let liveness = LivenessModel::load(&paths, backend.as_ref(), config.liveness.model)?;
     let pipeline = Pipeline { engine, liveness, liveness_threshold };
     pipeline.warm_up()?;
     Ok(pipeline)
@@ -222,7 +222,8 @@ impl Application {
                 .with_context(|| format!("cannot open {}", config.database_path().display()))?,
         );
         let keys = key_ring(&config)?;
-        let calibration = Calibration::load(&config.models.dir, config.models.recognizer)?;
+        let calibration =
+            Calibration::load(&config.models.dir, config.models.recognizer, config.liveness.model)?;
         anyhow::ensure!(
             calibration.point(config.verification.far_target).is_some(),
             "verification.far_target {} is not calibrated for this recognizer; calibrated: {:?} ({})",

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use visage_face::RecognizerKind;
+use visage_face::{LivenessKind, RecognizerKind};
 
 pub const FILE_NAME: &str = "calibration.json";
 pub const FORMAT_VERSION: u32 = 1;
@@ -38,6 +38,9 @@ pub struct EvaluationSummary {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LivenessCalibration {
+    /// The liveness model the threshold belongs to (files before this field: MiniFASNet).
+    #[serde(default)]
+    pub model: LivenessKind,
     pub dataset: String,
     pub apcer_target: f64,
     pub threshold: f32,
@@ -62,11 +65,15 @@ pub struct Calibration {
 }
 
 impl Calibration {
-    pub fn load(models_dir: &Path, recognizer: RecognizerKind) -> anyhow::Result<Self> {
+    pub fn load(
+        models_dir: &Path,
+        recognizer: RecognizerKind,
+        liveness: LivenessKind,
+    ) -> anyhow::Result<Self> {
         let path = models_dir.join(FILE_NAME);
         let name = serde_json::to_value(recognizer)?.as_str().unwrap_or_default().to_owned();
         if !path.exists() {
-            return Ok(Self::built_in(recognizer));
+            return Ok(Self::built_in(recognizer, liveness));
         }
         let text = std::fs::read_to_string(&path)?;
         let file: CalibrationFile = serde_json::from_str(&text)
@@ -77,7 +84,9 @@ impl Calibration {
             path.display(),
             file.version
         );
-        let built_in = Self::built_in(recognizer);
+        let built_in = Self::built_in(recognizer, liveness);
+        // A threshold calibrated for another liveness model means nothing for this one.
+        let liveness_calibration = file.liveness.filter(|l| l.model == liveness);
         let recognizer_points = file.recognizers.get(&name);
         Ok(Self {
             source: match recognizer_points {
@@ -86,22 +95,24 @@ impl Calibration {
             },
             points: recognizer_points.map_or(built_in.points, |c| c.points.clone()),
             evaluation: recognizer_points.and_then(|c| c.evaluation),
-            liveness_source: file
-                .liveness
+            liveness_source: liveness_calibration
                 .as_ref()
                 .map_or(built_in.liveness_source, |l| format!("{} ({})", path.display(), l.dataset)),
-            liveness_threshold: file.liveness.map_or(built_in.liveness_threshold, |l| l.threshold),
+            liveness_threshold: liveness_calibration.map_or(built_in.liveness_threshold, |l| l.threshold),
         })
     }
 
-    /// The thresholds at FAR <= 0.1% measured on LFW pairsDevTrain (1,100 impostor pairs, so
-    /// 0.1% is near the resolution limit) by `visage evaluate`; see README "Accuracy".
-    pub fn built_in(recognizer: RecognizerKind) -> Self {
+    /// The thresholds at FAR <= 0.1% measured on LFW pairsDevTrain (with 300,000 sampled
+    /// impostor pairs) by `visage calibrate`; see README "Accuracy".
+    pub fn built_in(recognizer: RecognizerKind, liveness: LivenessKind) -> Self {
         Self {
             source: "built-in (LFW pairsDevTrain)".into(),
             points: vec![OperatingPoint { far: 1e-3, threshold: recognizer.default_threshold() }],
-            liveness_threshold: visage_face::liveness::DEFAULT_THRESHOLD,
-            liveness_source: "built-in (NUAA development subjects 0001-0004, APCER <= 1%)".into(),
+            liveness_threshold: liveness.default_threshold(),
+            liveness_source: format!(
+                "built-in for {} (NUAA development subjects 0001-0004, APCER <= 1%)",
+                liveness.name()
+            ),
             evaluation: None,
         }
     }
@@ -124,20 +135,30 @@ mod tests {
     #[test]
     fn a_calibration_file_overrides_the_built_in_points() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(Calibration::load(dir.path(), RecognizerKind::Sface).unwrap().points.len(), 1);
+        assert_eq!(
+            Calibration::load(dir.path(), RecognizerKind::Sface, LivenessKind::Minifasnet)
+                .unwrap()
+                .points
+                .len(),
+            1
+        );
         std::fs::write(
             dir.path().join(FILE_NAME),
             r#"{"version":1,"recognizers":{"sface":{"dataset":"dev","points":[{"far":0.01,"threshold":0.3},{"far":0.0001,"threshold":0.42}]}},
                "liveness":{"dataset":"nuaa","apcer_target":0.01,"threshold":0.2}}"#,
         )
         .unwrap();
-        let c = Calibration::load(dir.path(), RecognizerKind::Sface).unwrap();
+        let c = Calibration::load(dir.path(), RecognizerKind::Sface, LivenessKind::Minifasnet).unwrap();
         assert_eq!(c.point(1e-4).unwrap().threshold, 0.42);
         assert!(c.point(1e-3).is_none());
-        assert_eq!(c.liveness_threshold, 0.2);
-        let other = Calibration::load(dir.path(), RecognizerKind::Mobilefacenet).unwrap();
+        assert_eq!(c.liveness_threshold, 0.2, "a file without a model field calibrated MiniFASNet");
+        let faceplugin =
+            Calibration::load(dir.path(), RecognizerKind::Sface, LivenessKind::Faceplugin).unwrap();
+        assert_eq!(faceplugin.liveness_threshold, LivenessKind::Faceplugin.default_threshold());
+        let other =
+            Calibration::load(dir.path(), RecognizerKind::Mobilefacenet, LivenessKind::Minifasnet).unwrap();
         assert_eq!(other.point(1e-3).unwrap().threshold, RecognizerKind::Mobilefacenet.default_threshold());
         std::fs::write(dir.path().join(FILE_NAME), r#"{"version":9,"recognizers":{}}"#).unwrap();
-        assert!(Calibration::load(dir.path(), RecognizerKind::Sface).is_err());
+        assert!(Calibration::load(dir.path(), RecognizerKind::Sface, LivenessKind::Minifasnet).is_err());
     }
 }

@@ -163,6 +163,8 @@ pub struct VerificationConfig {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LivenessConfig {
+    /// Which liveness model scores faces.
+    pub model: visage_face::LivenessKind,
     /// A face is live when its score is at least this; unset: the calibrated threshold.
     pub threshold: Option<f32>,
     pub verify: LivenessMode,
@@ -217,6 +219,7 @@ impl Config {
             enrolment: EnrolmentConfig { require_consent: true },
             verification: VerificationConfig { far_target: 1e-3, max_top_k: 20 },
             liveness: LivenessConfig {
+                model: visage_face::LivenessKind::default(),
                 threshold: None,
                 verify: if production { LivenessMode::Require } else { LivenessMode::Report },
                 identify: LivenessMode::Off,
@@ -336,6 +339,7 @@ pub const OPTIONS: &[(&str, &str)] = &[
     ("enrolment.require_consent", "refuse subjects without a consent record [true]"),
     ("verification.far_target", "false-accept rate the threshold stands for [0.001]"),
     ("verification.max_top_k", "most identification candidates [20]"),
+    ("liveness.model", "minifasnet | faceplugin | ensemble [ensemble]"),
     (
         "liveness.threshold",
         "live when the score is at least this [calibrated; 0.1 without a calibration file]",
