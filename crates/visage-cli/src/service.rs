@@ -6,6 +6,7 @@ use anyhow::Context as _;
 use chrono::Utc;
 use figment::Figment;
 use figment::providers::Serialized;
+use visage_server::telemetry::{self, LogOptions};
 use visage_server::{Application, Config};
 use visage_store::{ApiKeyRecord, CollectionId, CollectionScope, Role, SqliteStore, Store, apikey};
 
@@ -49,27 +50,14 @@ pub fn load_config(file: Option<&Path>, overrides: &Overrides) -> anyhow::Result
     Ok(Config::load(file, overrides.figment())?)
 }
 
-fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("VISAGE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colour);
-    if std::env::var("VISAGE_LOG_FORMAT").as_deref() == Ok("json") {
-        builder.json().flatten_event(true).init();
-    } else {
-        builder.init();
-    }
-}
-
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
 
 pub fn serve(config: Config) -> anyhow::Result<()> {
-    init_logging();
+    let telemetry = telemetry::init(&config.tracing, &LogOptions::from_env())?;
     tracing::info!(config = %config.redacted_json(), "configuration");
-    runtime()?.block_on(async move {
+    let served = runtime()?.block_on(async move {
         let application = Application::build(config).await?;
         if application.state().store.list_api_keys().await?.iter().all(|k| k.revoked_at.is_some()) {
             tracing::warn!(
@@ -78,7 +66,10 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         }
         application.run_until_stopped(shutdown_signal()).await?;
         Ok(())
-    })
+    });
+    // Also after a failed start: its spans may explain it.
+    telemetry.shutdown();
+    served
 }
 
 async fn shutdown_signal() {

@@ -351,8 +351,20 @@ async fn request_context(State(app): State<AppState>, request: Request<Body>, ne
     let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
     app.metrics.http_in_flight.inc();
     let in_flight = InFlight(&app.metrics.http_in_flight);
-    // Every log line of the request carries its id (never the path: it may hold ids).
-    let span = tracing::info_span!("request", request_id = %request_id);
+    // Every log line of the request carries its id and, when tracing, its trace id (never the
+    // path: it may hold ids). The otel.* fields are only filled when spans are exported.
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        trace_id = tracing::field::Empty,
+        otel.name = tracing::field::Empty,
+        otel.kind = tracing::field::Empty,
+    );
+    let tracing_on = app.config.tracing.enabled();
+    if tracing_on {
+        crate::telemetry::trace_request(&span, request.headers(), method.as_str(), &route);
+    }
+    let request_span = span.clone();
     let mut response = REQUEST_ID
         .scope(request_id.clone(), async move {
             let response = next.run(request).instrument(span).await;
@@ -387,6 +399,9 @@ async fn request_context(State(app): State<AppState>, request: Request<Body>, ne
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", value);
     }
+    if tracing_on {
+        crate::telemetry::trace_response(&request_span, response.status().as_u16());
+    }
     drop(in_flight);
     let seconds = started.elapsed().as_secs_f64();
     let status_class = match response.status().as_u16() {
@@ -398,14 +413,17 @@ async fn request_context(State(app): State<AppState>, request: Request<Body>, ne
     };
     app.metrics.http_requests.with_label_values(&[method.as_str(), &route, status_class]).inc();
     app.metrics.http_duration.with_label_values(&[method.as_str(), &route]).observe(seconds);
-    tracing::info!(
-        request_id,
-        %method,
-        route,
-        status = response.status().as_u16(),
-        millis = (seconds * 1000.0).round() as u64,
-        "request"
-    );
+    // Inside the request span, so that this line carries the trace id too.
+    request_span.in_scope(|| {
+        tracing::info!(
+            request_id,
+            %method,
+            route,
+            status = response.status().as_u16(),
+            millis = (seconds * 1000.0).round() as u64,
+            "request"
+        );
+    });
     response
 }
 

@@ -71,6 +71,7 @@ pub struct Config {
     pub liveness: LivenessConfig,
     pub rate_limit: RateLimitConfig,
     pub monitoring: MonitoringConfig,
+    pub tracing: TracingConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -190,6 +191,38 @@ pub struct MonitoringConfig {
     pub min_labelled: usize,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TracingConfig {
+    /// OTLP/HTTP collector base URL (Jaeger: `http://jaeger:4318`); spans go to
+    /// `{endpoint}/v1/traces`. Unset: no spans are exported and no exporter exists.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported spans.
+    pub service_name: String,
+    /// Fraction of new traces kept; a caller's sampled `traceparent` is always followed.
+    pub sample_ratio: f64,
+}
+
+impl TracingConfig {
+    /// An empty endpoint (`VISAGE_TRACING__OTLP_ENDPOINT=`) counts as unset.
+    fn endpoint(&self) -> Option<&str> {
+        self.otlp_endpoint.as_deref().filter(|endpoint| !endpoint.is_empty())
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.endpoint().is_some()
+    }
+
+    /// The traces URL: the OTLP/HTTP path is added unless the endpoint already names it.
+    pub fn traces_url(&self) -> Option<String> {
+        let endpoint = self.endpoint()?.trim_end_matches('/');
+        Some(if endpoint.ends_with("/v1/traces") {
+            endpoint.to_owned()
+        } else {
+            format!("{endpoint}/v1/traces")
+        })
+    }
+}
+
 impl Config {
     pub fn defaults(profile: Profile) -> Self {
         let decode = DecodeLimits::default();
@@ -231,6 +264,7 @@ impl Config {
                 feedback_window_size: 10_000,
                 min_labelled: 30,
             },
+            tracing: TracingConfig { otlp_endpoint: None, service_name: "visage".into(), sample_ratio: 1.0 },
         }
     }
 
@@ -278,6 +312,16 @@ impl Config {
         }
         if self.rate_limit.requests_per_second < 0.0 {
             problems.push("rate_limit.requests_per_second must not be negative".to_owned());
+        }
+        if !(0.0..=1.0).contains(&self.tracing.sample_ratio) {
+            problems.push("tracing.sample_ratio must lie in [0, 1]".to_owned());
+        }
+        // The exporter is built without TLS: collectors are reached inside the deployment.
+        if let Some(url) = self.tracing.traces_url()
+            && !url.starts_with("http://")
+        {
+            problems
+                .push("tracing.otlp_endpoint must be an http:// URL (no TLS to the collector)".to_owned());
         }
         if self.encryption.key.is_some() && self.encryption.key_file.is_some() {
             problems.push("set encryption.key or encryption.key_file, not both".to_owned());
@@ -352,6 +396,9 @@ pub const OPTIONS: &[(&str, &str)] = &[
     ("monitoring.feedback_window_hours", "FAR/FRR/EER gauges use labelled decisions of this many hours [24]"),
     ("monitoring.feedback_window_size", "and at most this many of them [10000]"),
     ("monitoring.min_labelled", "labelled attempts of a class needed before its gauge appears [30]"),
+    ("tracing.otlp_endpoint", "OTLP/HTTP collector, e.g. http://jaeger:4318; unset = no traces [unset]"),
+    ("tracing.service_name", "service.name of the exported spans [visage]"),
+    ("tracing.sample_ratio", "fraction of new traces exported; a sampled traceparent is followed [1.0]"),
 ];
 
 /// The options table as `visage serve --help` prints it.

@@ -14,6 +14,7 @@ pub mod openapi;
 pub mod pipeline;
 pub mod pool;
 pub mod routes;
+pub mod telemetry;
 
 pub use app::{App, AppState, Application};
 pub use config::{Config, Profile};

@@ -64,7 +64,10 @@ pub struct StageTimes {
     pub liveness: Option<f64>,
 }
 
-fn timed<T>(slot: &mut f64, work: impl FnOnce() -> T) -> T {
+/// Runs one stage inside its span (exported as a child of the request when tracing) and adds
+/// its time to `slot`.
+fn timed<T>(slot: &mut f64, stage: tracing::Span, work: impl FnOnce() -> T) -> T {
+    let _entered = stage.enter();
     let started = Instant::now();
     let result = work();
     *slot += started.elapsed().as_secs_f64();
@@ -89,9 +92,10 @@ impl Pipeline {
     /// Decode → detect → pick one face → align, measure, embed → optionally liveness.
     pub fn probe(&self, bytes: &[u8], pick: Pick, with_liveness: bool) -> Result<Probe, FaceError> {
         let mut times = StageTimes::default();
-        let image = timed(&mut times.decode, || self.engine.decode(bytes))?;
-        let faces = timed(&mut times.detect, || self.engine.detect(&image))?;
-        let analyzed = timed(&mut times.embed, || -> Result<AnalyzedFace, FaceError> {
+        let image = timed(&mut times.decode, tracing::info_span!("decode"), || self.engine.decode(bytes))?;
+        let faces = timed(&mut times.detect, tracing::info_span!("detect"), || self.engine.detect(&image))?;
+        let embed = tracing::info_span!("embed");
+        let analyzed = timed(&mut times.embed, embed, || -> Result<AnalyzedFace, FaceError> {
             Ok(match pick {
                 Pick::Configured => {
                     let face = select_face(&faces, image.dimensions(), self.engine.config().selection)?;
@@ -115,7 +119,8 @@ impl Pipeline {
         })?;
         let liveness = if with_liveness {
             let mut seconds = 0.0;
-            let verdict = timed(&mut seconds, || self.judge(&image, &analyzed))?;
+            let verdict =
+                timed(&mut seconds, tracing::info_span!("liveness"), || self.judge(&image, &analyzed))?;
             times.liveness = Some(seconds);
             Some(verdict)
         } else {
@@ -126,13 +131,16 @@ impl Pipeline {
 
     /// Every face of the image, analysed.
     pub fn detect_all(&self, bytes: &[u8], with_liveness: bool) -> Result<Detection, FaceError> {
-        let image = self.engine.decode(bytes)?;
-        let faces = self.engine.detect(&image)?;
+        let image = tracing::info_span!("decode").in_scope(|| self.engine.decode(bytes))?;
+        let faces = tracing::info_span!("detect").in_scope(|| self.engine.detect(&image))?;
         let faces = faces
             .iter()
             .map(|face| {
-                let analyzed = self.engine.analyze(&image, face)?;
-                let liveness = with_liveness.then(|| self.judge(&image, &analyzed)).transpose()?;
+                let analyzed =
+                    tracing::info_span!("analyze").in_scope(|| self.engine.analyze(&image, face))?;
+                let liveness = with_liveness
+                    .then(|| tracing::info_span!("liveness").in_scope(|| self.judge(&image, &analyzed)))
+                    .transpose()?;
                 Ok((analyzed, liveness))
             })
             .collect::<Result<_, FaceError>>()?;

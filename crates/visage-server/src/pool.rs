@@ -58,11 +58,16 @@ impl InferencePool {
         F: FnOnce(&Pipeline) -> T + Send + 'static,
     {
         let (reply, result) = oneshot::channel();
+        // The job runs in the caller's span and under its subscriber (which a test may have
+        // scoped to itself), so the stage spans join the request's trace.
         let span = tracing::Span::current();
+        let dispatch = tracing::dispatcher::get_default(tracing::Dispatch::clone);
         let job: Job = Box::new(move |pipeline| {
-            let _entered = span.enter();
-            // The caller may have gone (client disconnected); the result is then dropped.
-            let _ = reply.send(work(pipeline));
+            tracing::dispatcher::with_default(&dispatch, || {
+                let _entered = span.enter();
+                // The caller may have gone (client disconnected); the result is then dropped.
+                let _ = reply.send(work(pipeline));
+            });
         });
         self.waiting.fetch_add(1, Ordering::Relaxed);
         match self.sender.try_send(job) {

@@ -328,9 +328,10 @@ async fn verify_inner(
         Some(reference) => {
             let (reference_probe, _) =
                 app.probe(&caller, reference, Pick::Configured, LivenessMode::Off).await?;
-            probe_embedding.cosine(&reference_probe.face.embedding)
+            tracing::info_span!("search").in_scope(|| probe_embedding.cosine(&reference_probe.face.embedding))
         }
-        None => best_similarity(&app, &templates, probe_embedding.as_slice())?,
+        None => tracing::info_span!("search")
+            .in_scope(|| best_similarity(&app, &templates, probe_embedding.as_slice()))?,
     };
     let search = search_started.elapsed().as_secs_f64();
     let is_match = similarity >= point.threshold;
@@ -412,7 +413,9 @@ async fn identify_inner(
     let image = form.take(IMAGE_FIELD).ok_or(ApiError::ImageMissing)?;
     let (probe, liveness) = app.probe(&caller, image, Pick::Configured, mode).await?;
     let search_started = Instant::now();
-    let hits = app.gallery.search(&collection, probe.face.embedding.as_slice(), point.threshold, top_k);
+    let hits = tracing::info_span!("search").in_scope(|| {
+        app.gallery.search(&collection, probe.face.embedding.as_slice(), point.threshold, top_k)
+    });
     let search = search_started.elapsed().as_secs_f64();
     let mut candidates = Vec::with_capacity(hits.len());
     for hit in hits {

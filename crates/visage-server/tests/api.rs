@@ -17,6 +17,9 @@ use visage_server::{AppState, Application, Config, Profile};
 use visage_store::crypto::{SealedTemplate, TemplateKey};
 use visage_store::{ApiKeyRecord, CollectionId, CollectionScope, Role, Template, apikey};
 
+#[path = "api/traces.rs"]
+mod traces;
+
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -47,6 +50,21 @@ struct TestApp {
     _dir: Option<tempfile::TempDir>,
 }
 
+/// `tracing` caches per callsite whether any subscriber listens, asking the first thread to get
+/// there; a test thread without a subscriber would then switch a span off for the test that
+/// scopes a subscriber to itself (traces.rs). A process-wide subscriber that listens to nothing
+/// but asks to be asked each time keeps every callsite asking the current subscriber.
+fn keep_tracing_callsites_dynamic() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        use tracing_subscriber::Layer as _;
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let nothing = tracing_subscriber::layer::Identity::new()
+            .with_filter(tracing_subscriber::filter::dynamic_filter_fn(|_, _| false));
+        tracing::subscriber::set_global_default(tracing_subscriber::registry().with(nothing)).unwrap();
+    });
+}
+
 fn test_config(data_dir: &Path) -> Config {
     let mut config = Config::defaults(Profile::Development);
     config.server.listen = "127.0.0.1:0".into();
@@ -72,6 +90,7 @@ impl TestApp {
     }
 
     async fn start(config: Config) -> Self {
+        keep_tracing_callsites_dynamic();
         let application = Application::build(config.clone()).await.expect("the service starts");
         let base = format!("http://{}", application.local_addr());
         let state = application.state();
