@@ -39,11 +39,15 @@ pub struct EvaluationSummary {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LivenessCalibration {
     /// The liveness model the threshold belongs to (files before this field: MiniFASNet).
-    #[serde(default)]
+    #[serde(default = "files_without_a_model_calibrated_minifasnet")]
     pub model: LivenessKind,
     pub dataset: String,
     pub apcer_target: f64,
     pub threshold: f32,
+}
+
+fn files_without_a_model_calibrated_minifasnet() -> LivenessKind {
+    LivenessKind::Minifasnet
 }
 
 /// The file's format.
