@@ -269,10 +269,10 @@ impl Store for PostgresStore {
     }
 
     /// Deletes in one transaction. PostgreSQL keeps deleted rows as dead tuples until VACUUM
-    /// reclaims them (autovacuum does, soon after); a VACUUM per erasure is not run because it
-    /// cannot run inside the transaction, plain VACUUM only marks the space reusable rather
-    /// than overwriting it, and VACUUM FULL locks the tables for every replica. The templates
-    /// in those tuples are sealed anyway; operators who must also scrub the external id from
+    /// reclaims them (autovacuum does, soon after). No VACUUM runs per erasure: it cannot run
+    /// inside the transaction, plain VACUUM makes the space reusable without promising to
+    /// overwrite it, and VACUUM FULL locks the tables for every replica. The templates in
+    /// those tuples are sealed anyway; operators who must also scrub the external id from
     /// pages, WAL and backups do it on their retention schedule (deploy/README.md).
     async fn erase_subject(&self, id: Uuid) -> StoreResult<Option<Erasure>> {
         let mut tx = self.pool.begin().await?;
