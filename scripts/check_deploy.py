@@ -92,8 +92,7 @@ def compose_ha(path):
     expect(ready_probe(api), "face-api: health check on /health/ready")
     env = api.get("environment", {})
     expect(env.get("VISAGE_PROFILE") == "production", "face-api: production profile")
-    expect(env.get("VISAGE_STORAGE__BACKEND") == "postgres" and "postgres-replica" in env.get("VISAGE_STORAGE__REPLICA_URL", ""),
-           "face-api: PostgreSQL primary and replica")
+    expect("@postgres:5432/" in env.get("VISAGE_DATABASE__URL", ""), "face-api: PostgreSQL primary")
     expect(env.get("VISAGE_IMAGES__BACKEND") == "s3" and "minio" in env.get("VISAGE_IMAGES__S3_ENDPOINT", ""),
            "face-api: images on MinIO")
     expect(env.get("VISAGE_TRACING__OTLP_ENDPOINT", "").endswith(":4318"), "face-api: traces to Jaeger OTLP/HTTP")

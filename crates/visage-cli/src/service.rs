@@ -2,13 +2,13 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
 use chrono::Utc;
 use figment::Figment;
 use figment::providers::Serialized;
+use visage_server::app::open_store;
 use visage_server::telemetry::{self, LogOptions};
 use visage_server::{Application, Config};
-use visage_store::{ApiKeyRecord, CollectionId, CollectionScope, Role, SqliteStore, Store, apikey};
+use visage_store::{ApiKeyRecord, CollectionId, CollectionScope, Role, apikey};
 
 /// Values given explicitly on the command line (or by their own environment variables),
 /// which override the configuration file and `VISAGE_*__*` variables.
@@ -91,13 +91,6 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = terminate => {},
     }
-}
-
-async fn open_store(config: &Config) -> anyhow::Result<SqliteStore> {
-    std::fs::create_dir_all(&config.storage.data_dir)?;
-    SqliteStore::open(&config.database_path())
-        .await
-        .with_context(|| format!("cannot open {}", config.database_path().display()))
 }
 
 pub fn create_key(config: &Config, name: &str, role: Role, collections: &[String]) -> anyhow::Result<()> {

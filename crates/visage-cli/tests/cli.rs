@@ -200,6 +200,51 @@ fn keys_are_created_listed_and_revoked_and_only_their_hash_is_stored() {
     assert!(!bad_role.status.success());
 }
 
+/// `psql` against the test server (PostgreSQL at 127.0.0.1:5432, user postgres, trust auth).
+fn psql(database: &str, sql: &str) -> String {
+    let output = Command::new("psql")
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", database, "-Atqc", sql])
+        .output()
+        .expect("run psql");
+    assert!(output.status.success(), "psql: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+/// A database of its own, dropped at the end (also when the test fails).
+struct TestDatabase(String);
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        psql("test", &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0));
+    }
+}
+
+#[test]
+fn keys_go_to_postgresql_when_a_database_url_is_set() {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let db = TestDatabase(format!("visage_test_cli_{}_{nanos}", std::process::id()));
+    psql("test", &format!("CREATE DATABASE {}", db.0));
+    let dir = tempfile::tempdir().unwrap();
+    let keys = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_visage"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .current_dir(root())
+            .env("VISAGE_LOG", "warn")
+            .env("VISAGE_DATABASE__URL", format!("postgres://postgres@127.0.0.1:5432/{}", db.0))
+            .output()
+            .expect("run visage")
+    };
+    let created = keys(&["keys", "create", "--name", "kiosk", "--role", "verify"]);
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    assert_eq!(psql(&db.0, "SELECT name || ' ' || role FROM api_keys"), "kiosk verify");
+    assert!(!dir.path().join("visage.db").exists(), "no embedded database beside it");
+    let listed: serde_json::Value = serde_json::from_slice(&keys(&["keys", "list"]).stdout).unwrap();
+    assert!(keys(&["keys", "revoke", listed["id"].as_str().unwrap()]).status.success());
+    assert_eq!(psql(&db.0, "SELECT count(*) FROM api_keys WHERE revoked_at IS NOT NULL"), "1");
+}
+
 fn http_get(port: u16, path: &str) -> Option<String> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;

@@ -21,7 +21,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 use visage_face::{EngineConfig, FaceEngine, LivenessModel, ModelPaths};
 use visage_store::crypto::{KeyRing, SealedTemplate, TemplateKey};
-use visage_store::{CollectionId, NewAuditEvent, SqliteStore, Store};
+use visage_store::{CollectionId, NewAuditEvent, PostgresOptions, PostgresStore, SqliteStore, Store};
 
 use crate::auth::{Caller, RateLimiter};
 use crate::calibration::Calibration;
@@ -165,6 +165,29 @@ fn development_key(path: &Path) -> anyhow::Result<TemplateKey> {
     Ok(TemplateKey::from_base64(&text)?)
 }
 
+/// Opens the configured store: PostgreSQL when `database.url` is set, else the embedded SQLite
+/// file in the data directory. Pending migrations are applied either way.
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    if let Some(url) = config.database.postgres_url() {
+        let options = PostgresOptions {
+            url: url.to_owned(),
+            max_connections: config.database.max_connections,
+            acquire_timeout: Duration::from_secs(config.database.acquire_timeout_seconds),
+        };
+        let redacted = config.database.url.as_ref().map(|u| u.redacted()).unwrap_or_default();
+        let store = PostgresStore::connect(&options)
+            .await
+            .with_context(|| format!("cannot open the PostgreSQL database {redacted}"))?;
+        return Ok(Arc::new(store));
+    }
+    std::fs::create_dir_all(&config.storage.data_dir)
+        .with_context(|| format!("cannot create the data directory {}", config.storage.data_dir.display()))?;
+    let store = SqliteStore::open(&config.database_path())
+        .await
+        .with_context(|| format!("cannot open {}", config.database_path().display()))?;
+    Ok(Arc::new(store))
+}
+
 /// Loads the models and warms them up (blocking: call from a blocking thread).
 fn load_pipeline(config: &Config, workers: usize, liveness_threshold: f32) -> anyhow::Result<Pipeline> {
     let paths = ModelPaths::new(&config.models.dir);
@@ -216,11 +239,7 @@ impl Application {
         std::fs::create_dir_all(&config.storage.data_dir).with_context(|| {
             format!("cannot create the data directory {}", config.storage.data_dir.display())
         })?;
-        let store: Arc<dyn Store> = Arc::new(
-            SqliteStore::open(&config.database_path())
-                .await
-                .with_context(|| format!("cannot open {}", config.database_path().display()))?,
-        );
+        let store = open_store(&config).await?;
         let keys = key_ring(&config)?;
         let calibration =
             Calibration::load(&config.models.dir, config.models.recognizer, config.liveness.model)?;

@@ -36,6 +36,54 @@ impl Serialize for Secret {
     }
 }
 
+/// A database URL: printed and serialized with its password replaced.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// `scheme://user:[redacted]@host/db`: everything but the password (also when the URL
+    /// cannot be parsed, nothing between `:` and `@` of the authority is shown).
+    pub fn redacted(&self) -> String {
+        let Some((scheme, rest)) = self.0.split_once("://") else {
+            return "[redacted]".to_owned();
+        };
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(authority_end);
+        match authority.rsplit_once('@') {
+            Some((credentials, host)) => {
+                let user = credentials.split_once(':').map_or(credentials, |(user, _)| user);
+                let password = if credentials.contains(':') { ":[redacted]" } else { "" };
+                // Query parameters may carry a password too (`?password=...`).
+                let tail = if tail.contains("password") { "/[redacted]" } else { tail };
+                format!("{scheme}://{user}{password}@{host}{tail}")
+            }
+            None if tail.contains("password") => format!("{scheme}://{authority}/[redacted]"),
+            None => self.0.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl Serialize for DatabaseUrl {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.redacted())
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Profile {
@@ -63,6 +111,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub models: ModelsConfig,
     pub storage: StorageConfig,
+    pub database: DatabaseConfig,
     pub encryption: EncryptionConfig,
     pub inference: InferenceConfig,
     pub limits: LimitsConfig,
@@ -115,6 +164,25 @@ pub struct StorageConfig {
     pub data_dir: PathBuf,
     /// Keep enrolment images (encrypted) beside the templates; off: templates are enough.
     pub store_images: bool,
+}
+
+/// The PostgreSQL server backend; without a URL the embedded SQLite database is used.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DatabaseConfig {
+    /// `postgres://user:password@host:5432/visage`; unset or empty: embedded SQLite.
+    pub url: Option<DatabaseUrl>,
+    /// Connections this replica keeps at most.
+    pub max_connections: u32,
+    /// Seconds a request waits for a connection before it is answered 503
+    /// `storage_unavailable` (how fast requests fail while the database is down).
+    pub acquire_timeout_seconds: u64,
+}
+
+impl DatabaseConfig {
+    /// The PostgreSQL URL, when one is configured (an empty value counts as unset).
+    pub fn postgres_url(&self) -> Option<&str> {
+        self.url.as_ref().map(DatabaseUrl::expose).filter(|url| !url.is_empty())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -241,6 +309,7 @@ impl Config {
                 face_selection: FaceSelection::Central,
             },
             storage: StorageConfig { data_dir: "data".into(), store_images: false },
+            database: DatabaseConfig { url: None, max_connections: 10, acquire_timeout_seconds: 3 },
             encryption: EncryptionConfig { key: None, key_file: None, previous_keys: Vec::new() },
             inference: InferenceConfig { workers: 0, queue_capacity: 32 },
             limits: LimitsConfig {
@@ -323,6 +392,16 @@ impl Config {
             problems
                 .push("tracing.otlp_endpoint must be an http:// URL (no TLS to the collector)".to_owned());
         }
+        if let Some(url) = self.database.postgres_url()
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            problems.push("database.url must be a postgres:// URL".to_owned());
+        }
+        if self.database.max_connections == 0 || self.database.acquire_timeout_seconds == 0 {
+            problems.push(
+                "database.max_connections and database.acquire_timeout_seconds must be at least 1".to_owned(),
+            );
+        }
         if self.encryption.key.is_some() && self.encryption.key_file.is_some() {
             problems.push("set encryption.key or encryption.key_file, not both".to_owned());
         }
@@ -371,6 +450,9 @@ pub const OPTIONS: &[(&str, &str)] = &[
     ("models.face_selection", "single | central | largest: the face a single-face request uses [central]"),
     ("storage.data_dir", "embedded database, development key and images [data]"),
     ("storage.store_images", "keep enrolment images (encrypted) [false]"),
+    ("database.url", "PostgreSQL URL (password redacted when printed); unset = embedded SQLite [unset]"),
+    ("database.max_connections", "PostgreSQL connections per replica [10]"),
+    ("database.acquire_timeout_seconds", "wait for a connection before 503 storage_unavailable [3]"),
     ("encryption.key", "template key, 32 bytes base64; required in production (secret)"),
     ("encryption.key_file", "file holding the template key, instead of encryption.key"),
     ("encryption.previous_keys", "retired keys that still open older templates (secret)"),
@@ -450,6 +532,27 @@ mod tests {
         let printed = format!("{:?} {}", config, config.redacted_json());
         assert!(!printed.contains("c2VjcmV0"));
         assert!(printed.contains("[redacted]"));
+    }
+
+    #[test]
+    fn database_passwords_never_print() {
+        let mut config = Config::defaults(Profile::Development);
+        for url in [
+            "postgres://visage:hunter2@db:5432/visage",
+            "postgresql://visage:hunter2@db/visage?sslmode=disable",
+            "postgres://db/visage?user=visage&password=hunter2",
+        ] {
+            config.database.url = Some(DatabaseUrl::new(url));
+            let printed = format!("{:?} {}", config, config.redacted_json());
+            assert!(!printed.contains("hunter2"), "{printed}");
+            assert!(printed.contains("db"), "the host still shows");
+        }
+        let plain = DatabaseUrl::new("postgres://postgres@127.0.0.1:5432/test");
+        assert_eq!(plain.redacted(), "postgres://postgres@127.0.0.1:5432/test");
+        assert_eq!(
+            DatabaseUrl::new("postgres://visage:hunter2@db:5432/visage").redacted(),
+            "postgres://visage:[redacted]@db:5432/visage"
+        );
     }
 
     #[test]

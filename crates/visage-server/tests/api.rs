@@ -1,5 +1,9 @@
 //! The real service on port 0, each test with its own data directory and database, real
 //! models and real face images (LFW, NUAA).
+//!
+//! The database is the embedded SQLite file, or with `VISAGE_TEST_BACKEND=postgres` a fresh
+//! PostgreSQL database per test on `VISAGE_TEST_POSTGRES_URL`'s server (default
+//! `postgres://postgres@127.0.0.1:5432/test`), dropped when the test ends.
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
@@ -9,9 +13,10 @@ use chrono::Utc;
 use reqwest::multipart::{Form, Part};
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
+use sqlx::{AssertSqlSafe, Connection, Row};
 use tokio::sync::oneshot;
 use uuid::Uuid;
-use visage_server::config::Secret;
+use visage_server::config::{DatabaseUrl, Secret};
 use visage_server::pipeline::Pick;
 use visage_server::{AppState, Application, Config, Profile};
 use visage_store::crypto::{SealedTemplate, TemplateKey};
@@ -39,6 +44,66 @@ fn png(image: &image::RgbImage) -> Vec<u8> {
     bytes
 }
 
+fn on_postgres() -> bool {
+    match std::env::var("VISAGE_TEST_BACKEND").as_deref() {
+        Ok("postgres") => true,
+        Ok("sqlite") | Err(_) => false,
+        Ok(other) => panic!("VISAGE_TEST_BACKEND={other}: expected sqlite or postgres"),
+    }
+}
+
+fn postgres_admin_url() -> String {
+    std::env::var("VISAGE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+async fn postgres_admin() -> sqlx::PgConnection {
+    sqlx::PgConnection::connect(&postgres_admin_url()).await.expect("PostgreSQL is reachable")
+}
+
+/// The PostgreSQL database of one test, dropped with its connections when it goes out of
+/// scope, also when the test panics.
+struct TestDatabase {
+    name: String,
+}
+
+impl TestDatabase {
+    async fn create() -> Self {
+        let name = format!("visage_test_{}", Uuid::new_v4().simple());
+        let sql = format!("CREATE DATABASE {name}");
+        sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut postgres_admin().await).await.unwrap();
+        Self { name }
+    }
+
+    fn url(&self) -> String {
+        let admin = postgres_admin_url();
+        format!("{}/{}", admin.rsplit_once('/').expect("a database URL").0, self.name)
+    }
+
+    /// Runs statements as the administrator (outside the service's pool).
+    async fn admin(&self, sql: String) {
+        sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut postgres_admin().await).await.unwrap();
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        // A runtime of its own: Drop cannot await, and the test's runtime may be shutting down.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                let mut admin = sqlx::PgConnection::connect(&postgres_admin_url()).await?;
+                sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut admin).await.map(drop)
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop the test database {}", self.name);
+        }
+    }
+}
+
 struct TestApp {
     base: String,
     client: reqwest::Client,
@@ -48,6 +113,8 @@ struct TestApp {
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
     _dir: Option<tempfile::TempDir>,
+    /// Last: dropped after the server has let go of it.
+    db: Option<TestDatabase>,
 }
 
 /// `tracing` caches per callsite whether any subscriber listens, asking the first thread to get
@@ -83,10 +150,45 @@ impl TestApp {
     async fn spawn_with(customise: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut config = test_config(dir.path());
+        let db = if on_postgres() { Some(TestDatabase::create().await) } else { None };
+        if let Some(db) = &db {
+            config.database.url = Some(DatabaseUrl::new(db.url()));
+        }
         customise(&mut config);
         let mut app = Self::start(config).await;
         app._dir = Some(dir);
+        app.db = db;
         app
+    }
+
+    /// Everything the database keeps, as bytes: the database files (SQLite), or every row as
+    /// text plus the raw bytes of the sealed templates (PostgreSQL).
+    async fn stored_bytes(&self) -> Vec<u8> {
+        let mut stored = Vec::new();
+        let Some(db) = &self.db else {
+            for entry in std::fs::read_dir(&self.config.storage.data_dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_file() {
+                    stored.extend(std::fs::read(path).unwrap());
+                }
+            }
+            return stored;
+        };
+        let mut conn = sqlx::PgConnection::connect(&db.url()).await.unwrap();
+        for table in ["collections", "subjects", "templates", "api_keys", "verifications", "audit_events"] {
+            let sql = format!("SELECT r::text AS row FROM {table} r");
+            for row in sqlx::query(AssertSqlSafe(sql)).fetch_all(&mut conn).await.unwrap() {
+                stored.extend(row.get::<String, _>("row").into_bytes());
+            }
+        }
+        for row in sqlx::query("SELECT nonce || ciphertext AS sealed FROM templates")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap()
+        {
+            stored.extend(row.get::<Vec<u8>, _>("sealed"));
+        }
+        stored
     }
 
     async fn start(config: Config) -> Self {
@@ -112,6 +214,7 @@ impl TestApp {
             stop: Some(stop),
             server: Some(server),
             _dir: None,
+            db: None,
         };
         app.admin = app.key(Role::Admin, CollectionScope::All).await;
         app
@@ -376,19 +479,11 @@ async fn erasure_removes_everything_and_a_later_verify_says_subject_not_found() 
         audit.iter().filter(|e| e["action"] != "subject.erase").all(|e| e["subject_id"] != bob.to_string())
     );
 
-    // Nothing of the subject survives in the database files.
+    // Nothing of the subject survives in the database.
     app.shut_down().await;
-    for entry in std::fs::read_dir(&app.config.storage.data_dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_file() {
-            let bytes = std::fs::read(&path).unwrap();
-            assert!(
-                !bytes.windows(12).any(|w| w == b"bob-erase-me"),
-                "{} still holds the external id",
-                path.display()
-            );
-        }
-    }
+    let stored = app.stored_bytes().await;
+    assert!(!stored.is_empty());
+    assert!(!stored.windows(12).any(|w| w == b"bob-erase-me"), "the database still holds the external id");
 }
 
 #[tokio::test]
@@ -785,6 +880,58 @@ async fn storage_failure_answers_503_and_timeouts_are_named() {
     expect_error(response, StatusCode::SERVICE_UNAVAILABLE, "timeout").await;
 }
 
+/// PostgreSQL only (the embedded database cannot go away): the database refuses connections
+/// and drops the service's, then comes back.
+#[tokio::test]
+async fn a_database_outage_answers_503_quickly_and_the_service_recovers_by_itself() {
+    if !on_postgres() {
+        eprintln!("skipped: needs VISAGE_TEST_BACKEND=postgres");
+        return;
+    }
+    let app = TestApp::spawn_with(|c| c.database.acquire_timeout_seconds = 1).await;
+    let bob = app.enrol("bob", "Bob_Graham_0001").await;
+    let db = app.db.as_ref().unwrap();
+    let name = &db.name;
+    db.admin(format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false")).await;
+    db.admin(format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+    ))
+    .await;
+
+    let started = std::time::Instant::now();
+    expect_error(
+        app.get(&format!("/v1/subjects/{bob}"), &app.admin).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "storage_unavailable",
+    )
+    .await;
+    let form = Form::new().part("image", jpeg(lfw("Bob_Graham_0005"))).text("subject_id", bob.to_string());
+    expect_error(
+        app.post_form("/v1/verify", &app.admin, form).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "storage_unavailable",
+    )
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(5), "503s took {:?}", started.elapsed());
+    let ready = app.client.get(app.url("/health/ready")).send().await.unwrap();
+    let body = expect(ready, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert_eq!(body["checks"]["storage"], "unavailable");
+
+    db.admin(format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true")).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let ready = app.client.get(app.url("/health/ready")).send().await.unwrap();
+        if ready.status() == StatusCode::OK {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not ready again after the database came back");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let subject = expect(app.get(&format!("/v1/subjects/{bob}"), &app.admin).await, StatusCode::OK).await;
+    assert_eq!(subject["face_count"], 1, "nothing acknowledged was lost");
+    assert_eq!(app.verify(bob, "Bob_Graham_0005").await["match"], true);
+}
+
 #[tokio::test]
 async fn restart_keeps_all_subjects_and_templates_on_disk_are_not_floats() {
     let mut app = TestApp::spawn().await;
@@ -799,14 +946,7 @@ async fn restart_keeps_all_subjects_and_templates_on_disk_are_not_floats() {
         .unwrap();
     app.shut_down().await;
 
-    let dir = app.config.storage.data_dir.clone();
-    let mut disk = Vec::new();
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_file() {
-            disk.extend(std::fs::read(path).unwrap());
-        }
-    }
+    let disk = app.stored_bytes().await;
     assert!(!disk.is_empty());
     for pair in embedding.as_slice().chunks_exact(2) {
         let bytes: Vec<u8> = pair.iter().flat_map(|v| v.to_le_bytes()).collect();
@@ -952,7 +1092,8 @@ async fn the_metrics_endpoint_exports_every_seed_metric_with_fixed_labels() {
     assert_eq!(count("enrolled_subjects", &[("collection", "default")]), 1.0);
     assert_eq!(count("enrolled_templates", &[("collection", "default")]), 1.0);
     assert_eq!(count("index_templates", &[("collection", "default")]), 1.0);
-    assert_eq!(count("db_pool_connections_max", &[]), 8.0);
+    let pool_max = if on_postgres() { app.config.database.max_connections } else { 8 };
+    assert_eq!(count("db_pool_connections_max", &[]), f64::from(pool_max));
     assert_eq!(count("inference_workers", &[]), 2.0);
     assert_eq!(count("visage_build_info", &[("recognizer", "sface")]), 1.0);
 

@@ -1,5 +1,5 @@
 //! Storage for visage. The service talks to [`Store`]; the embedded backend is SQLite
-//! ([`SqliteStore`]), and server backends implement the same trait.
+//! ([`SqliteStore`]), the server backend PostgreSQL ([`PostgresStore`]).
 //!
 //! Templates reach the store already sealed ([`crypto::KeyRing`]): no backend ever sees a
 //! template in the clear.
@@ -7,12 +7,14 @@
 pub mod apikey;
 pub mod crypto;
 mod model;
+mod postgres;
 mod sqlite;
 
 use async_trait::async_trait;
 use uuid::Uuid;
 
 pub use model::*;
+pub use postgres::{PostgresOptions, PostgresStore};
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,547 @@
+//! The server backend: PostgreSQL, shared by every replica of the service.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, SubsecRound, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, Row, Transaction};
+use uuid::Uuid;
+
+use crate::crypto::SealedTemplate;
+use crate::{
+    ApiKeyRecord, AuditEvent, Collection, CollectionCounts, CollectionId, CollectionScope, Erasure,
+    GalleryTemplate, LabelledVerification, Labelling, NewAuditEvent, NewSubject, PoolStats, Role, Store,
+    StoreError, StoreResult, Subject, Template, Truth, VerificationMode, VerificationRecord,
+};
+
+/// How the service reaches PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct PostgresOptions {
+    /// `postgres://user:password@host:port/database`.
+    pub url: String,
+    pub max_connections: u32,
+    /// How long a request waits for a connection before failing as unavailable: when the
+    /// database is down this bounds how long a request takes to be answered 503.
+    pub acquire_timeout: Duration,
+}
+
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects and applies pending migrations (under PostgreSQL's advisory lock, so replicas
+    /// starting together migrate once).
+    pub async fn connect(options: &PostgresOptions) -> StoreResult<Self> {
+        let connect = PgConnectOptions::from_str(&options.url)?.application_name("visage");
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect)
+            .await?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(Self { pool })
+    }
+}
+
+/// TIMESTAMPTZ keeps microseconds: values are cut to that before they are stored, so what a
+/// method returns equals what a later read returns.
+fn stored(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.trunc_subsecs(6)
+}
+
+const SUBJECT_COLUMNS: &str = "s.id, s.collection_id, s.external_id, s.metadata, s.consent, s.created_at,
+     (SELECT COUNT(*) FROM templates t WHERE t.subject_id = s.id) AS face_count";
+
+fn corrupt(what: &str, err: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {err}"))
+}
+
+fn collection_id(value: String) -> StoreResult<CollectionId> {
+    CollectionId::parse(value).map_err(|e| corrupt("collection", e))
+}
+
+fn subject_from_row(row: &PgRow) -> StoreResult<Subject> {
+    let consent: Option<serde_json::Value> = row.try_get("consent")?;
+    Ok(Subject {
+        id: row.try_get("id")?,
+        collection: collection_id(row.try_get("collection_id")?)?,
+        external_id: row.try_get("external_id")?,
+        metadata: row.try_get("metadata")?,
+        consent: consent.map(serde_json::from_value).transpose().map_err(|e| corrupt("consent", e))?,
+        created_at: row.try_get("created_at")?,
+        face_count: row.try_get::<i64, _>("face_count")? as u32,
+    })
+}
+
+fn template_from_row(row: &PgRow) -> StoreResult<Template> {
+    Ok(Template {
+        id: row.try_get("id")?,
+        subject_id: row.try_get("subject_id")?,
+        model: row.try_get("model")?,
+        sealed: SealedTemplate {
+            key_id: row.try_get("key_id")?,
+            nonce: row.try_get("nonce")?,
+            ciphertext: row.try_get("ciphertext")?,
+        },
+        quality: row.try_get("quality")?,
+        image_ref: row.try_get("image_ref")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn verification_from_row(row: &PgRow) -> StoreResult<VerificationRecord> {
+    let mode: String = row.try_get("mode")?;
+    let collection: Option<String> = row.try_get("collection_id")?;
+    Ok(VerificationRecord {
+        id: row.try_get("id")?,
+        created_at: row.try_get("created_at")?,
+        api_key_id: row.try_get("api_key_id")?,
+        mode: if mode == "identify" { VerificationMode::Identify } else { VerificationMode::Verify },
+        collection: collection.map(collection_id).transpose()?,
+        subject_id: row.try_get("subject_id")?,
+        similarity: row.try_get("similarity")?,
+        threshold: row.try_get("threshold")?,
+        far_target: row.try_get("far_target")?,
+        decision: row.try_get("decision")?,
+        liveness_score: row.try_get("liveness_score")?,
+    })
+}
+
+fn api_key_from_row(row: &PgRow) -> StoreResult<ApiKeyRecord> {
+    let role: String = row.try_get("role")?;
+    let scope: serde_json::Value = row.try_get("collections")?;
+    Ok(ApiKeyRecord {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        secret_hash: row.try_get("secret_hash")?,
+        role: Role::from_str(&role).map_err(|e| corrupt("role", e))?,
+        scope: CollectionScope::from_json(&scope.to_string()).map_err(|e| corrupt("collections", e))?,
+        created_at: row.try_get("created_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+    })
+}
+
+const TEMPLATE_COLUMNS: &str =
+    "id, subject_id, model, key_id, nonce, ciphertext, quality, image_ref, created_at";
+
+async fn insert_template(tx: &mut Transaction<'_, Postgres>, t: &Template) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO templates (id, subject_id, model, key_id, nonce, ciphertext, quality, image_ref, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(t.id)
+    .bind(t.subject_id)
+    .bind(&t.model)
+    .bind(&t.sealed.key_id)
+    .bind(&t.sealed.nonce)
+    .bind(&t.sealed.ciphertext)
+    .bind(&t.quality)
+    .bind(&t.image_ref)
+    .bind(stored(t.created_at))
+    .execute(&mut **tx)
+    .await
+    .map_err(|err| match &err {
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::Missing("subject"),
+        _ => err.into(),
+    })?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn create_collection(&self, id: &CollectionId) -> StoreResult<Collection> {
+        let created_at = stored(Utc::now());
+        let inserted =
+            sqlx::query("INSERT INTO collections (id, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(id.as_str())
+                .bind(created_at)
+                .execute(&self.pool)
+                .await?;
+        if inserted.rows_affected() == 0 {
+            return Err(StoreError::Conflict("collection"));
+        }
+        Ok(Collection { id: id.clone(), created_at })
+    }
+
+    async fn list_collections(&self) -> StoreResult<Vec<Collection>> {
+        let rows =
+            sqlx::query("SELECT id, created_at FROM collections ORDER BY id").fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Collection {
+                    id: collection_id(row.try_get("id")?)?,
+                    created_at: row.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn collection_exists(&self, id: &CollectionId) -> StoreResult<bool> {
+        let found = sqlx::query("SELECT 1 FROM collections WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(found.is_some())
+    }
+
+    async fn create_subject(&self, s: &NewSubject) -> StoreResult<Subject> {
+        let consent = s.consent.as_ref().map(|c| serde_json::to_value(c).expect("consent serializes"));
+        let created_at = stored(s.created_at);
+        sqlx::query(
+            "INSERT INTO subjects (id, collection_id, external_id, metadata, consent, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(s.id)
+        .bind(s.collection.as_str())
+        .bind(&s.external_id)
+        .bind(&s.metadata)
+        .bind(consent)
+        .bind(created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|err| match &err {
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict("subject"),
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::Missing("collection"),
+            _ => err.into(),
+        })?;
+        Ok(Subject {
+            id: s.id,
+            collection: s.collection.clone(),
+            external_id: s.external_id.clone(),
+            metadata: s.metadata.clone(),
+            consent: s.consent.clone(),
+            created_at,
+            face_count: 0,
+        })
+    }
+
+    async fn get_subject(&self, id: Uuid) -> StoreResult<Option<Subject>> {
+        let sql = format!("SELECT {SUBJECT_COLUMNS} FROM subjects s WHERE s.id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(subject_from_row).transpose()
+    }
+
+    async fn list_subjects(
+        &self,
+        collection: &CollectionId,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> StoreResult<Vec<Subject>> {
+        let sql = format!(
+            "SELECT {SUBJECT_COLUMNS} FROM subjects s
+             WHERE s.collection_id = $1 AND ($2::uuid IS NULL OR s.id > $2) ORDER BY s.id LIMIT $3"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(collection.as_str())
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(subject_from_row).collect()
+    }
+
+    async fn find_subject(
+        &self,
+        collection: &CollectionId,
+        external_id: &str,
+    ) -> StoreResult<Option<Subject>> {
+        let sql = format!(
+            "SELECT {SUBJECT_COLUMNS} FROM subjects s WHERE s.collection_id = $1 AND s.external_id = $2"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(collection.as_str())
+            .bind(external_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(subject_from_row).transpose()
+    }
+
+    /// Deletes in one transaction. PostgreSQL keeps deleted rows as dead tuples until VACUUM
+    /// reclaims them (autovacuum does, soon after). No VACUUM runs per erasure: it cannot run
+    /// inside the transaction, plain VACUUM makes the space reusable without promising to
+    /// overwrite it, and VACUUM FULL locks the tables for every replica. The templates in
+    /// those tuples are sealed anyway; operators who must also scrub the external id from
+    /// pages, WAL and backups do it on their retention schedule (deploy/README.md).
+    async fn erase_subject(&self, id: Uuid) -> StoreResult<Option<Erasure>> {
+        let mut tx = self.pool.begin().await?;
+        // Lock the subject first, so a concurrent enrolment waits and then finds it gone.
+        let found = sqlx::query("SELECT 1 FROM subjects WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if found.is_none() {
+            return Ok(None);
+        }
+        let rows = sqlx::query("DELETE FROM templates WHERE subject_id = $1 RETURNING id, image_ref")
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut erasure = Erasure::default();
+        for row in &rows {
+            erasure.templates.push(row.try_get("id")?);
+            if let Some(image) = row.try_get::<Option<String>, _>("image_ref")? {
+                erasure.image_refs.push(image);
+            }
+        }
+        // Same order as the embedded backend reports them.
+        erasure.templates.sort();
+        sqlx::query("UPDATE verifications SET subject_id = NULL WHERE subject_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE audit_events SET subject_id = NULL WHERE subject_id = $1 AND action <> 'subject.erase'",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM subjects WHERE id = $1").bind(id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(Some(erasure))
+    }
+
+    async fn add_templates(&self, templates: &[Template]) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        for template in templates {
+            insert_template(&mut tx, template).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_templates(&self, subject_id: Uuid) -> StoreResult<Vec<Template>> {
+        let sql = format!("SELECT {TEMPLATE_COLUMNS} FROM templates WHERE subject_id = $1 ORDER BY id");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(subject_id).fetch_all(&self.pool).await?;
+        rows.iter().map(template_from_row).collect()
+    }
+
+    async fn delete_template(&self, subject_id: Uuid, template_id: Uuid) -> StoreResult<Option<Template>> {
+        let sql =
+            format!("DELETE FROM templates WHERE subject_id = $1 AND id = $2 RETURNING {TEMPLATE_COLUMNS}");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(subject_id)
+            .bind(template_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(template_from_row).transpose()
+    }
+
+    async fn all_templates(&self) -> StoreResult<Vec<GalleryTemplate>> {
+        let rows = sqlx::query(
+            "SELECT t.id, t.subject_id, t.model, t.key_id, t.nonce, t.ciphertext, t.quality, t.image_ref,
+                    t.created_at, s.collection_id
+             FROM templates t JOIN subjects s ON s.id = t.subject_id ORDER BY t.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(GalleryTemplate {
+                    collection: collection_id(row.try_get("collection_id")?)?,
+                    template: template_from_row(row)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn create_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO api_keys (id, name, secret_hash, role, collections, created_at, revoked_at)
+             VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7)",
+        )
+        .bind(&key.id)
+        .bind(&key.name)
+        .bind(&key.secret_hash)
+        .bind(key.role.as_str())
+        .bind(key.scope.to_json())
+        .bind(stored(key.created_at))
+        .bind(key.revoked_at.map(stored))
+        .execute(&self.pool)
+        .await
+        .map_err(|err| match &err {
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict("api key"),
+            _ => err.into(),
+        })?;
+        Ok(())
+    }
+
+    async fn get_api_key(&self, id: &str) -> StoreResult<Option<ApiKeyRecord>> {
+        let row =
+            sqlx::query("SELECT * FROM api_keys WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(api_key_from_row).transpose()
+    }
+
+    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>> {
+        let rows =
+            sqlx::query("SELECT * FROM api_keys ORDER BY created_at, id").fetch_all(&self.pool).await?;
+        rows.iter().map(api_key_from_row).collect()
+    }
+
+    async fn revoke_api_key(&self, id: &str) -> StoreResult<bool> {
+        let revoked = sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(stored(Utc::now()))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(revoked.rows_affected() == 1)
+    }
+
+    async fn record_verification(&self, v: &VerificationRecord) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO verifications (id, created_at, api_key_id, mode, collection_id, subject_id, similarity,
+                                        threshold, far_target, decision, liveness_score)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(v.id)
+        .bind(stored(v.created_at))
+        .bind(&v.api_key_id)
+        .bind(v.mode.as_str())
+        .bind(v.collection.as_ref().map(CollectionId::as_str))
+        .bind(v.subject_id)
+        .bind(v.similarity)
+        .bind(v.threshold)
+        .bind(v.far_target)
+        .bind(&v.decision)
+        .bind(v.liveness_score)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_verification(&self, id: Uuid) -> StoreResult<Option<VerificationRecord>> {
+        let row = sqlx::query("SELECT * FROM verifications WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(verification_from_row).transpose()
+    }
+
+    async fn label_verification(&self, id: Uuid, truth: Truth, source: &str) -> StoreResult<Labelling> {
+        let mut tx = self.pool.begin().await?;
+        // FOR UPDATE: of two concurrent labels, the second sees the first.
+        let Some(row) = sqlx::query("SELECT * FROM verifications WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(Labelling::Missing);
+        };
+        if row.try_get::<Option<String>, _>("truth")?.is_some() {
+            return Ok(Labelling::AlreadyLabelled);
+        }
+        let record = verification_from_row(&row)?;
+        sqlx::query("UPDATE verifications SET truth = $1, truth_source = $2, labelled_at = $3 WHERE id = $4")
+            .bind(truth.as_str())
+            .bind(source)
+            .bind(stored(Utc::now()))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Labelling::Labelled(record))
+    }
+
+    async fn labelled_verifications(
+        &self,
+        since: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<LabelledVerification>> {
+        let rows = sqlx::query(
+            "SELECT truth, similarity, decision FROM verifications
+             WHERE truth IS NOT NULL AND created_at >= $1 ORDER BY labelled_at DESC LIMIT $2",
+        )
+        .bind(since)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let truth: String = row.try_get("truth")?;
+                let decision: String = row.try_get("decision")?;
+                Ok(LabelledVerification {
+                    genuine: truth == "genuine",
+                    similarity: row.try_get("similarity")?,
+                    accepted: decision == "match",
+                })
+            })
+            .collect()
+    }
+
+    async fn counts(&self) -> StoreResult<Vec<CollectionCounts>> {
+        let rows = sqlx::query(
+            "SELECT c.id,
+                    (SELECT COUNT(*) FROM subjects s WHERE s.collection_id = c.id) AS subjects,
+                    (SELECT COUNT(*) FROM templates t JOIN subjects s ON s.id = t.subject_id
+                      WHERE s.collection_id = c.id) AS templates
+             FROM collections c ORDER BY c.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(CollectionCounts {
+                    collection: row.try_get("id")?,
+                    subjects: row.try_get::<i64, _>("subjects")? as u64,
+                    templates: row.try_get::<i64, _>("templates")? as u64,
+                })
+            })
+            .collect()
+    }
+
+    fn pool_stats(&self) -> PoolStats {
+        let open = self.pool.size();
+        let idle = u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX);
+        PoolStats { in_use: open.saturating_sub(idle), max: self.pool.options().get_max_connections() }
+    }
+
+    async fn append_audit(&self, e: &NewAuditEvent) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO audit_events (at, api_key_id, action, outcome, collection_id, subject_id, detail)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(stored(Utc::now()))
+        .bind(&e.api_key_id)
+        .bind(e.action)
+        .bind(e.outcome)
+        .bind(e.collection.as_ref().map(CollectionId::as_str))
+        .bind(e.subject_id)
+        .bind(&e.detail)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_audit(&self, after_seq: Option<i64>, limit: u32) -> StoreResult<Vec<AuditEvent>> {
+        let rows = sqlx::query("SELECT * FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2")
+            .bind(after_seq.unwrap_or(0))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(AuditEvent {
+                    seq: row.try_get("seq")?,
+                    at: row.try_get("at")?,
+                    api_key_id: row.try_get("api_key_id")?,
+                    action: row.try_get("action")?,
+                    outcome: row.try_get("outcome")?,
+                    collection: row.try_get("collection_id")?,
+                    subject_id: row.try_get("subject_id")?,
+                    detail: row.try_get("detail")?,
+                })
+            })
+            .collect()
+    }
+}

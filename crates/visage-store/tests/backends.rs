@@ -1,0 +1,454 @@
+//! The same tests against both backends: the embedded SQLite file and PostgreSQL
+//! (`VISAGE_TEST_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432/test`; each test
+//! gets a database of its own, dropped at its end).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{SubsecRound, Utc};
+use serde_json::json;
+use sqlx::{AssertSqlSafe, Connection, Row};
+use uuid::Uuid;
+use visage_store::crypto::SealedTemplate;
+use visage_store::{
+    ApiKeyRecord, CollectionId, CollectionScope, Consent, Labelling, NewAuditEvent, NewSubject,
+    PostgresOptions, PostgresStore, Role, SqliteStore, Store, StoreError, Template, Truth, VerificationMode,
+    VerificationRecord,
+};
+
+fn admin_url() -> String {
+    std::env::var("VISAGE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// A PostgreSQL database of one test, dropped (connections and all) when it goes out of
+/// scope, also when the test panics.
+struct TestDatabase {
+    name: String,
+}
+
+impl TestDatabase {
+    async fn create() -> Self {
+        let name = format!("visage_test_{}", Uuid::new_v4().simple());
+        let mut admin = sqlx::PgConnection::connect(&admin_url()).await.expect("PostgreSQL is reachable");
+        sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await.unwrap();
+        Self { name }
+    }
+
+    fn url(&self) -> String {
+        let admin = admin_url();
+        let base = admin.rsplit_once('/').expect("a database URL").0;
+        format!("{base}/{}", self.name)
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        // A runtime of its own: Drop cannot await, and the test's runtime may be shutting down.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                let mut admin = sqlx::PgConnection::connect(&admin_url()).await?;
+                sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut admin).await.map(drop)
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop the test database {}", self.name);
+        }
+    }
+}
+
+/// A store and what it keeps on its backend, for looking underneath the trait.
+struct Backend {
+    store: Box<dyn Store>,
+    raw: Raw,
+}
+
+enum Raw {
+    Sqlite { dir: tempfile::TempDir },
+    Postgres { db: TestDatabase },
+}
+
+impl Backend {
+    async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("visage.db")).await.unwrap();
+        Self { store: Box::new(store), raw: Raw::Sqlite { dir } }
+    }
+
+    async fn postgres() -> Self {
+        let db = TestDatabase::create().await;
+        let options =
+            PostgresOptions { url: db.url(), max_connections: 4, acquire_timeout: Duration::from_secs(5) };
+        let store = PostgresStore::connect(&options).await.unwrap();
+        Self { store: Box::new(store), raw: Raw::Postgres { db } }
+    }
+
+    /// Stored rows (PostgreSQL) or database file bytes (SQLite) that contain `needle`.
+    async fn traces_of(&self, needle: &str) -> Vec<String> {
+        match &self.raw {
+            Raw::Sqlite { dir } => {
+                let mut found = Vec::new();
+                for entry in std::fs::read_dir(dir.path()).unwrap() {
+                    let path: PathBuf = entry.unwrap().path();
+                    let bytes = std::fs::read(&path).unwrap();
+                    if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                        found.push(path.display().to_string());
+                    }
+                }
+                found
+            }
+            Raw::Postgres { db } => {
+                let mut conn = sqlx::PgConnection::connect(&db.url()).await.unwrap();
+                let mut found = Vec::new();
+                for table in
+                    ["collections", "subjects", "templates", "api_keys", "verifications", "audit_events"]
+                {
+                    let sql =
+                        format!("SELECT COUNT(*) AS n FROM {table} r WHERE r::text LIKE '%' || $1 || '%'");
+                    let row =
+                        sqlx::query(AssertSqlSafe(sql)).bind(needle).fetch_one(&mut conn).await.unwrap();
+                    if row.get::<i64, _>("n") > 0 {
+                        found.push(table.to_owned());
+                    }
+                }
+                found
+            }
+        }
+    }
+}
+
+macro_rules! on_both_backends {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $test() {
+                super::$test(&super::Backend::sqlite().await).await;
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $test() {
+                super::$test(&super::Backend::postgres().await).await;
+            })*
+        }
+    };
+}
+
+on_both_backends!(
+    collections_are_created_once_and_listed,
+    subjects_keep_their_consent_and_page_in_creation_order,
+    a_taken_external_id_or_an_unknown_collection_is_refused,
+    templates_are_stored_all_or_none_and_counted,
+    erasure_leaves_nothing_of_the_subject,
+    api_keys_are_found_listed_and_revoked_once,
+    verifications_are_labelled_once,
+    audit_events_page_by_sequence,
+    concurrent_enrolments_neither_collide_nor_get_lost,
+    the_pool_reports_its_size_and_a_closed_store_is_unavailable,
+);
+
+fn collection(id: &str) -> CollectionId {
+    CollectionId::parse(id).unwrap()
+}
+
+fn new_subject(collection_id: &CollectionId, external_id: &str) -> NewSubject {
+    NewSubject {
+        id: Uuid::now_v7(),
+        collection: collection_id.clone(),
+        external_id: external_id.to_owned(),
+        metadata: Some(json!({ "site": 3, "badge": "x" })),
+        consent: Some(Consent {
+            given_by: "the subject".into(),
+            given_at: Utc::now().trunc_subsecs(0),
+            purpose: "tests".into(),
+            reference: Some("form 12".into()),
+        }),
+        created_at: Utc::now(),
+    }
+}
+
+fn template(subject_id: Uuid, image_ref: Option<&str>) -> Template {
+    Template {
+        id: Uuid::now_v7(),
+        subject_id,
+        model: "sface".into(),
+        sealed: SealedTemplate { key_id: "k1".into(), nonce: vec![7; 12], ciphertext: vec![1, 2, 3, 250] },
+        quality: json!({ "sharpness": 0.5 }),
+        image_ref: image_ref.map(str::to_owned),
+        created_at: Utc::now(),
+    }
+}
+
+fn verification(subject_id: Option<Uuid>, similarity: f32, decision: &str) -> VerificationRecord {
+    VerificationRecord {
+        id: Uuid::now_v7(),
+        created_at: Utc::now(),
+        api_key_id: Some("key1".into()),
+        mode: VerificationMode::Verify,
+        collection: Some(collection("default")),
+        subject_id,
+        similarity: Some(similarity),
+        threshold: 0.4,
+        far_target: Some(1e-3),
+        decision: decision.into(),
+        liveness_score: Some(0.9),
+    }
+}
+
+fn audit(action: &'static str, subject_id: Option<Uuid>) -> NewAuditEvent {
+    NewAuditEvent {
+        api_key_id: Some("key1".into()),
+        action,
+        outcome: "ok",
+        collection: Some(collection("default")),
+        subject_id,
+        detail: json!({ "templates": 1 }),
+    }
+}
+
+async fn collections_are_created_once_and_listed(backend: &Backend) {
+    let store = backend.store.as_ref();
+    store.ping().await.unwrap();
+    assert!(store.collection_exists(&collection("default")).await.unwrap());
+    assert!(!store.collection_exists(&collection("staff")).await.unwrap());
+    let created = store.create_collection(&collection("staff")).await.unwrap();
+    assert!(matches!(
+        store.create_collection(&collection("staff")).await,
+        Err(StoreError::Conflict("collection"))
+    ));
+    let listed = store.list_collections().await.unwrap();
+    let ids: Vec<&str> = listed.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["default", "staff"]);
+    assert_eq!(listed[1], created, "what create returns is what is read back");
+}
+
+async fn subjects_keep_their_consent_and_page_in_creation_order(backend: &Backend) {
+    let store = backend.store.as_ref();
+    let default = collection("default");
+    let mut created = Vec::new();
+    for n in 0..5 {
+        created.push(store.create_subject(&new_subject(&default, &format!("person-{n}"))).await.unwrap());
+    }
+    let first = &created[0];
+    assert_eq!(store.get_subject(first.id).await.unwrap().as_ref(), Some(first));
+    assert_eq!(store.find_subject(&default, "person-0").await.unwrap().as_ref(), Some(first));
+    assert_eq!(first.consent.as_ref().unwrap().reference.as_deref(), Some("form 12"));
+    assert_eq!(first.metadata, Some(json!({ "site": 3, "badge": "x" })));
+
+    let page = store.list_subjects(&default, None, 2).await.unwrap();
+    assert_eq!(page, created[..2]);
+    let next = store.list_subjects(&default, Some(page[1].id), 10).await.unwrap();
+    assert_eq!(next, created[2..]);
+
+    assert_eq!(store.get_subject(Uuid::now_v7()).await.unwrap(), None);
+    assert_eq!(store.find_subject(&default, "nobody").await.unwrap(), None);
+    store.create_collection(&collection("other")).await.unwrap();
+    assert!(store.list_subjects(&collection("other"), None, 10).await.unwrap().is_empty());
+}
+
+async fn a_taken_external_id_or_an_unknown_collection_is_refused(backend: &Backend) {
+    let store = backend.store.as_ref();
+    let default = collection("default");
+    store.create_subject(&new_subject(&default, "same")).await.unwrap();
+    assert!(matches!(
+        store.create_subject(&new_subject(&default, "same")).await,
+        Err(StoreError::Conflict("subject"))
+    ));
+    // The same external id in another collection is someone else.
+    store.create_collection(&collection("other")).await.unwrap();
+    store.create_subject(&new_subject(&collection("other"), "same")).await.unwrap();
+    assert!(matches!(
+        store.create_subject(&new_subject(&collection("missing"), "x")).await,
+        Err(StoreError::Missing("collection"))
+    ));
+}
+
+async fn templates_are_stored_all_or_none_and_counted(backend: &Backend) {
+    let store = backend.store.as_ref();
+    let default = collection("default");
+    let subject = store.create_subject(&new_subject(&default, "t")).await.unwrap();
+    let templates = [template(subject.id, Some("a.img")), template(subject.id, None)];
+    store.add_templates(&templates).await.unwrap();
+
+    let listed = store.list_templates(subject.id).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0].id, templates[0].id);
+    assert_eq!(listed[0].sealed.ciphertext, templates[0].sealed.ciphertext);
+    assert_eq!(listed[0].sealed.nonce, templates[0].sealed.nonce);
+    assert_eq!(listed[0].sealed.key_id, "k1");
+    assert_eq!(listed[0].quality, templates[0].quality);
+    assert_eq!(listed[0].image_ref.as_deref(), Some("a.img"));
+    assert_eq!(listed[1].image_ref, None);
+    assert_eq!(store.get_subject(subject.id).await.unwrap().unwrap().face_count, 2);
+
+    // One template of an unknown subject spoils the whole batch.
+    let batch = [template(subject.id, None), template(Uuid::now_v7(), None)];
+    assert!(matches!(store.add_templates(&batch).await, Err(StoreError::Missing("subject"))));
+    assert_eq!(store.list_templates(subject.id).await.unwrap().len(), 2);
+
+    let all = store.all_templates().await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert!(all.iter().all(|g| g.collection == default && g.template.subject_id == subject.id));
+
+    let deleted = store.delete_template(subject.id, templates[1].id).await.unwrap().unwrap();
+    assert_eq!(deleted.id, templates[1].id);
+    assert!(store.delete_template(subject.id, templates[1].id).await.unwrap().is_none());
+    assert!(store.delete_template(Uuid::now_v7(), templates[0].id).await.unwrap().is_none());
+
+    store.create_collection(&collection("empty")).await.unwrap();
+    let counts = store.counts().await.unwrap();
+    let count = |name: &str| counts.iter().find(|c| c.collection == name).map(|c| (c.subjects, c.templates));
+    assert_eq!(count("default"), Some((1, 1)));
+    assert_eq!(count("empty"), Some((0, 0)));
+}
+
+async fn erasure_leaves_nothing_of_the_subject(backend: &Backend) {
+    let store = backend.store.as_ref();
+    let default = collection("default");
+    let subject = store.create_subject(&new_subject(&default, "erase-me-7f3a")).await.unwrap();
+    let kept = store.create_subject(&new_subject(&default, "keep-me")).await.unwrap();
+    let templates = [template(subject.id, Some("one.img")), template(subject.id, None)];
+    store.add_templates(&templates).await.unwrap();
+    store.add_templates(&[template(kept.id, None)]).await.unwrap();
+    let decision = verification(Some(subject.id), 0.8, "match");
+    store.record_verification(&decision).await.unwrap();
+    store.append_audit(&audit("subject.create", Some(subject.id))).await.unwrap();
+
+    let erasure = store.erase_subject(subject.id).await.unwrap().expect("the subject existed");
+    store.append_audit(&audit("subject.erase", Some(subject.id))).await.unwrap();
+    assert_eq!(erasure.templates, [templates[0].id, templates[1].id]);
+    assert_eq!(erasure.image_refs, ["one.img"]);
+
+    assert_eq!(store.get_subject(subject.id).await.unwrap(), None);
+    assert_eq!(store.find_subject(&default, "erase-me-7f3a").await.unwrap(), None);
+    assert!(store.list_templates(subject.id).await.unwrap().is_empty());
+    assert!(store.all_templates().await.unwrap().iter().all(|g| g.template.subject_id == kept.id));
+    let record = store.get_verification(decision.id).await.unwrap().expect("the decision is kept");
+    assert_eq!(record.subject_id, None, "the decision no longer points at the subject");
+    let events = store.list_audit(None, 100).await.unwrap();
+    assert!(events.iter().filter(|e| e.subject_id == Some(subject.id)).all(|e| e.action == "subject.erase"));
+    assert_eq!(store.erase_subject(subject.id).await.unwrap(), None, "a second erasure finds nothing");
+    assert_eq!(store.erase_subject(Uuid::now_v7()).await.unwrap(), None);
+    assert_eq!(store.get_subject(kept.id).await.unwrap().unwrap().face_count, 1, "others are untouched");
+
+    store.close().await;
+    let traces = backend.traces_of("erase-me-7f3a").await;
+    assert!(traces.is_empty(), "the external id survives in {traces:?}");
+    assert!(!backend.traces_of("keep-me").await.is_empty(), "the probe finds what is stored");
+}
+
+async fn api_keys_are_found_listed_and_revoked_once(backend: &Backend) {
+    let store = backend.store.as_ref();
+    let key = |id: &str, scope: CollectionScope| ApiKeyRecord {
+        id: id.into(),
+        name: format!("key {id}"),
+        secret_hash: vec![9; 32],
+        role: Role::Enrol,
+        scope,
+        created_at: Utc::now(),
+        revoked_at: None,
+    };
+    store.create_api_key(&key("a", CollectionScope::All)).await.unwrap();
+    store.create_api_key(&key("b", CollectionScope::Only(vec![collection("staff")]))).await.unwrap();
+    assert!(matches!(
+        store.create_api_key(&key("a", CollectionScope::All)).await,
+        Err(StoreError::Conflict("api key"))
+    ));
+    let b = store.get_api_key("b").await.unwrap().unwrap();
+    assert_eq!((b.name.as_str(), b.role, b.secret_hash.as_slice()), ("key b", Role::Enrol, &[9; 32][..]));
+    assert_eq!(b.scope, CollectionScope::Only(vec![collection("staff")]));
+    assert!(store.get_api_key("nope").await.unwrap().is_none());
+    let ids: Vec<String> = store.list_api_keys().await.unwrap().into_iter().map(|k| k.id).collect();
+    assert_eq!(ids, ["a", "b"]);
+
+    assert!(store.revoke_api_key("a").await.unwrap());
+    assert!(!store.revoke_api_key("a").await.unwrap(), "revoked once");
+    assert!(!store.revoke_api_key("nope").await.unwrap());
+    assert!(store.get_api_key("a").await.unwrap().unwrap().revoked_at.is_some());
+}
+
+async fn verifications_are_labelled_once(backend: &Backend) {
+    let store = backend.store.as_ref();
+    let genuine = verification(None, 0.8, "match");
+    let impostor = verification(None, 0.3, "no_match");
+    store.record_verification(&genuine).await.unwrap();
+    store.record_verification(&impostor).await.unwrap();
+
+    let read = store.get_verification(genuine.id).await.unwrap().unwrap();
+    assert_eq!((read.similarity, read.threshold, read.far_target), (Some(0.8), 0.4, Some(1e-3)));
+    assert_eq!((read.mode, read.decision.as_str()), (VerificationMode::Verify, "match"));
+    assert_eq!(read.collection, Some(collection("default")));
+    assert!(store.get_verification(Uuid::now_v7()).await.unwrap().is_none());
+
+    assert!(matches!(
+        store.label_verification(genuine.id, Truth::Genuine, "review").await.unwrap(),
+        Labelling::Labelled(record) if record.id == genuine.id
+    ));
+    assert!(matches!(
+        store.label_verification(genuine.id, Truth::Impostor, "review").await.unwrap(),
+        Labelling::AlreadyLabelled
+    ));
+    assert!(matches!(
+        store.label_verification(Uuid::now_v7(), Truth::Genuine, "review").await.unwrap(),
+        Labelling::Missing
+    ));
+    store.label_verification(impostor.id, Truth::Impostor, "chargeback").await.unwrap();
+
+    let since = Utc::now() - chrono::Duration::hours(1);
+    let labelled = store.labelled_verifications(since, 10).await.unwrap();
+    assert_eq!(labelled.len(), 2);
+    assert!(labelled.iter().any(|l| l.genuine && l.accepted && l.similarity == Some(0.8)));
+    assert!(labelled.iter().any(|l| !l.genuine && !l.accepted));
+    assert_eq!(store.labelled_verifications(since, 1).await.unwrap().len(), 1);
+    assert!(
+        store.labelled_verifications(Utc::now() + chrono::Duration::hours(1), 10).await.unwrap().is_empty()
+    );
+}
+
+async fn audit_events_page_by_sequence(backend: &Backend) {
+    let store = backend.store.as_ref();
+    let subject = Uuid::now_v7();
+    for action in ["subject.create", "face.enrol", "subject.erase"] {
+        store.append_audit(&audit(action, Some(subject))).await.unwrap();
+    }
+    let first = store.list_audit(None, 2).await.unwrap();
+    assert_eq!(first.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(), ["subject.create", "face.enrol"]);
+    assert_eq!(first[0].detail, json!({ "templates": 1 }));
+    assert_eq!(first[0].subject_id, Some(subject));
+    assert_eq!(first[0].collection.as_deref(), Some("default"));
+    let rest = store.list_audit(Some(first[1].seq), 10).await.unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].action, "subject.erase");
+    assert!(rest[0].seq > first[1].seq);
+}
+
+async fn concurrent_enrolments_neither_collide_nor_get_lost(backend: &Backend) {
+    let store = backend.store.as_ref();
+    let default = collection("default");
+    let (first, second) = (new_subject(&default, "twice"), new_subject(&default, "twice"));
+    let (one, two) = tokio::join!(store.create_subject(&first), store.create_subject(&second));
+    let outcomes = [one.is_ok(), two.is_ok()];
+    assert_eq!(outcomes.iter().filter(|ok| **ok).count(), 1, "exactly one of two racing creations wins");
+    assert!(matches!(one.err().or(two.err()), Some(StoreError::Conflict("subject"))));
+
+    let subject = store.find_subject(&default, "twice").await.unwrap().unwrap();
+    let first = [template(subject.id, None), template(subject.id, None)];
+    let second = [template(subject.id, None)];
+    let (a, b) = tokio::join!(store.add_templates(&first), store.add_templates(&second));
+    a.unwrap();
+    b.unwrap();
+    assert_eq!(store.list_templates(subject.id).await.unwrap().len(), 3);
+}
+
+async fn the_pool_reports_its_size_and_a_closed_store_is_unavailable(backend: &Backend) {
+    let store = backend.store.as_ref();
+    store.ping().await.unwrap();
+    let stats = store.pool_stats();
+    assert!(stats.max > 0 && stats.in_use <= stats.max, "{stats:?}");
+    store.close().await;
+    assert!(matches!(store.ping().await, Err(StoreError::Unavailable(_))));
+    assert!(matches!(store.get_subject(Uuid::now_v7()).await, Err(StoreError::Unavailable(_))));
+}
