@@ -10,13 +10,9 @@ scripts/system-packages.sh
 scripts/fetch-models.sh --mobilefacenet
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-# PostgreSQL must already run (CI starts it; this script installs no server): the store tests
-# and the API suite's second run each create and drop databases of their own on it.
-if ! command -v pg_isready >/dev/null || ! pg_isready -q -h 127.0.0.1 -p 5432; then
-  echo "error: no PostgreSQL accepting connections at 127.0.0.1:5432 (pg_isready -h 127.0.0.1)." >&2
-  echo "The tests need one there: user postgres, trust authentication, database test." >&2
-  exit 1
-fi
+# PostgreSQL at 127.0.0.1:5432, started (or installed) when it does not run yet: the store
+# tests and the API suite's second run each create and drop databases of their own on it.
+scripts/services.sh
 # Databases left behind by interrupted runs (tests drop their own, also when they fail).
 psql -h 127.0.0.1 -U postgres -d test -Atqc \
   "SELECT format('DROP DATABASE IF EXISTS %I WITH (FORCE);', datname) FROM pg_database WHERE datname LIKE 'visage\_test\_%'" \

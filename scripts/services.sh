@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Starts (or reuses) the servers the tests talk to: PostgreSQL at 127.0.0.1:5432 with trust
+# authentication for user postgres and a database `test`. A running server is used as it is;
+# an installed but stopped Debian cluster is started; on a machine without PostgreSQL (and
+# with root and apt) the Debian package is installed and set up for local tests only.
+set -euo pipefail
+
+say() { printf 'services: %s\n' "$*" >&2; }
+
+postgres_up() { command -v pg_isready >/dev/null && pg_isready -q -h 127.0.0.1 -p 5432; }
+
+if ! postgres_up; then
+  if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
+    if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+      say "PostgreSQL is not running at 127.0.0.1:5432 and cannot be installed here (needs root and apt)"
+      exit 1
+    fi
+    say "installing PostgreSQL (Debian package)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    # A fresh test server: trust for loopback connections only, as the tests expect.
+    for hba in /etc/postgresql/*/main/pg_hba.conf; do
+      sed -i 's/^\(host\s\+all\s\+all\s\+127\.0\.0\.1\/32\s\+\)\S\+/\1trust/' "$hba"
+    done
+  fi
+  say "starting PostgreSQL"
+  if command -v pg_ctlcluster >/dev/null; then
+    for cluster in /etc/postgresql/*/main; do
+      version=$(basename "$(dirname "$cluster")")
+      pg_ctlcluster "$version" main start || true
+    done
+  else
+    service postgresql start
+  fi
+  for _ in $(seq 1 30); do postgres_up && break; sleep 1; done
+  postgres_up || { say "PostgreSQL did not come up at 127.0.0.1:5432"; exit 1; }
+fi
+
+if ! psql -h 127.0.0.1 -U postgres -d postgres -Atqc 'SELECT 1' >/dev/null 2>&1; then
+  say "PostgreSQL runs but user postgres cannot connect from 127.0.0.1 without a password (the tests need trust authentication there)"
+  exit 1
+fi
+if [ -z "$(psql -h 127.0.0.1 -U postgres -d postgres -Atqc "SELECT 1 FROM pg_database WHERE datname = 'test'")" ]; then
+  psql -h 127.0.0.1 -U postgres -d postgres -qc 'CREATE DATABASE test'
+fi
+say "PostgreSQL ready at 127.0.0.1:5432"
