@@ -19,6 +19,11 @@ use crate::{
 
 const MAX_CONNECTIONS: u32 = 8;
 
+/// Transactions that read before they write take the write lock up front: a deferred
+/// transaction upgrading from read to write fails at once with "database is locked" when
+/// another connection wrote meanwhile (the busy timeout does not apply to that upgrade).
+const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+
 pub struct SqliteStore {
     pool: SqlitePool,
 }
@@ -265,7 +270,7 @@ impl Store for SqliteStore {
     }
 
     async fn erase_subject(&self, id: Uuid) -> StoreResult<Option<Erasure>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
         let rows = sqlx::query("SELECT id, image_ref FROM templates WHERE subject_id = ?")
             .bind(id)
             .fetch_all(&mut *tx)
@@ -290,6 +295,8 @@ impl Store for SqliteStore {
         .await?;
         let deleted = sqlx::query("DELETE FROM subjects WHERE id = ?").bind(id).execute(&mut *tx).await?;
         if deleted.rows_affected() == 0 {
+            // Release the write lock now rather than when the pool recycles the connection.
+            tx.rollback().await?;
             return Ok(None);
         }
         tx.commit().await?;
@@ -299,7 +306,7 @@ impl Store for SqliteStore {
     }
 
     async fn add_templates(&self, templates: &[Template]) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
         for template in templates {
             insert_template(&mut tx, template).await?;
         }
@@ -416,13 +423,15 @@ impl Store for SqliteStore {
     }
 
     async fn label_verification(&self, id: Uuid, truth: Truth, source: &str) -> StoreResult<Labelling> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
         let Some(row) =
             sqlx::query("SELECT * FROM verifications WHERE id = ?").bind(id).fetch_optional(&mut *tx).await?
         else {
+            tx.rollback().await?;
             return Ok(Labelling::Missing);
         };
         if row.try_get::<Option<String>, _>("truth")?.is_some() {
+            tx.rollback().await?;
             return Ok(Labelling::AlreadyLabelled);
         }
         let record = verification_from_row(&row)?;
