@@ -20,6 +20,7 @@ use visage_server::config::{DatabaseUrl, Secret};
 use visage_server::pipeline::Pick;
 use visage_server::{AppState, Application, Config, Profile};
 use visage_store::crypto::{SealedTemplate, TemplateKey};
+use visage_store::testing::TestDatabase;
 use visage_store::{ApiKeyRecord, CollectionId, CollectionScope, Role, Template, apikey};
 
 #[path = "api/traces.rs"]
@@ -49,58 +50,6 @@ fn on_postgres() -> bool {
         Ok("postgres") => true,
         Ok("sqlite") | Err(_) => false,
         Ok(other) => panic!("VISAGE_TEST_BACKEND={other}: expected sqlite or postgres"),
-    }
-}
-
-fn postgres_admin_url() -> String {
-    std::env::var("VISAGE_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
-async fn postgres_admin() -> sqlx::PgConnection {
-    sqlx::PgConnection::connect(&postgres_admin_url()).await.expect("PostgreSQL is reachable")
-}
-
-/// The PostgreSQL database of one test, dropped with its connections when it goes out of
-/// scope, also when the test panics.
-struct TestDatabase {
-    name: String,
-}
-
-impl TestDatabase {
-    async fn create() -> Self {
-        let name = format!("visage_test_{}", Uuid::new_v4().simple());
-        let sql = format!("CREATE DATABASE {name}");
-        sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut postgres_admin().await).await.unwrap();
-        Self { name }
-    }
-
-    fn url(&self) -> String {
-        let admin = postgres_admin_url();
-        format!("{}/{}", admin.rsplit_once('/').expect("a database URL").0, self.name)
-    }
-
-    /// Runs statements as the administrator (outside the service's pool).
-    async fn admin(&self, sql: String) {
-        sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut postgres_admin().await).await.unwrap();
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        // A runtime of its own: Drop cannot await, and the test's runtime may be shutting down.
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            runtime.block_on(async {
-                let mut admin = sqlx::PgConnection::connect(&postgres_admin_url()).await?;
-                sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut admin).await.map(drop)
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(()))) {
-            eprintln!("could not drop the test database {}", self.name);
-        }
     }
 }
 

@@ -9,6 +9,8 @@ pub mod crypto;
 mod model;
 mod postgres;
 mod sqlite;
+#[cfg(feature = "test-support")]
+pub mod testing;
 
 use async_trait::async_trait;
 use uuid::Uuid;

@@ -10,55 +10,12 @@ use serde_json::json;
 use sqlx::{AssertSqlSafe, Connection, Row};
 use uuid::Uuid;
 use visage_store::crypto::SealedTemplate;
+use visage_store::testing::TestDatabase;
 use visage_store::{
     ApiKeyRecord, CollectionId, CollectionScope, Consent, Labelling, NewAuditEvent, NewSubject,
     PostgresOptions, PostgresStore, Role, SqliteStore, Store, StoreError, Template, Truth, VerificationMode,
     VerificationRecord,
 };
-
-fn admin_url() -> String {
-    std::env::var("VISAGE_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
-/// A PostgreSQL database of one test, dropped (connections and all) when it goes out of
-/// scope, also when the test panics.
-struct TestDatabase {
-    name: String,
-}
-
-impl TestDatabase {
-    async fn create() -> Self {
-        let name = format!("visage_test_{}", Uuid::new_v4().simple());
-        let mut admin = sqlx::PgConnection::connect(&admin_url()).await.expect("PostgreSQL is reachable");
-        sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await.unwrap();
-        Self { name }
-    }
-
-    fn url(&self) -> String {
-        let admin = admin_url();
-        let base = admin.rsplit_once('/').expect("a database URL").0;
-        format!("{base}/{}", self.name)
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        // A runtime of its own: Drop cannot await, and the test's runtime may be shutting down.
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            runtime.block_on(async {
-                let mut admin = sqlx::PgConnection::connect(&admin_url()).await?;
-                sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut admin).await.map(drop)
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(()))) {
-            eprintln!("could not drop the test database {}", self.name);
-        }
-    }
-}
 
 /// A store and what it keeps on its backend, for looking underneath the trait.
 struct Backend {
