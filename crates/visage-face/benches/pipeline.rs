@@ -44,7 +44,7 @@ fn bench_pipeline(c: &mut Criterion) {
     let frame_face = engine.select(&frame, &frame_faces).unwrap();
     let mut group = c.benchmark_group("liveness_640x480");
     // Crop, resize and classify one face with each liveness choice (faceplugin and the
-    // ensemble only when scripts/fetch-models.sh --faceplugin fetched the model).
+    // ensemble are skipped when the models were fetched with --no-faceplugin).
     for kind in [LivenessKind::Minifasnet, LivenessKind::Faceplugin, LivenessKind::Ensemble] {
         let Ok(liveness) = LivenessModel::load(&models, backend.as_ref(), kind) else {
             eprintln!("skipping liveness {}: model missing", kind.name());
