@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use axum::Router;
@@ -21,7 +21,9 @@ use tracing::Instrument;
 use uuid::Uuid;
 use visage_face::{EngineConfig, FaceEngine, LivenessModel, ModelPaths};
 use visage_store::crypto::{KeyRing, SealedTemplate, TemplateKey};
-use visage_store::{CollectionId, NewAuditEvent, PostgresOptions, PostgresStore, SqliteStore, Store};
+use visage_store::{
+    CollectionId, NewAuditEvent, PostgresOptions, PostgresStore, SqliteStore, Store, StoreError,
+};
 
 use crate::auth::{Caller, RateLimiter};
 use crate::calibration::Calibration;
@@ -112,6 +114,15 @@ impl App {
         Ok(self.keys.open_bytes(template_id, subject_id, &sealed)?.to_vec())
     }
 
+    /// Brings the 1:N index up to date after a write of this replica, so the caller's next
+    /// search sees it. The write was also applied to the index directly, so a failure here
+    /// only delays changes made elsewhere until the next poll.
+    pub async fn refresh_gallery(&self) {
+        if let Err(err) = self.gallery.catch_up(self.store.as_ref(), &self.keys).await {
+            tracing::warn!(error = %err, "could not read gallery changes after a write");
+        }
+    }
+
     pub fn delete_images<'a>(&self, references: impl IntoIterator<Item = &'a String>) {
         for reference in references {
             let path = self.images_dir().join(reference);
@@ -166,19 +177,33 @@ fn development_key(path: &Path) -> anyhow::Result<TemplateKey> {
 }
 
 /// Opens the configured store: PostgreSQL when `database.url` is set, else the embedded SQLite
-/// file in the data directory. Pending migrations are applied either way.
+/// file in the data directory. Pending migrations are applied either way. A database that does
+/// not answer yet is retried for `database.startup_timeout_seconds`.
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     if let Some(url) = config.database.postgres_url() {
         let options = PostgresOptions {
             url: url.to_owned(),
+            read_url: config.database.read_url().map(str::to_owned),
             max_connections: config.database.max_connections,
             acquire_timeout: Duration::from_secs(config.database.acquire_timeout_seconds),
         };
         let redacted = config.database.url.as_ref().map(|u| u.redacted()).unwrap_or_default();
-        let store = PostgresStore::connect(&options)
-            .await
-            .with_context(|| format!("cannot open the PostgreSQL database {redacted}"))?;
-        return Ok(Arc::new(store));
+        let deadline = Instant::now() + Duration::from_secs(config.database.startup_timeout_seconds);
+        let mut pause = Duration::from_millis(250);
+        loop {
+            match PostgresStore::connect(&options).await {
+                Ok(store) => return Ok(Arc::new(store)),
+                Err(StoreError::Unavailable(err)) if Instant::now() + pause < deadline => {
+                    tracing::warn!(error = %err, database = %redacted, "database not reachable yet: retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+                Err(err) => {
+                    return Err(err)
+                        .with_context(|| format!("cannot open the PostgreSQL database {redacted}"));
+                }
+            }
+        }
     }
     std::fs::create_dir_all(&config.storage.data_dir)
         .with_context(|| format!("cannot create the data directory {}", config.storage.data_dir.display()))?;
@@ -205,32 +230,70 @@ fn load_pipeline(config: &Config, workers: usize, liveness_threshold: f32) -> an
     Ok(pipeline)
 }
 
-/// Opens every stored template into the in-memory index.
+/// Opens every stored template of the running recognizer into the in-memory index.
 async fn load_gallery(
     store: &dyn Store,
     keys: &KeyRing,
     model: &str,
     dim: usize,
 ) -> anyhow::Result<GalleryIndex> {
-    let gallery = GalleryIndex::new(dim);
-    for entry in store.all_templates().await? {
-        let t = &entry.template;
-        anyhow::ensure!(
-            t.model == model,
-            "stored templates were made by recognizer {}, this service runs {model}: start with models.recognizer = \"{}\"",
-            t.model,
-            t.model
+    let gallery = GalleryIndex::new(dim, model);
+    let started = Instant::now();
+    let report = gallery.load(store, keys).await.context("loading the 1:N index")?;
+    if report.other_models > 0 {
+        tracing::warn!(
+            other_models = report.other_models,
+            "stored templates of another recognizer are not searched (re-embedding in progress, or the wrong models.recognizer)"
         );
-        let values = keys.open(t.id, t.subject_id, &t.sealed).context("opening a stored template")?;
-        gallery.insert(&entry.collection, t.id, t.subject_id, &values);
     }
+    tracing::info!(
+        templates = report.indexed,
+        version = gallery.version(),
+        millis = started.elapsed().as_millis() as u64,
+        "1:N index loaded"
+    );
     Ok(gallery)
+}
+
+/// Keeps the index in step with changes other replicas make: woken by the database's
+/// notifications, and at least every `index.poll_interval_ms`.
+fn spawn_gallery_sync(app: &AppState) -> tokio::task::JoinHandle<()> {
+    let app = Arc::downgrade(app);
+    tokio::spawn(async move {
+        let mut failing = false;
+        loop {
+            let Some(state) = app.upgrade() else { return };
+            let poll = Duration::from_millis(state.config.index.poll_interval_ms);
+            let store = state.store.clone();
+            drop(state);
+            store.wait_for_gallery_change(poll).await;
+            let Some(state) = app.upgrade() else { return };
+            match state.gallery.catch_up(state.store.as_ref(), &state.keys).await {
+                Ok(applied) => {
+                    if failing {
+                        tracing::info!("1:N index in step with the database again");
+                        failing = false;
+                    }
+                    state.metrics.gallery_changes_applied.inc_by(applied as u64);
+                    state.metrics.mark_gallery_synced();
+                }
+                Err(err) => {
+                    state.metrics.gallery_sync_errors.inc();
+                    if !failing {
+                        tracing::warn!(error = %err, "cannot read gallery changes: retrying");
+                        failing = true;
+                    }
+                }
+            }
+        }
+    })
 }
 
 pub struct Application {
     listener: TcpListener,
     router: Router,
     state: AppState,
+    gallery_sync: tokio::task::JoinHandle<()>,
 }
 
 impl Application {
@@ -266,7 +329,7 @@ impl Application {
         let listener = TcpListener::bind(&config.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;
-        let metrics = Metrics::new(env!("CARGO_PKG_VERSION"), &model);
+        let metrics = Metrics::new(env!("CARGO_PKG_VERSION"), &model, &enum_name(&config.liveness.model));
         metrics.inference_workers.set(workers as i64);
         if let Some(evaluation) = calibration.evaluation {
             metrics.set_error_rates(
@@ -292,10 +355,12 @@ impl Application {
             model,
             ready: AtomicBool::new(false),
         });
+        state.metrics.mark_gallery_synced();
+        let gallery_sync = spawn_gallery_sync(&state);
         let router = router(state.clone());
         state.ready.store(true, Ordering::SeqCst);
         tracing::info!(address = %listener.local_addr()?, workers, "visage is ready");
-        Ok(Self { listener, router, state })
+        Ok(Self { listener, router, state, gallery_sync })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -336,6 +401,7 @@ impl Application {
                 Ok(())
             }
         };
+        self.gallery_sync.abort();
         state.store.close().await;
         result
     }

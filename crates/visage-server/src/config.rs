@@ -112,6 +112,7 @@ pub struct Config {
     pub models: ModelsConfig,
     pub storage: StorageConfig,
     pub database: DatabaseConfig,
+    pub index: IndexConfig,
     pub encryption: EncryptionConfig,
     pub inference: InferenceConfig,
     pub limits: LimitsConfig,
@@ -176,6 +177,12 @@ pub struct DatabaseConfig {
     /// Seconds a request waits for a connection before it is answered 503
     /// `storage_unavailable` (how fast requests fail while the database is down).
     pub acquire_timeout_seconds: u64,
+    /// A streaming replica (`postgres://…`) for listings and monitoring queries; the primary
+    /// answers them when unset or when the replica cannot be reached.
+    pub read_url: Option<DatabaseUrl>,
+    /// How long start-up waits for the database to answer before giving up (replicas and the
+    /// database often start together).
+    pub startup_timeout_seconds: u64,
 }
 
 impl DatabaseConfig {
@@ -183,6 +190,19 @@ impl DatabaseConfig {
     pub fn postgres_url(&self) -> Option<&str> {
         self.url.as_ref().map(DatabaseUrl::expose).filter(|url| !url.is_empty())
     }
+
+    /// The read replica's URL, when one is configured.
+    pub fn read_url(&self) -> Option<&str> {
+        self.read_url.as_ref().map(DatabaseUrl::expose).filter(|url| !url.is_empty())
+    }
+}
+
+/// The in-memory 1:N index of every replica.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IndexConfig {
+    /// Milliseconds between checks of the database's change log, on top of PostgreSQL's
+    /// notifications: the longest a lost notification delays a change made elsewhere.
+    pub poll_interval_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -309,7 +329,14 @@ impl Config {
                 face_selection: FaceSelection::Central,
             },
             storage: StorageConfig { data_dir: "data".into(), store_images: false },
-            database: DatabaseConfig { url: None, max_connections: 10, acquire_timeout_seconds: 3 },
+            database: DatabaseConfig {
+                url: None,
+                max_connections: 10,
+                acquire_timeout_seconds: 3,
+                read_url: None,
+                startup_timeout_seconds: 60,
+            },
+            index: IndexConfig { poll_interval_ms: 1000 },
             encryption: EncryptionConfig { key: None, key_file: None, previous_keys: Vec::new() },
             inference: InferenceConfig { workers: 0, queue_capacity: 32 },
             limits: LimitsConfig {
@@ -397,6 +424,17 @@ impl Config {
         {
             problems.push("database.url must be a postgres:// URL".to_owned());
         }
+        if let Some(url) = self.database.read_url() {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                problems.push("database.read_url must be a postgres:// URL".to_owned());
+            }
+            if self.database.postgres_url().is_none() {
+                problems.push("database.read_url needs database.url (the primary)".to_owned());
+            }
+        }
+        if self.index.poll_interval_ms == 0 {
+            problems.push("index.poll_interval_ms must be at least 1".to_owned());
+        }
         if self.database.max_connections == 0 || self.database.acquire_timeout_seconds == 0 {
             problems.push(
                 "database.max_connections and database.acquire_timeout_seconds must be at least 1".to_owned(),
@@ -453,6 +491,9 @@ pub const OPTIONS: &[(&str, &str)] = &[
     ("database.url", "PostgreSQL URL (password redacted when printed); unset = embedded SQLite [unset]"),
     ("database.max_connections", "PostgreSQL connections per replica [10]"),
     ("database.acquire_timeout_seconds", "wait for a connection before 503 storage_unavailable [3]"),
+    ("database.read_url", "PostgreSQL streaming replica for listings and monitoring queries [unset]"),
+    ("database.startup_timeout_seconds", "how long start-up waits for the database to answer [60]"),
+    ("index.poll_interval_ms", "check for gallery changes made by other replicas at least this often [1000]"),
     ("encryption.key", "template key, 32 bytes base64; required in production (secret)"),
     ("encryption.key_file", "file holding the template key, instead of encryption.key"),
     ("encryption.previous_keys", "retired keys that still open older templates (secret)"),

@@ -1,82 +1,188 @@
-//! The 1:N index: every template of every collection, opened once at start and kept in memory
-//! as one contiguous matrix per collection, so a search is a linear scan the compiler
-//! vectorises.
+//! The 1:N index: every template of the running recognizer, per collection, opened once and
+//! kept in memory ([`FlatIndex`]: exact search, int8 scan with float32 rescoring).
+//!
+//! The database is the truth. Every replica keeps its index equal to it by replaying the
+//! database's gallery change log ([`Store::gallery_changes`]): after each of its own writes,
+//! when PostgreSQL notifies that another replica wrote, and at least every poll interval in
+//! case a notification was lost. Replaying is idempotent, so writes are also applied to the
+//! index directly, which keeps a replica's own enrolments searchable even when the catch-up
+//! right after them fails.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 
 use uuid::Uuid;
-use visage_store::CollectionId;
+use visage_index::FlatIndex;
+use visage_store::crypto::KeyRing;
+use visage_store::{CollectionId, GalleryChange, Store, StoreResult};
 
-#[derive(Default)]
-struct CollectionIndex {
-    /// Row-major: template i occupies `vectors[i * dim..(i + 1) * dim]`.
-    vectors: Vec<f32>,
-    /// (template id, subject id) of each row.
-    owners: Vec<(Uuid, Uuid)>,
-}
+pub use visage_index::Candidate;
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Candidate {
-    pub subject_id: Uuid,
-    pub template_id: Uuid,
-    pub similarity: f32,
-}
+/// Changes read per query while catching up.
+const CHANGE_BATCH: u32 = 1000;
 
 pub struct GalleryIndex {
     dim: usize,
-    collections: RwLock<HashMap<CollectionId, CollectionIndex>>,
+    /// Recognizer whose templates are indexed; templates of others (during a re-embedding
+    /// roll-out) stay out.
+    model: String,
+    collections: RwLock<HashMap<CollectionId, FlatIndex>>,
+    /// Newest change applied. The async lock serialises catch-ups: a change list read before
+    /// a write is never applied after that write's own catch-up.
+    applied: tokio::sync::Mutex<i64>,
+    /// Mirror of `applied` for readers that must not wait (metrics, readiness).
+    version: AtomicI64,
+    /// Templates written by another replica that could not be opened (a key this replica
+    /// lacks): left out and counted.
+    unreadable: AtomicUsize,
+}
+
+/// What a full load found.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadReport {
+    pub indexed: usize,
+    /// Templates of another recognizer, waiting for a re-embedding roll-out to finish.
+    pub other_models: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Store(#[from] visage_store::StoreError),
+    #[error("a stored template cannot be opened: {0}")]
+    Unreadable(#[source] visage_store::crypto::CryptoError),
 }
 
 impl GalleryIndex {
-    pub fn new(dim: usize) -> Self {
-        Self { dim, collections: RwLock::new(HashMap::new()) }
+    pub fn new(dim: usize, model: impl Into<String>) -> Self {
+        Self {
+            dim,
+            model: model.into(),
+            collections: RwLock::new(HashMap::new()),
+            applied: tokio::sync::Mutex::new(0),
+            version: AtomicI64::new(0),
+            unreadable: AtomicUsize::new(0),
+        }
     }
 
-    pub fn insert(&self, collection: &CollectionId, template_id: Uuid, subject_id: Uuid, embedding: &[f32]) {
-        assert_eq!(embedding.len(), self.dim, "template dimension");
-        let mut collections = self.collections.write().unwrap_or_else(|p| p.into_inner());
-        let index = collections.entry(collection.clone()).or_default();
-        index.vectors.extend_from_slice(embedding);
-        index.owners.push((template_id, subject_id));
+    /// Opens every stored template of the running recognizer, then replays the changes made
+    /// while it was reading.
+    pub async fn load(&self, store: &dyn Store, keys: &KeyRing) -> Result<LoadReport, LoadError> {
+        let mut applied = self.applied.lock().await;
+        // The version first: changes committed during the full read are replayed after it.
+        let version = store.gallery_version().await?;
+        let mut report = LoadReport::default();
+        for entry in store.all_templates().await? {
+            let t = &entry.template;
+            if t.model != self.model {
+                report.other_models += 1;
+                continue;
+            }
+            // At start an unreadable template means a missing key: refuse to serve a gallery
+            // with holes rather than answer "nobody" for the people in them.
+            let values = keys.open(t.id, t.subject_id, &t.sealed).map_err(LoadError::Unreadable)?;
+            self.insert(&entry.collection, t.id, t.subject_id, &values);
+            report.indexed += 1;
+        }
+        *applied = version;
+        self.version.store(version, Ordering::SeqCst);
+        drop(applied);
+        self.catch_up(store, keys).await?;
+        Ok(report)
     }
 
-    /// Removes the rows matching `predicate` (by template id, subject id).
-    fn remove_where(&self, predicate: impl Fn(Uuid, Uuid) -> bool) -> usize {
-        let mut removed = 0;
-        let mut collections = self.collections.write().unwrap_or_else(|p| p.into_inner());
-        for index in collections.values_mut() {
-            let mut row = 0;
-            while row < index.owners.len() {
-                let (template, subject) = index.owners[row];
-                if predicate(template, subject) {
-                    let last = index.owners.len() - 1;
-                    index.owners.swap_remove(row);
-                    if row != last {
-                        let (dst, src) = (row * self.dim, last * self.dim);
-                        index.vectors.copy_within(src..src + self.dim, dst);
-                    }
-                    index.vectors.truncate(last * self.dim);
-                    removed += 1;
-                } else {
-                    row += 1;
-                }
+    /// Applies every change after the last one applied; returns how many there were.
+    pub async fn catch_up(&self, store: &dyn Store, keys: &KeyRing) -> StoreResult<usize> {
+        let mut applied = self.applied.lock().await;
+        let mut count = 0;
+        loop {
+            let changes = store.gallery_changes(*applied, CHANGE_BATCH).await?;
+            let batch = changes.len();
+            for change in changes {
+                *applied = change.seq;
+                self.apply(change, keys);
+            }
+            count += batch;
+            self.version.store(*applied, Ordering::SeqCst);
+            if batch < CHANGE_BATCH as usize {
+                return Ok(count);
             }
         }
-        removed
     }
 
-    pub fn remove_template(&self, template_id: Uuid) -> usize {
-        self.remove_where(|template, _| template == template_id)
+    /// Makes the index agree with the template's current state.
+    fn apply(&self, change: GalleryChange, keys: &KeyRing) {
+        match change.current {
+            Some(entry) if entry.template.model == self.model => {
+                let t = &entry.template;
+                if self.contains(t.id) {
+                    return;
+                }
+                match keys.open(t.id, t.subject_id, &t.sealed) {
+                    Ok(values) => {
+                        self.insert(&entry.collection, t.id, t.subject_id, &values);
+                    }
+                    Err(err) => {
+                        self.unreadable.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(error = %err, "a stored template cannot be opened: left out of the index");
+                    }
+                }
+            }
+            _ => {
+                self.remove_template(change.template_id);
+            }
+        }
+    }
+
+    /// Newest change of the database's log reflected here.
+    pub fn version(&self) -> i64 {
+        self.version.load(Ordering::SeqCst)
+    }
+
+    pub fn unreadable(&self) -> usize {
+        self.unreadable.load(Ordering::Relaxed)
+    }
+
+    /// Adds a template unless it is indexed already; false when it was.
+    pub fn insert(
+        &self,
+        collection: &CollectionId,
+        template_id: Uuid,
+        subject_id: Uuid,
+        embedding: &[f32],
+    ) -> bool {
+        let mut collections = self.collections.write().unwrap_or_else(|p| p.into_inner());
+        collections.entry(collection.clone()).or_insert_with(|| FlatIndex::new(self.dim)).insert(
+            template_id,
+            subject_id,
+            embedding,
+        )
+    }
+
+    pub fn contains(&self, template_id: Uuid) -> bool {
+        let collections = self.collections.read().unwrap_or_else(|p| p.into_inner());
+        collections.values().any(|index| index.contains(template_id))
+    }
+
+    pub fn remove_template(&self, template_id: Uuid) -> bool {
+        let mut collections = self.collections.write().unwrap_or_else(|p| p.into_inner());
+        collections.values_mut().any(|index| index.remove(template_id))
     }
 
     pub fn remove_subject(&self, subject_id: Uuid) -> usize {
-        self.remove_where(|_, subject| subject == subject_id)
+        let mut collections = self.collections.write().unwrap_or_else(|p| p.into_inner());
+        collections.values_mut().map(|index| index.remove_subject(subject_id)).sum()
     }
 
     pub fn len(&self, collection: &CollectionId) -> usize {
         let collections = self.collections.read().unwrap_or_else(|p| p.into_inner());
-        collections.get(collection).map_or(0, |index| index.owners.len())
+        collections.get(collection).map_or(0, FlatIndex::len)
+    }
+
+    pub fn memory_bytes(&self) -> usize {
+        let collections = self.collections.read().unwrap_or_else(|p| p.into_inner());
+        collections.values().map(FlatIndex::memory_bytes).sum()
     }
 
     /// The best template of each subject scoring at least `threshold`, best first, at most `top_k`.
@@ -88,89 +194,35 @@ impl GalleryIndex {
         top_k: usize,
     ) -> Vec<Candidate> {
         let collections = self.collections.read().unwrap_or_else(|p| p.into_inner());
-        let Some(index) = collections.get(collection) else { return Vec::new() };
-        let mut best: HashMap<Uuid, Candidate> = HashMap::new();
-        for (row, vector) in index.vectors.chunks_exact(self.dim).enumerate() {
-            let similarity = dot(vector, probe);
-            if similarity < threshold {
-                continue;
-            }
-            let (template_id, subject_id) = index.owners[row];
-            let candidate = Candidate { subject_id, template_id, similarity };
-            best.entry(subject_id)
-                .and_modify(|c| {
-                    if similarity > c.similarity {
-                        *c = candidate;
-                    }
-                })
-                .or_insert(candidate);
-        }
-        let mut candidates: Vec<Candidate> = best.into_values().collect();
-        candidates.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
-        candidates.truncate(top_k);
-        candidates
+        collections.get(collection).map_or_else(Vec::new, |index| index.search(probe, threshold, top_k))
     }
-}
-
-/// Dot product of unit vectors (= cosine), in eight lanes so it vectorises.
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0f32; 8];
-    let (a_chunks, b_chunks) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = a_chunks.remainder().iter().zip(b_chunks.remainder()).map(|(x, y)| x * y).sum();
-    for (x, y) in a_chunks.zip(b_chunks) {
-        for i in 0..8 {
-            lanes[i] += x[i] * y[i];
-        }
-    }
-    lanes.iter().sum::<f32>() + tail
 }
 
 #[cfg(test)]
 mod tests {
+    use visage_index::synthetic::{Rng, unit_vector};
+
     use super::*;
 
-    fn unit(seed: u32, dim: usize) -> Vec<f32> {
-        let v: Vec<f32> = (0..dim as u32)
-            .map(|i| (i.wrapping_mul(2654435761) ^ seed.wrapping_mul(40503)) % 1000)
-            .map(|x| x as f32 - 500.0)
-            .collect();
-        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-        v.into_iter().map(|x| x / norm).collect()
-    }
-
     #[test]
-    fn search_returns_the_best_template_per_subject_above_the_threshold() {
+    fn collections_are_searched_apart_and_removals_find_their_collection() {
         let dim = 20;
-        let index = GalleryIndex::new(dim);
-        let c = CollectionId::default_collection();
+        let mut rng = Rng::new(5);
+        let index = GalleryIndex::new(dim, "sface");
+        let (c, other) = (CollectionId::default_collection(), CollectionId::parse("other").unwrap());
         let (alice, bob) = (Uuid::new_v4(), Uuid::new_v4());
-        let (a1, a2, b1) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
-        index.insert(&c, a1, alice, &unit(1, dim));
-        index.insert(&c, a2, alice, &unit(2, dim));
-        index.insert(&c, b1, bob, &unit(3, dim));
-        let hits = index.search(&c, &unit(2, dim), 0.99, 5);
-        assert_eq!(hits.len(), 1);
-        assert_eq!((hits[0].subject_id, hits[0].template_id), (alice, a2));
-        assert!((hits[0].similarity - 1.0).abs() < 1e-5);
-        assert!(index.search(&CollectionId::parse("other").unwrap(), &unit(2, dim), -1.0, 5).is_empty());
-        assert_eq!(index.search(&c, &unit(2, dim), -1.0, 5).len(), 2);
-    }
-
-    #[test]
-    fn removal_keeps_the_other_rows_intact() {
-        let dim = 9;
-        let index = GalleryIndex::new(dim);
-        let c = CollectionId::default_collection();
-        let subjects: Vec<Uuid> = (0..5).map(|_| Uuid::new_v4()).collect();
-        for (i, s) in subjects.iter().enumerate() {
-            index.insert(&c, Uuid::new_v4(), *s, &unit(i as u32, dim));
-        }
-        assert_eq!(index.remove_subject(subjects[1]), 1);
-        assert_eq!(index.len(&c), 4);
-        for (i, s) in subjects.iter().enumerate().filter(|(i, _)| *i != 1) {
-            let hits = index.search(&c, &unit(i as u32, dim), 0.999, 1);
-            assert_eq!(hits[0].subject_id, *s);
-        }
-        assert!(index.search(&c, &unit(1, dim), 0.999, 1).is_empty());
+        let (a1, b1) = (Uuid::new_v4(), Uuid::new_v4());
+        let (va, vb) = (unit_vector(&mut rng, dim), unit_vector(&mut rng, dim));
+        assert!(index.insert(&c, a1, alice, &va));
+        assert!(!index.insert(&c, a1, alice, &va));
+        assert!(index.insert(&other, b1, bob, &vb));
+        assert_eq!(index.search(&c, &va, 0.99, 5)[0].subject_id, alice);
+        assert!(index.search(&c, &vb, 0.99, 5).is_empty());
+        assert!(index.search(&CollectionId::parse("none").unwrap(), &va, -1.0, 5).is_empty());
+        assert!(index.remove_template(b1));
+        assert!(!index.contains(b1));
+        assert_eq!(index.len(&other), 0);
+        assert_eq!(index.remove_subject(alice), 1);
+        assert_eq!(index.len(&c), 0);
     }
 }

@@ -2,9 +2,12 @@
 //! (or route templates and collection names), never ids, names or other unbounded values.
 //! Error-rate gauges come from ground truth only and are absent while too little is known.
 
+use std::sync::Mutex;
+use std::time::Instant;
+
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 use visage_stats::ScoreSet;
 use visage_store::LabelledVerification;
@@ -48,6 +51,13 @@ pub struct Metrics {
     pub enrolled_subjects: IntGaugeVec,
     pub enrolled_templates: IntGaugeVec,
     pub index_templates: IntGaugeVec,
+    pub gallery_changes_applied: IntCounter,
+    pub gallery_sync_errors: IntCounter,
+    pub index_version: IntGauge,
+    pub index_memory: IntGauge,
+    index_sync_age: Gauge,
+    /// When the index last caught up with the database.
+    gallery_synced: Mutex<Instant>,
     build_info: IntGaugeVec,
 }
 
@@ -65,6 +75,12 @@ fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> Ga
 
 fn int_gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let metric = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid gauge");
+    registry.register(Box::new(metric.clone())).expect("unique metric");
+    metric
+}
+
+fn int_counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let metric = IntCounter::new(name, help).expect("valid counter");
     registry.register(Box::new(metric.clone())).expect("unique metric");
     metric
 }
@@ -89,7 +105,7 @@ fn histogram(
 }
 
 impl Metrics {
-    pub fn new(version: &str, recognizer: &str) -> Self {
+    pub fn new(version: &str, recognizer: &str, liveness: &str) -> Self {
         let r = Registry::new();
         let metrics = Self {
             verification_requests: counter(
@@ -204,6 +220,32 @@ impl Metrics {
                 "Templates in this replica's in-memory 1:N index, per collection",
                 &["collection"],
             ),
+            gallery_changes_applied: int_counter(
+                &r,
+                "index_changes_applied_total",
+                "Gallery changes read from the database's change log and applied to the 1:N index",
+            ),
+            gallery_sync_errors: int_counter(
+                &r,
+                "index_sync_errors_total",
+                "Failed reads of the database's gallery change log (the index may be stale)",
+            ),
+            index_version: int_gauge(
+                &r,
+                "index_change_version",
+                "Newest gallery change applied to this replica's index (equal on replicas in step)",
+            ),
+            index_memory: int_gauge(&r, "index_memory_bytes", "Memory held by this replica's 1:N index"),
+            index_sync_age: {
+                let metric = Gauge::new(
+                    "index_sync_age_seconds",
+                    "Seconds since this replica's index last caught up with the database",
+                )
+                .expect("valid gauge");
+                r.register(Box::new(metric.clone())).expect("unique metric");
+                metric
+            },
+            gallery_synced: Mutex::new(Instant::now()),
             build_info: int_gauge_vec(
                 &r,
                 "visage_build_info",
@@ -212,10 +254,7 @@ impl Metrics {
             ),
             registry: r,
         };
-        metrics
-            .build_info
-            .with_label_values(&[version, recognizer, "yunet_2023mar", "minifasnet_v2+v1se"])
-            .set(1);
+        metrics.build_info.with_label_values(&[version, recognizer, "yunet_2023mar", liveness]).set(1);
         // Every fixed label value exists from the start, so rates and alerts see zeros, not gaps.
         for mode in ["verify", "identify"] {
             for result in ["match", "no_match", "spoof", "error"] {
@@ -233,6 +272,18 @@ impl Metrics {
             metrics.false_rejects.with_label_values(&[severity]);
         }
         metrics
+    }
+
+    pub fn mark_gallery_synced(&self) {
+        *self.gallery_synced.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    }
+
+    /// Updates the index gauges (at scrape time).
+    pub fn observe_gallery(&self, version: i64, memory_bytes: usize) {
+        let synced = *self.gallery_synced.lock().unwrap_or_else(|p| p.into_inner());
+        self.index_sync_age.set(synced.elapsed().as_secs_f64());
+        self.index_version.set(version);
+        self.index_memory.set(memory_bytes as i64);
     }
 
     /// Sets (or removes, when too little is known) the error-rate gauges of one source.
@@ -324,7 +375,7 @@ mod tests {
 
     #[test]
     fn absent_gauges_are_not_rendered() {
-        let metrics = Metrics::new("0", "sface");
+        let metrics = Metrics::new("0", "sface", "ensemble");
         metrics.set_error_rates("feedback", &ObservedRates { far_percent: Some(1.0), ..Default::default() });
         assert!(metrics.render().contains("false_accept_rate{source=\"feedback\"} 1"));
         metrics.set_error_rates("feedback", &ObservedRates::default());

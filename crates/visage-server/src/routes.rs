@@ -202,6 +202,7 @@ pub async fn ready(State(app): State<AppState>) -> (StatusCode, Json<HealthDto>)
     let storage_ok = app.store.ping().await.is_ok();
     checks.insert("storage".into(), json!(if storage_ok { "ok" } else { "unavailable" }));
     checks.insert("inference_queue".into(), json!(app.pool.queue_depth()));
+    checks.insert("index_version".into(), json!(app.gallery.version()));
     let ok = models_ok && storage_ok;
     let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(HealthDto { status: if ok { "ok" } else { "unavailable" }.into(), checks }))
@@ -374,7 +375,7 @@ fn best_similarity(app: &App, templates: &[Template], probe: &[f32]) -> ApiResul
         }
         let values =
             app.keys.open(t.id, t.subject_id, &t.sealed).map_err(|e| ApiError::Internal(e.to_string()))?;
-        best = best.max(crate::gallery::dot(&values, probe));
+        best = best.max(visage_index::dot(&values, probe));
     }
     Ok(best)
 }
@@ -614,6 +615,7 @@ pub async fn erase_subject(
     let subject = app.subject_for(&caller, id, Role::Enrol).await?;
     let erasure = app.store.erase_subject(id).await?.ok_or(ApiError::SubjectNotFound)?;
     app.gallery.remove_subject(id);
+    app.refresh_gallery().await;
     app.delete_images(&erasure.image_refs);
     app.audit(
         Some(&caller),
@@ -693,6 +695,7 @@ pub async fn enrol_faces(
         app.gallery.insert(&subject.collection, template.id, id, embedding.as_slice());
         faces.push(FaceRecordDto::new(template, liveness));
     }
+    app.refresh_gallery().await;
     app.audit(
         Some(&caller),
         "face.enrol",
@@ -728,6 +731,7 @@ pub async fn delete_face(
     let subject = app.subject_for(&caller, id, Role::Enrol).await?;
     let template = app.store.delete_template(id, face_id).await?.ok_or(ApiError::FaceNotFound)?;
     app.gallery.remove_template(face_id);
+    app.refresh_gallery().await;
     app.delete_images(template.image_ref.iter());
     app.audit(
         Some(&caller),
@@ -833,6 +837,7 @@ async fn refresh_gauges(app: &App) {
     let pool = app.store.pool_stats();
     m.db_connections_in_use.set(i64::from(pool.in_use));
     m.db_connections_max.set(i64::from(pool.max));
+    m.observe_gallery(app.gallery.version(), app.gallery.memory_bytes());
     if let Ok(counts) = app.store.counts().await {
         for c in counts {
             m.enrolled_subjects.with_label_values(&[&c.collection]).set(c.subjects as i64);

@@ -23,6 +23,8 @@ use visage_store::crypto::{SealedTemplate, TemplateKey};
 use visage_store::testing::TestDatabase;
 use visage_store::{ApiKeyRecord, CollectionId, CollectionScope, Role, Template, apikey};
 
+#[path = "api/replicas.rs"]
+mod replicas;
 #[path = "api/traces.rs"]
 mod traces;
 

@@ -84,6 +84,16 @@ pub trait Store: Send + Sync {
     async fn delete_template(&self, subject_id: Uuid, template_id: Uuid) -> StoreResult<Option<Template>>;
     /// Every template of every subject, for building the 1:N index.
     async fn all_templates(&self) -> StoreResult<Vec<GalleryTemplate>>;
+    /// Number of the newest gallery change (0 before the first). Changes are numbered in
+    /// commit order: whoever has applied change N has seen every change before it.
+    async fn gallery_version(&self) -> StoreResult<i64>;
+    /// Gallery changes (templates added or removed, by anyone) after `after`, oldest first.
+    async fn gallery_changes(&self, after: i64, limit: u32) -> StoreResult<Vec<GalleryChange>>;
+    /// Returns when another process may have changed the gallery, or after `timeout`.
+    /// Backends without change notifications just wait.
+    async fn wait_for_gallery_change(&self, timeout: std::time::Duration) {
+        tokio::time::sleep(timeout).await;
+    }
 
     async fn create_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()>;
     async fn get_api_key(&self, id: &str) -> StoreResult<Option<ApiKeyRecord>>;

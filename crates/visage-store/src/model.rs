@@ -115,6 +115,16 @@ pub struct GalleryTemplate {
     pub template: Template,
 }
 
+/// One entry of the gallery's change log, resolved against the current state of the
+/// template: replaying entries in order, in any number of replicas, converges on the database.
+#[derive(Debug, Clone)]
+pub struct GalleryChange {
+    pub seq: i64,
+    pub template_id: Uuid,
+    /// The template as it is now; `None` once it has been deleted.
+    pub current: Option<GalleryTemplate>,
+}
+
 /// What an erasure removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Erasure {

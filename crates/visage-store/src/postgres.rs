@@ -1,35 +1,54 @@
 //! The server backend: PostgreSQL, shared by every replica of the service.
 
 use std::str::FromStr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
 
 use crate::crypto::SealedTemplate;
 use crate::{
     ApiKeyRecord, AuditEvent, Collection, CollectionCounts, CollectionId, CollectionScope, Erasure,
-    GalleryTemplate, LabelledVerification, Labelling, NewAuditEvent, NewSubject, PoolStats, Role, Store,
-    StoreError, StoreResult, Subject, Template, Truth, VerificationMode, VerificationRecord,
+    GalleryChange, GalleryTemplate, LabelledVerification, Labelling, NewAuditEvent, NewSubject, PoolStats,
+    Role, Store, StoreError, StoreResult, Subject, Template, Truth, VerificationMode, VerificationRecord,
 };
 
 /// How the service reaches PostgreSQL.
 #[derive(Debug, Clone)]
 pub struct PostgresOptions {
-    /// `postgres://user:password@host:port/database`.
+    /// `postgres://user:password@host:port/database`: the primary, for every write.
     pub url: String,
+    /// A streaming replica for list endpoints and monitoring queries; the primary answers
+    /// them when it is unset or unreachable.
+    pub read_url: Option<String>,
     pub max_connections: u32,
     /// How long a request waits for a connection before failing as unavailable: when the
     /// database is down this bounds how long a request takes to be answered 503.
     pub acquire_timeout: Duration,
 }
 
+/// Channel of the notification sent when templates are added or removed (migration 0002).
+const GALLERY_CHANNEL: &str = "visage_gallery";
+
 pub struct PostgresStore {
     pool: PgPool,
+    /// For the listening connection.
+    url: String,
+    /// Replica reads; `None` without a read URL.
+    read_pool: Option<PgPool>,
+    /// A dedicated connection listening for gallery changes, opened on first use and
+    /// reopened after the database comes back.
+    listener: tokio::sync::Mutex<Option<PgListener>>,
+    /// After a failed replica read, reads go to the primary until then, instead of each one
+    /// waiting for the replica first.
+    replica_down_until: std::sync::Mutex<Option<Instant>>,
 }
+
+/// How long reads stay on the primary after the replica failed.
+const REPLICA_REST: Duration = Duration::from_secs(5);
 
 impl PostgresStore {
     /// Connects and applies pending migrations (under PostgreSQL's advisory lock, so replicas
@@ -42,9 +61,52 @@ impl PostgresStore {
             .connect_with(connect)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(Self { pool })
+        let read_pool = match options.read_url.as_deref().filter(|url| !url.is_empty()) {
+            // Lazy: a replica that is down at start must not keep the service from starting.
+            Some(url) => Some(
+                PgPoolOptions::new()
+                    .max_connections(options.max_connections)
+                    // Reads fall back to the primary, so don't wait long for the replica.
+                    .acquire_timeout(options.acquire_timeout.min(Duration::from_secs(1)))
+                    .connect_lazy_with(PgConnectOptions::from_str(url)?.application_name("visage-read")),
+            ),
+            None => None,
+        };
+        Ok(Self {
+            pool,
+            url: options.url.clone(),
+            read_pool,
+            listener: tokio::sync::Mutex::new(None),
+            replica_down_until: std::sync::Mutex::new(None),
+        })
+    }
+
+    /// Runs a read-only query on the replica, or on the primary when there is no replica or
+    /// it cannot be reached. Replicas lag a little: only listings and monitoring use this,
+    /// never a read that must see the caller's own write of a moment ago.
+    async fn fetch_all_read<'q>(&self, query: impl Fn() -> PgQuery<'q>) -> StoreResult<Vec<PgRow>> {
+        if let Some(replica) = &self.read_pool {
+            let resting = self
+                .replica_down_until
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_some_and(|until| Instant::now() < until);
+            if !resting {
+                match query().fetch_all(replica).await {
+                    Ok(rows) => return Ok(rows),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "read replica unavailable: reading from the primary");
+                        *self.replica_down_until.lock().unwrap_or_else(|p| p.into_inner()) =
+                            Some(Instant::now() + REPLICA_REST);
+                    }
+                }
+            }
+        }
+        Ok(query().fetch_all(&self.pool).await?)
     }
 }
+
+type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
 
 /// TIMESTAMPTZ keeps microseconds: values are cut to that before they are stored, so what a
 /// method returns equals what a later read returns.
@@ -89,6 +151,14 @@ fn template_from_row(row: &PgRow) -> StoreResult<Template> {
         quality: row.try_get("quality")?,
         image_ref: row.try_get("image_ref")?,
         created_at: row.try_get("created_at")?,
+    })
+}
+
+fn gallery_template_from_row(row: &PgRow) -> StoreResult<GalleryTemplate> {
+    let collection: String = row.try_get("collection_id")?;
+    Ok(GalleryTemplate {
+        collection: CollectionId::parse(collection).map_err(|e| corrupt("collection", e))?,
+        template: template_from_row(row)?,
     })
 }
 
@@ -158,7 +228,13 @@ impl Store for PostgresStore {
     }
 
     async fn close(&self) {
+        if let Ok(mut listener) = self.listener.try_lock() {
+            *listener = None;
+        }
         self.pool.close().await;
+        if let Some(replica) = &self.read_pool {
+            replica.close().await;
+        }
     }
 
     async fn create_collection(&self, id: &CollectionId) -> StoreResult<Collection> {
@@ -177,7 +253,7 @@ impl Store for PostgresStore {
 
     async fn list_collections(&self) -> StoreResult<Vec<Collection>> {
         let rows =
-            sqlx::query("SELECT id, created_at FROM collections ORDER BY id").fetch_all(&self.pool).await?;
+            self.fetch_all_read(|| sqlx::query("SELECT id, created_at FROM collections ORDER BY id")).await?;
         rows.iter()
             .map(|row| {
                 Ok(Collection {
@@ -243,11 +319,13 @@ impl Store for PostgresStore {
             "SELECT {SUBJECT_COLUMNS} FROM subjects s
              WHERE s.collection_id = $1 AND ($2::uuid IS NULL OR s.id > $2) ORDER BY s.id LIMIT $3"
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(collection.as_str())
-            .bind(after)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+        let rows = self
+            .fetch_all_read(|| {
+                sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                    .bind(collection.as_str().to_owned())
+                    .bind(after)
+                    .bind(i64::from(limit))
+            })
             .await?;
         rows.iter().map(subject_from_row).collect()
     }
@@ -346,14 +424,66 @@ impl Store for PostgresStore {
         )
         .fetch_all(&self.pool)
         .await?;
+        rows.iter().map(gallery_template_from_row).collect()
+    }
+
+    async fn gallery_version(&self) -> StoreResult<i64> {
+        let version: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(seq) FROM gallery_changes").fetch_one(&self.pool).await?;
+        Ok(version.unwrap_or(0))
+    }
+
+    async fn gallery_changes(&self, after: i64, limit: u32) -> StoreResult<Vec<GalleryChange>> {
+        let rows = sqlx::query(
+            "SELECT c.seq, c.template_id AS changed_id, t.id, t.subject_id, t.model, t.key_id, t.nonce,
+                    t.ciphertext, t.quality, t.image_ref, t.created_at, s.collection_id
+             FROM gallery_changes c
+             LEFT JOIN templates t ON t.id = c.template_id
+             LEFT JOIN subjects s ON s.id = t.subject_id
+             WHERE c.seq > $1 ORDER BY c.seq LIMIT $2",
+        )
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|row| {
-                Ok(GalleryTemplate {
-                    collection: collection_id(row.try_get("collection_id")?)?,
-                    template: template_from_row(row)?,
+                let exists = row.try_get::<Option<Uuid>, _>("id")?.is_some();
+                Ok(GalleryChange {
+                    seq: row.try_get("seq")?,
+                    template_id: row.try_get("changed_id")?,
+                    current: if exists { Some(gallery_template_from_row(row)?) } else { None },
                 })
             })
             .collect()
+    }
+
+    async fn wait_for_gallery_change(&self, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut listener = self.listener.lock().await;
+        if listener.is_none() {
+            // Its own connection, not one of the pool's: the pool's size stays what it says.
+            match PgListener::connect(&self.url).await {
+                Ok(mut opened) => match opened.listen(GALLERY_CHANNEL).await {
+                    Ok(()) => *listener = Some(opened),
+                    Err(err) => tracing::debug!(error = %err, "cannot listen for gallery changes"),
+                },
+                Err(err) => tracing::debug!(error = %err, "cannot listen for gallery changes"),
+            }
+        }
+        let Some(active) = listener.as_mut() else {
+            tokio::time::sleep_until(deadline).await;
+            return;
+        };
+        // `try_recv` gives None when the connection drops: then the listener is reopened on
+        // the next call and the caller's poll catches up on what was missed meanwhile.
+        match tokio::time::timeout_at(deadline, active.try_recv()).await {
+            Ok(Ok(Some(_))) | Err(_) => {}
+            Ok(Ok(None)) | Ok(Err(_)) => {
+                *listener = None;
+                tokio::time::sleep_until(deadline).await;
+            }
+        }
     }
 
     async fn create_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()> {
@@ -385,7 +515,7 @@ impl Store for PostgresStore {
 
     async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>> {
         let rows =
-            sqlx::query("SELECT * FROM api_keys ORDER BY created_at, id").fetch_all(&self.pool).await?;
+            self.fetch_all_read(|| sqlx::query("SELECT * FROM api_keys ORDER BY created_at, id")).await?;
         rows.iter().map(api_key_from_row).collect()
     }
 
@@ -458,14 +588,16 @@ impl Store for PostgresStore {
         since: DateTime<Utc>,
         limit: u32,
     ) -> StoreResult<Vec<LabelledVerification>> {
-        let rows = sqlx::query(
-            "SELECT truth, similarity, decision FROM verifications
-             WHERE truth IS NOT NULL AND created_at >= $1 ORDER BY labelled_at DESC LIMIT $2",
-        )
-        .bind(since)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = self
+            .fetch_all_read(|| {
+                sqlx::query(
+                    "SELECT truth, similarity, decision FROM verifications
+                     WHERE truth IS NOT NULL AND created_at >= $1 ORDER BY labelled_at DESC LIMIT $2",
+                )
+                .bind(since)
+                .bind(i64::from(limit))
+            })
+            .await?;
         rows.iter()
             .map(|row| {
                 let truth: String = row.try_get("truth")?;
@@ -480,15 +612,17 @@ impl Store for PostgresStore {
     }
 
     async fn counts(&self) -> StoreResult<Vec<CollectionCounts>> {
-        let rows = sqlx::query(
-            "SELECT c.id,
-                    (SELECT COUNT(*) FROM subjects s WHERE s.collection_id = c.id) AS subjects,
-                    (SELECT COUNT(*) FROM templates t JOIN subjects s ON s.id = t.subject_id
-                      WHERE s.collection_id = c.id) AS templates
-             FROM collections c ORDER BY c.id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = self
+            .fetch_all_read(|| {
+                sqlx::query(
+                    "SELECT c.id,
+                            (SELECT COUNT(*) FROM subjects s WHERE s.collection_id = c.id) AS subjects,
+                            (SELECT COUNT(*) FROM templates t JOIN subjects s ON s.id = t.subject_id
+                              WHERE s.collection_id = c.id) AS templates
+                     FROM collections c ORDER BY c.id",
+                )
+            })
+            .await?;
         rows.iter()
             .map(|row| {
                 Ok(CollectionCounts {
@@ -524,10 +658,12 @@ impl Store for PostgresStore {
     }
 
     async fn list_audit(&self, after_seq: Option<i64>, limit: u32) -> StoreResult<Vec<AuditEvent>> {
-        let rows = sqlx::query("SELECT * FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2")
-            .bind(after_seq.unwrap_or(0))
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+        let rows = self
+            .fetch_all_read(|| {
+                sqlx::query("SELECT * FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2")
+                    .bind(after_seq.unwrap_or(0))
+                    .bind(i64::from(limit))
+            })
             .await?;
         rows.iter()
             .map(|row| {

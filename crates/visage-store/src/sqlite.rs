@@ -13,8 +13,8 @@ use uuid::Uuid;
 use crate::crypto::SealedTemplate;
 use crate::{
     ApiKeyRecord, AuditEvent, Collection, CollectionCounts, CollectionId, CollectionScope, Erasure,
-    GalleryTemplate, LabelledVerification, Labelling, NewAuditEvent, NewSubject, PoolStats, Role, Store,
-    StoreError, StoreResult, Subject, Template, Truth, VerificationMode, VerificationRecord,
+    GalleryChange, GalleryTemplate, LabelledVerification, Labelling, NewAuditEvent, NewSubject, PoolStats,
+    Role, Store, StoreError, StoreResult, Subject, Template, Truth, VerificationMode, VerificationRecord,
 };
 
 const MAX_CONNECTIONS: u32 = 8;
@@ -89,6 +89,14 @@ fn template_from_row(row: &SqliteRow) -> StoreResult<Template> {
         quality: serde_json::from_str(&quality).map_err(|e| corrupt("quality", e))?,
         image_ref: row.try_get("image_ref")?,
         created_at: row.try_get("created_at")?,
+    })
+}
+
+fn gallery_template_from_row(row: &SqliteRow) -> StoreResult<GalleryTemplate> {
+    let collection: String = row.try_get("collection_id")?;
+    Ok(GalleryTemplate {
+        collection: CollectionId::parse(collection).map_err(|e| corrupt("collection", e))?,
+        template: template_from_row(row)?,
     })
 }
 
@@ -339,12 +347,35 @@ impl Store for SqliteStore {
         )
         .fetch_all(&self.pool)
         .await?;
+        rows.iter().map(gallery_template_from_row).collect()
+    }
+
+    async fn gallery_version(&self) -> StoreResult<i64> {
+        let version: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(seq) FROM gallery_changes").fetch_one(&self.pool).await?;
+        Ok(version.unwrap_or(0))
+    }
+
+    async fn gallery_changes(&self, after: i64, limit: u32) -> StoreResult<Vec<GalleryChange>> {
+        let rows = sqlx::query(
+            "SELECT c.seq, c.template_id AS changed_id, t.id, t.subject_id, t.model, t.key_id, t.nonce,
+                    t.ciphertext, t.quality, t.image_ref, t.created_at, s.collection_id
+             FROM gallery_changes c
+             LEFT JOIN templates t ON t.id = c.template_id
+             LEFT JOIN subjects s ON s.id = t.subject_id
+             WHERE c.seq > ? ORDER BY c.seq LIMIT ?",
+        )
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|row| {
-                let collection: String = row.try_get("collection_id")?;
-                Ok(GalleryTemplate {
-                    collection: CollectionId::parse(collection).map_err(|e| corrupt("collection", e))?,
-                    template: template_from_row(row)?,
+                let exists = row.try_get::<Option<Uuid>, _>("id")?.is_some();
+                Ok(GalleryChange {
+                    seq: row.try_get("seq")?,
+                    template_id: row.try_get("changed_id")?,
+                    current: if exists { Some(gallery_template_from_row(row)?) } else { None },
                 })
             })
             .collect()

@@ -37,9 +37,7 @@ impl Backend {
 
     async fn postgres() -> Self {
         let db = TestDatabase::create().await;
-        let options =
-            PostgresOptions { url: db.url(), max_connections: 4, acquire_timeout: Duration::from_secs(5) };
-        let store = PostgresStore::connect(&options).await.unwrap();
+        let store = PostgresStore::connect(&postgres_options(&db)).await.unwrap();
         Self { store: Box::new(store), raw: Raw::Postgres { db } }
     }
 
@@ -77,6 +75,15 @@ impl Backend {
     }
 }
 
+fn postgres_options(db: &TestDatabase) -> PostgresOptions {
+    PostgresOptions {
+        url: db.url(),
+        read_url: None,
+        max_connections: 4,
+        acquire_timeout: Duration::from_secs(5),
+    }
+}
+
 macro_rules! on_both_backends {
     ($($test:ident),* $(,)?) => {
         mod sqlite {
@@ -105,6 +112,8 @@ on_both_backends!(
     audit_events_page_by_sequence,
     concurrent_enrolments_neither_collide_nor_get_lost,
     the_pool_reports_its_size_and_a_closed_store_is_unavailable,
+    the_gallery_change_log_replays_every_write_in_order,
+    a_reader_following_concurrent_writers_misses_no_change,
 );
 
 fn collection(id: &str) -> CollectionId {
@@ -408,4 +417,115 @@ async fn the_pool_reports_its_size_and_a_closed_store_is_unavailable(backend: &B
     store.close().await;
     assert!(matches!(store.ping().await, Err(StoreError::Unavailable(_))));
     assert!(matches!(store.get_subject(Uuid::now_v7()).await, Err(StoreError::Unavailable(_))));
+}
+
+async fn the_gallery_change_log_replays_every_write_in_order(backend: &Backend) {
+    let store = backend.store.as_ref();
+    let default = collection("default");
+    assert_eq!(store.gallery_version().await.unwrap(), 0);
+    let alice = store.create_subject(&new_subject(&default, "alice")).await.unwrap();
+    let bob = store.create_subject(&new_subject(&default, "bob")).await.unwrap();
+    let (a1, a2, b1) = (template(alice.id, None), template(alice.id, None), template(bob.id, None));
+    store.add_templates(&[a1.clone(), a2.clone()]).await.unwrap();
+    store.add_templates(std::slice::from_ref(&b1)).await.unwrap();
+    let version = store.gallery_version().await.unwrap();
+    let changes = store.gallery_changes(0, 100).await.unwrap();
+    assert_eq!(changes.len(), 3);
+    assert_eq!(changes.last().unwrap().seq, version);
+    assert!(changes.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert_eq!(changes.iter().map(|c| c.template_id).collect::<Vec<_>>(), [a1.id, a2.id, b1.id]);
+    let current = changes[0].current.as_ref().expect("a1 exists");
+    assert_eq!((current.collection.as_str(), current.template.subject_id), ("default", alice.id));
+    assert_eq!(current.template.sealed, a1.sealed);
+
+    // A deleted face and an erased subject: new entries, and the old ones now resolve to nothing.
+    store.delete_template(alice.id, a2.id).await.unwrap().unwrap();
+    store.erase_subject(bob.id).await.unwrap().unwrap();
+    let after = store.gallery_changes(version, 100).await.unwrap();
+    assert_eq!(after.iter().map(|c| c.template_id).collect::<Vec<_>>(), [a2.id, b1.id]);
+    assert!(after.iter().all(|c| c.current.is_none()));
+    let all = store.gallery_changes(0, 100).await.unwrap();
+    let live: Vec<Uuid> = all.iter().filter_map(|c| c.current.as_ref().map(|t| t.template.id)).collect();
+    assert_eq!(live, [a1.id], "only a1 still exists");
+    // Paging by sequence number.
+    let first_two = store.gallery_changes(0, 2).await.unwrap();
+    let rest = store.gallery_changes(first_two[1].seq, 100).await.unwrap();
+    assert_eq!(first_two.len() + rest.len(), all.len());
+}
+
+/// Sequence numbers follow commit order, so a reader that always asks for the changes after
+/// the last one it saw never skips one committed late by a slower writer.
+async fn a_reader_following_concurrent_writers_misses_no_change(backend: &Backend) {
+    let store = backend.store.as_ref();
+    let default = collection("default");
+    let subject = store.create_subject(&new_subject(&default, "many")).await.unwrap();
+    let templates: Vec<Template> = (0..40).map(|_| template(subject.id, None)).collect();
+    let writers = async {
+        let writes = templates.chunks(2).map(|pair| store.add_templates(pair));
+        for result in futures_join(writes).await {
+            result.unwrap();
+        }
+    };
+    let reader = async {
+        let mut seen = std::collections::HashSet::new();
+        let mut last = 0;
+        while seen.len() < templates.len() {
+            for change in store.gallery_changes(last, 7).await.unwrap() {
+                assert!(change.seq > last);
+                last = change.seq;
+                seen.insert(change.template_id);
+            }
+            tokio::task::yield_now().await;
+        }
+        seen
+    };
+    let ((), seen) = tokio::join!(writers, reader);
+    let all: std::collections::HashSet<Uuid> = templates.iter().map(|t| t.id).collect();
+    assert_eq!(seen, all);
+}
+
+/// Runs futures concurrently on this task.
+async fn futures_join<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut pending: Vec<std::pin::Pin<Box<F>>> = futures.map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut done = true;
+        for (future, output) in pending.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(value) => *output = Some(value),
+                    std::task::Poll::Pending => done = false,
+                }
+            }
+        }
+        if done { std::task::Poll::Ready(()) } else { std::task::Poll::Pending }
+    })
+    .await;
+    outputs.into_iter().map(|o| o.expect("every future finished")).collect()
+}
+
+/// PostgreSQL: a replica waiting for gallery changes is woken by another replica's write,
+/// long before its poll interval.
+#[tokio::test]
+async fn postgres_notifies_waiting_replicas_of_gallery_changes() {
+    let db = TestDatabase::create().await;
+    let writer = PostgresStore::connect(&postgres_options(&db)).await.unwrap();
+    let watcher = PostgresStore::connect(&postgres_options(&db)).await.unwrap();
+    // The first wait opens the listening connection.
+    watcher.wait_for_gallery_change(Duration::from_millis(10)).await;
+    let subject = writer.create_subject(&new_subject(&collection("default"), "notified")).await.unwrap();
+    let poll = Duration::from_secs(60);
+    let started = std::time::Instant::now();
+    let (woken, ()) = tokio::join!(
+        async {
+            watcher.wait_for_gallery_change(poll).await;
+            started.elapsed()
+        },
+        async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            writer.add_templates(&[template(subject.id, None)]).await.unwrap();
+        }
+    );
+    assert!(woken < poll / 2, "woken by the notification, not the poll ({woken:?})");
+    assert_eq!(watcher.gallery_changes(0, 10).await.unwrap().len(), 1);
 }
