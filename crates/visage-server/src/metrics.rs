@@ -48,8 +48,18 @@ pub struct Metrics {
     pub enrolled_subjects: IntGaugeVec,
     pub enrolled_templates: IntGaugeVec,
     pub index_templates: IntGaugeVec,
+    /// No labels: absent while Redis is not configured, 1 or 0 once it is.
+    redis_up: IntGaugeVec,
+    pub redis_errors: IntCounterVec,
+    pub redis_fallbacks: IntCounterVec,
+    pub cache_requests: IntCounterVec,
     build_info: IntGaugeVec,
 }
+
+/// Redis operations, as `redis_errors_total{operation}` counts their failures.
+pub const REDIS_OPERATIONS: [&str; 4] = ["connect", "ping", "rate_limit", "idempotency"];
+/// What falls back to this replica's memory while Redis is unavailable.
+pub const REDIS_FEATURES: [&str; 2] = ["rate_limit", "idempotency"];
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("valid counter");
@@ -204,6 +214,30 @@ impl Metrics {
                 "Templates in this replica's in-memory 1:N index, per collection",
                 &["collection"],
             ),
+            redis_up: int_gauge_vec(
+                &r,
+                "redis_up",
+                "1 while Redis answers, 0 while it does not (absent when no Redis is configured)",
+                &[],
+            ),
+            redis_errors: counter(
+                &r,
+                "redis_errors_total",
+                "Failed or timed-out Redis commands and connection attempts, by operation",
+                &["operation"],
+            ),
+            redis_fallbacks: counter(
+                &r,
+                "redis_fallback_total",
+                "Requests served by this replica's in-process state because Redis was unavailable",
+                &["feature"],
+            ),
+            cache_requests: counter(
+                &r,
+                "cache_requests_total",
+                "Cache lookups by result; idempotency: hit = a stored response replayed, miss = a new key",
+                &["cache", "result"],
+            ),
             build_info: int_gauge_vec(
                 &r,
                 "visage_build_info",
@@ -232,7 +266,22 @@ impl Metrics {
             metrics.false_accepts.with_label_values(&[severity]);
             metrics.false_rejects.with_label_values(&[severity]);
         }
+        for operation in REDIS_OPERATIONS {
+            metrics.redis_errors.with_label_values(&[operation]);
+        }
+        for feature in REDIS_FEATURES {
+            metrics.redis_fallbacks.with_label_values(&[feature]);
+        }
+        for result in ["hit", "miss"] {
+            metrics.cache_requests.with_label_values(&["idempotency", result]);
+        }
         metrics
+    }
+
+    /// The `redis_up` gauge, for the Redis connection to keep up to date: it is exported (at 0)
+    /// from the first call on.
+    pub fn redis_up(&self) -> IntGauge {
+        self.redis_up.with_label_values::<&str>(&[])
     }
 
     /// Sets (or removes, when too little is known) the error-rate gauges of one source.
@@ -320,6 +369,16 @@ mod tests {
         assert_eq!(severity(Some(0.40), 0.35), "medium");
         assert_eq!(severity(Some(0.60), 0.35), "high");
         assert_eq!(severity(Some(0.10), 0.35), "high");
+    }
+
+    #[test]
+    fn redis_up_is_absent_until_set() {
+        let metrics = Metrics::new("0", "sface");
+        assert!(!metrics.render().contains("redis_up"));
+        let up = metrics.redis_up();
+        assert!(metrics.render().contains("\nredis_up 0\n"), "{}", metrics.render());
+        up.set(1);
+        assert!(metrics.render().contains("\nredis_up 1\n"));
     }
 
     #[test]
