@@ -26,6 +26,9 @@ use visage_store::{ApiKeyRecord, CollectionId, CollectionScope, Role, Template, 
 #[path = "api/traces.rs"]
 mod traces;
 
+#[path = "api/redis.rs"]
+mod shared_redis;
+
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
