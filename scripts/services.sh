@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Starts (or reuses) the servers the tests talk to: PostgreSQL at 127.0.0.1:5432 with trust
-# authentication for user postgres and a database `test`. A running server is used as it is;
-# an installed but stopped Debian cluster is started; on a machine without PostgreSQL (and
+# authentication for user postgres and a database `test`, and Redis at 127.0.0.1:6379. A running
+# server is used as it is; an installed but stopped one is started; on a machine without it (and
 # with root and apt) the Debian package is installed and set up for local tests only.
 set -euo pipefail
 
@@ -43,3 +43,29 @@ if [ -z "$(psql -h 127.0.0.1 -U postgres -d postgres -Atqc "SELECT 1 FROM pg_dat
   psql -h 127.0.0.1 -U postgres -d postgres -qc 'CREATE DATABASE test'
 fi
 say "PostgreSQL ready at 127.0.0.1:5432"
+
+# Redis: the API tests share one at 127.0.0.1:6379 (each under a key prefix of its own) and
+# start throwaway redis-server processes of their own for the outage test.
+redis_up() { command -v redis-cli >/dev/null && [ "$(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" = PONG ]; }
+
+if ! command -v redis-server >/dev/null; then
+  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+    say "redis-server is not installed and cannot be installed here (needs root and apt)"
+    exit 1
+  fi
+  say "installing Redis (Debian package)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools >/dev/null
+fi
+if ! redis_up; then
+  say "starting Redis"
+  # The packaged service where there is an init system; else a daemon on loopback, no persistence.
+  service redis-server start >/dev/null 2>&1 || true
+  for _ in $(seq 1 10); do redis_up && break; sleep 1; done
+  if ! redis_up; then
+    redis-server --bind 127.0.0.1 --port 6379 --save '' --appendonly no --daemonize yes \
+      --logfile /tmp/visage-test-redis.log
+    for _ in $(seq 1 30); do redis_up && break; sleep 1; done
+  fi
+  redis_up || { say "Redis did not come up at 127.0.0.1:6379"; exit 1; }
+fi
+say "Redis ready at 127.0.0.1:6379"

@@ -25,7 +25,7 @@ use visage_store::{
     CollectionId, NewAuditEvent, PostgresOptions, PostgresStore, SqliteStore, Store, StoreError,
 };
 
-use crate::auth::{Caller, RateLimiter};
+use crate::auth::Caller;
 use crate::calibration::Calibration;
 use crate::config::{Config, Profile};
 use crate::dto::enum_name;
@@ -34,6 +34,7 @@ use crate::gallery::GalleryIndex;
 use crate::metrics::{Metrics, ObservedRates};
 use crate::pipeline::Pipeline;
 use crate::pool::InferencePool;
+use crate::shared_state::SharedState;
 
 /// Everything a request handler may use.
 pub struct App {
@@ -44,7 +45,8 @@ pub struct App {
     pub keys: KeyRing,
     pub calibration: Calibration,
     pub liveness_threshold: f32,
-    pub rate_limiter: RateLimiter,
+    /// Rate limits and idempotency keys: in Redis, shared by the replicas, or in this process.
+    pub shared: SharedState,
     /// Name of the running recognizer, stored with every template.
     pub model: String,
     pub ready: AtomicBool,
@@ -342,9 +344,10 @@ impl Application {
                 },
             );
         }
+        let shared = SharedState::connect(&config, &metrics).await;
         let state = Arc::new(App {
             metrics,
-            rate_limiter: RateLimiter::new(config.rate_limit.requests_per_second, config.rate_limit.burst),
+            shared,
             config,
             store,
             pool,
@@ -412,6 +415,7 @@ fn router(state: AppState) -> Router {
     let timeout = Duration::from_secs(state.config.server.request_timeout_seconds);
     crate::routes::routes()
         .fallback(|| async { ApiError::NotFound })
+        .layer(middleware::from_fn_with_state(state.clone(), crate::idempotency::middleware))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
         .layer(CatchPanicLayer::custom(|_| ApiError::Internal("a handler panicked".into()).into_response()))

@@ -43,18 +43,23 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        // Already authenticated (and counted) by a middleware that needed the caller first.
+        if let Some(caller) = parts.extensions.get::<Caller>() {
+            return Ok(caller.clone());
+        }
         let token = presented_token(parts).ok_or(ApiError::Unauthorized)?;
         let (id, secret) = apikey::parse(token).ok_or(ApiError::Unauthorized)?;
         let record = state.store.get_api_key(id).await?.ok_or(ApiError::Unauthorized)?;
         if record.revoked_at.is_some() || !apikey::matches(secret, &record.secret_hash) {
             return Err(ApiError::Unauthorized);
         }
-        state.rate_limiter.check(&record.id)?;
+        state.shared.check_rate_limit(&record.id).await?;
         Ok(Caller { key_id: record.id, role: record.role, scope: record.scope })
     }
 }
 
-/// Token buckets per key id. Kept in this process; the Redis backend shares them across replicas.
+/// Token buckets per key id, in this process: the limiter without Redis, and the fallback while
+/// Redis is down (`shared_state` keeps the shared buckets in Redis).
 pub struct RateLimiter {
     per_second: f64,
     burst: f64,
@@ -87,10 +92,15 @@ impl RateLimiter {
             bucket.tokens -= 1.0;
             Ok(())
         } else {
-            let retry_after = ((1.0 - bucket.tokens) / self.per_second).ceil().max(1.0) as u64;
+            let retry_after = retry_after_seconds((1.0 - bucket.tokens) / self.per_second);
             Err(ApiError::RateLimited { retry_after })
         }
     }
+}
+
+/// `Retry-After` for a bucket that has a token again in `wait` seconds: whole seconds, at least 1.
+pub(crate) fn retry_after_seconds(wait: f64) -> u64 {
+    wait.ceil().max(1.0) as u64
 }
 
 #[cfg(test)]

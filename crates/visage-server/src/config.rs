@@ -36,7 +36,7 @@ impl Serialize for Secret {
     }
 }
 
-/// A database URL: printed and serialized with its password replaced.
+/// A database URL (PostgreSQL or Redis): printed and serialized with its password replaced.
 #[derive(Clone, Deserialize, PartialEq, Eq)]
 #[serde(transparent)]
 pub struct DatabaseUrl(String);
@@ -120,6 +120,7 @@ pub struct Config {
     pub verification: VerificationConfig,
     pub liveness: LivenessConfig,
     pub rate_limit: RateLimitConfig,
+    pub redis: RedisConfig,
     pub monitoring: MonitoringConfig,
     pub tracing: TracingConfig,
 }
@@ -269,6 +270,28 @@ pub struct RateLimitConfig {
     pub burst: u32,
 }
 
+/// Redis shared by the replicas: per-key rate limits and idempotency keys. Without it (or while
+/// it is down) both are kept in each replica's memory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RedisConfig {
+    /// `redis://:password@host:6379/0` (password redacted when printed); unset or empty: no Redis.
+    pub url: Option<DatabaseUrl>,
+    /// Prefix of every key visage writes, so that several deployments can share one Redis.
+    pub key_prefix: String,
+    /// Longest wait for one Redis command (or connection attempt); after a failure Redis is
+    /// left alone for a second and the in-process fallbacks answer.
+    pub command_timeout_ms: u64,
+    /// How long a finished request's response is kept for replay under its `Idempotency-Key`.
+    pub idempotency_ttl_seconds: u64,
+}
+
+impl RedisConfig {
+    /// The Redis URL, when one is configured (an empty value counts as unset).
+    pub fn redis_url(&self) -> Option<&str> {
+        self.url.as_ref().map(DatabaseUrl::expose).filter(|url| !url.is_empty())
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MonitoringConfig {
     /// The error-rate gauges use labelled decisions of the last this many hours...
@@ -355,6 +378,12 @@ impl Config {
                 enrol: LivenessMode::Off,
             },
             rate_limit: RateLimitConfig { requests_per_second: 0.0, burst: 20 },
+            redis: RedisConfig {
+                url: None,
+                key_prefix: "visage:".into(),
+                command_timeout_ms: 250,
+                idempotency_ttl_seconds: 24 * 60 * 60,
+            },
             monitoring: MonitoringConfig {
                 feedback_window_hours: 24,
                 feedback_window_size: 10_000,
@@ -440,6 +469,16 @@ impl Config {
                 "database.max_connections and database.acquire_timeout_seconds must be at least 1".to_owned(),
             );
         }
+        if let Some(url) = self.redis.redis_url()
+            && !url.starts_with("redis://")
+        {
+            problems.push("redis.url must be a redis:// URL".to_owned());
+        }
+        if self.redis.command_timeout_ms == 0 || self.redis.idempotency_ttl_seconds == 0 {
+            problems.push(
+                "redis.command_timeout_ms and redis.idempotency_ttl_seconds must be at least 1".to_owned(),
+            );
+        }
         if self.encryption.key.is_some() && self.encryption.key_file.is_some() {
             problems.push("set encryption.key or encryption.key_file, not both".to_owned());
         }
@@ -516,6 +555,13 @@ pub const OPTIONS: &[(&str, &str)] = &[
     ("liveness.enrol", "off | report | require [off]"),
     ("rate_limit.requests_per_second", "per API key, 0 = off [0]"),
     ("rate_limit.burst", "requests above the sustained rate a key may send at once [20]"),
+    (
+        "redis.url",
+        "Redis shared by the replicas (password redacted when printed); unset = per replica [unset]",
+    ),
+    ("redis.key_prefix", "prefix of every Redis key visage writes [visage:]"),
+    ("redis.command_timeout_ms", "longest wait for one Redis command before the in-process fallback [250]"),
+    ("redis.idempotency_ttl_seconds", "how long a response is kept for Idempotency-Key replays [86400]"),
     ("monitoring.feedback_window_hours", "FAR/FRR/EER gauges use labelled decisions of this many hours [24]"),
     ("monitoring.feedback_window_size", "and at most this many of them [10000]"),
     ("monitoring.min_labelled", "labelled attempts of a class needed before its gauge appears [30]"),
@@ -588,6 +634,10 @@ mod tests {
             assert!(!printed.contains("hunter2"), "{printed}");
             assert!(printed.contains("db"), "the host still shows");
         }
+        config.redis.url = Some(DatabaseUrl::new("redis://:hunter2@cache:6379/0"));
+        let printed = format!("{:?} {}", config, config.redacted_json());
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(printed.contains("redis://:[redacted]@cache:6379/0"), "{printed}");
         let plain = DatabaseUrl::new("postgres://postgres@127.0.0.1:5432/test");
         assert_eq!(plain.redacted(), "postgres://postgres@127.0.0.1:5432/test");
         assert_eq!(

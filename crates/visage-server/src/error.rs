@@ -64,6 +64,10 @@ pub enum ApiError {
     Unauthorized,
     #[error("this API key may not do that")]
     Forbidden,
+    #[error("this Idempotency-Key was used for a different request")]
+    IdempotencyKeyReused,
+    #[error("a request with this Idempotency-Key is still running; retry later")]
+    IdempotencyInProgress,
     #[error("rate limit exceeded; retry after {retry_after} s")]
     RateLimited { retry_after: u64 },
     #[error("the service is at capacity; retry after {retry_after} s")]
@@ -121,6 +125,8 @@ pub const ERROR_CODES: &[&str] = &[
     "model_mismatch",
     "unauthorized",
     "forbidden",
+    "idempotency_key_reused",
+    "idempotency_in_progress",
     "rate_limited",
     "overloaded",
     "storage_unavailable",
@@ -148,7 +154,8 @@ impl ApiError {
             Self::LowQuality { .. }
             | Self::SpoofDetected { .. }
             | Self::LivenessInconclusive { .. }
-            | Self::ConsentRequired => StatusCode::UNPROCESSABLE_ENTITY,
+            | Self::ConsentRequired
+            | Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::InBatch { source, .. } => source.status(),
             Self::InvalidRequest(_) | Self::ImageMissing => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -160,7 +167,8 @@ impl ApiError {
             | Self::CollectionExists
             | Self::ModelMismatch { .. }
             | Self::SubjectHasNoFaces
-            | Self::AlreadyLabelled => StatusCode::CONFLICT,
+            | Self::AlreadyLabelled
+            | Self::IdempotencyInProgress => StatusCode::CONFLICT,
             Self::VerificationNotFound => StatusCode::NOT_FOUND,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
@@ -196,6 +204,8 @@ impl ApiError {
             Self::ModelMismatch { .. } => "model_mismatch",
             Self::Unauthorized => "unauthorized",
             Self::Forbidden => "forbidden",
+            Self::IdempotencyKeyReused => "idempotency_key_reused",
+            Self::IdempotencyInProgress => "idempotency_in_progress",
             Self::RateLimited { .. } => "rate_limited",
             Self::Overloaded { .. } => "overloaded",
             Self::StorageUnavailable => "storage_unavailable",
@@ -227,7 +237,7 @@ impl ApiError {
     fn retry_after(&self) -> Option<u64> {
         match self {
             Self::RateLimited { retry_after } | Self::Overloaded { retry_after } => Some(*retry_after),
-            Self::StorageUnavailable | Self::Timeout => Some(1),
+            Self::StorageUnavailable | Self::Timeout | Self::IdempotencyInProgress => Some(1),
             _ => None,
         }
     }

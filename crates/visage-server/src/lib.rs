@@ -8,12 +8,14 @@ pub mod config;
 pub mod dto;
 pub mod error;
 pub mod gallery;
+pub mod idempotency;
 pub mod input;
 pub mod metrics;
 pub mod openapi;
 pub mod pipeline;
 pub mod pool;
 pub mod routes;
+pub mod shared_state;
 pub mod telemetry;
 
 pub use app::{App, AppState, Application};

@@ -58,8 +58,18 @@ pub struct Metrics {
     index_sync_age: Gauge,
     /// When the index last caught up with the database.
     gallery_synced: Mutex<Instant>,
+    /// No labels: absent while Redis is not configured, 1 or 0 once it is.
+    redis_up: IntGaugeVec,
+    pub redis_errors: IntCounterVec,
+    pub redis_fallbacks: IntCounterVec,
+    pub cache_requests: IntCounterVec,
     build_info: IntGaugeVec,
 }
+
+/// Redis operations, as `redis_errors_total{operation}` counts their failures.
+pub const REDIS_OPERATIONS: [&str; 4] = ["connect", "ping", "rate_limit", "idempotency"];
+/// What falls back to this replica's memory while Redis is unavailable.
+pub const REDIS_FEATURES: [&str; 2] = ["rate_limit", "idempotency"];
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("valid counter");
@@ -246,6 +256,30 @@ impl Metrics {
                 metric
             },
             gallery_synced: Mutex::new(Instant::now()),
+            redis_up: int_gauge_vec(
+                &r,
+                "redis_up",
+                "1 while Redis answers, 0 while it does not (absent when no Redis is configured)",
+                &[],
+            ),
+            redis_errors: counter(
+                &r,
+                "redis_errors_total",
+                "Failed or timed-out Redis commands and connection attempts, by operation",
+                &["operation"],
+            ),
+            redis_fallbacks: counter(
+                &r,
+                "redis_fallback_total",
+                "Requests served by this replica's in-process state because Redis was unavailable",
+                &["feature"],
+            ),
+            cache_requests: counter(
+                &r,
+                "cache_requests_total",
+                "Cache lookups by result; idempotency: hit = a stored response replayed, miss = a new key",
+                &["cache", "result"],
+            ),
             build_info: int_gauge_vec(
                 &r,
                 "visage_build_info",
@@ -271,6 +305,15 @@ impl Metrics {
             metrics.false_accepts.with_label_values(&[severity]);
             metrics.false_rejects.with_label_values(&[severity]);
         }
+        for operation in REDIS_OPERATIONS {
+            metrics.redis_errors.with_label_values(&[operation]);
+        }
+        for feature in REDIS_FEATURES {
+            metrics.redis_fallbacks.with_label_values(&[feature]);
+        }
+        for result in ["hit", "miss"] {
+            metrics.cache_requests.with_label_values(&["idempotency", result]);
+        }
         metrics
     }
 
@@ -284,6 +327,12 @@ impl Metrics {
         self.index_sync_age.set(synced.elapsed().as_secs_f64());
         self.index_version.set(version);
         self.index_memory.set(memory_bytes as i64);
+    }
+
+    /// The `redis_up` gauge, for the Redis connection to keep up to date: it is exported (at 0)
+    /// from the first call on.
+    pub fn redis_up(&self) -> IntGauge {
+        self.redis_up.with_label_values::<&str>(&[])
     }
 
     /// Sets (or removes, when too little is known) the error-rate gauges of one source.
@@ -371,6 +420,16 @@ mod tests {
         assert_eq!(severity(Some(0.40), 0.35), "medium");
         assert_eq!(severity(Some(0.60), 0.35), "high");
         assert_eq!(severity(Some(0.10), 0.35), "high");
+    }
+
+    #[test]
+    fn redis_up_is_absent_until_set() {
+        let metrics = Metrics::new("0", "sface", "ensemble");
+        assert!(!metrics.render().contains("redis_up"));
+        let up = metrics.redis_up();
+        assert!(metrics.render().contains("\nredis_up 0\n"), "{}", metrics.render());
+        up.set(1);
+        assert!(metrics.render().contains("\nredis_up 1\n"));
     }
 
     #[test]

@@ -18,7 +18,11 @@ use crate::routes;
             `X-API-Key: <key>`. Images go as multipart/form-data file parts, a raw image/* body, or \
             base64 text in JSON.\n\nEvery error has the shape \
             `{\"error\": {\"code\", \"message\", \"request_id\", \"details\"?}}`; see the ErrorDetail schema \
-            for the codes."
+            for the codes.\n\nCreating a subject and enrolling faces take an optional `Idempotency-Key` header \
+            (1-255 visible ASCII characters): a retry with the same key and the same request gets the first \
+            2xx answer again, with `Idempotent-Replayed: true`, instead of creating or enrolling twice. The \
+            same key with another request is 422 `idempotency_key_reused`, while the first still runs 409 \
+            `idempotency_in_progress`; a failed request frees its key."
     ),
     paths(
         routes::live,
@@ -41,7 +45,7 @@ use crate::routes;
         routes::prometheus_metrics,
     ),
     components(schemas(crate::calibration::OperatingPoint, crate::config::LivenessMode)),
-    modifiers(&Security, &ErrorCodes),
+    modifiers(&Security, &ErrorCodes, &IdempotencyKey),
     tags(
         (name = "analysis", description = "Detection, quality and liveness"),
         (name = "matching", description = "1:1 verification and 1:N identification"),
@@ -77,6 +81,42 @@ impl Modify for ErrorCodes {
         let codes = ERROR_CODES.join(", ");
         if let Some(info) = openapi.info.description.as_mut() {
             info.push_str(&format!("\n\nError codes: {codes}."));
+        }
+    }
+}
+
+/// The `Idempotency-Key` request header and the `Idempotent-Replayed` response header on the
+/// routes the idempotency middleware covers.
+struct IdempotencyKey;
+
+impl Modify for IdempotencyKey {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+        use utoipa::openapi::{HeaderBuilder, ObjectBuilder, RefOr, Required, Type};
+        for path in crate::idempotency::routes() {
+            let Some(operation) = openapi.paths.paths.get_mut(path).and_then(|item| item.post.as_mut())
+            else {
+                continue;
+            };
+            let key = ParameterBuilder::new()
+                .name("Idempotency-Key")
+                .parameter_in(ParameterIn::Header)
+                .required(Required::False)
+                .description(Some("makes a retry safe: the same key and request replay the first 2xx answer"))
+                .schema(Some(
+                    ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).max_length(Some(255)),
+                ))
+                .build();
+            operation.parameters.get_or_insert_with(Vec::new).push(RefOr::T(key));
+            for (status, response) in operation.responses.responses.iter_mut() {
+                if let (true, RefOr::T(response)) = (status.starts_with('2'), response) {
+                    let replayed = HeaderBuilder::new()
+                        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                        .description(Some("`true` when the answer is a replay for an Idempotency-Key"))
+                        .build();
+                    response.headers.insert("Idempotent-Replayed".into(), replayed.into());
+                }
+            }
         }
     }
 }

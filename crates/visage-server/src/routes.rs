@@ -203,6 +203,8 @@ pub async fn ready(State(app): State<AppState>) -> (StatusCode, Json<HealthDto>)
     checks.insert("storage".into(), json!(if storage_ok { "ok" } else { "unavailable" }));
     checks.insert("inference_queue".into(), json!(app.pool.queue_depth()));
     checks.insert("index_version".into(), json!(app.gallery.version()));
+    // Without Redis the service keeps serving on per-replica state: not a reason to be unready.
+    checks.insert("redis".into(), json!(app.shared.readiness().await));
     let ok = models_ok && storage_ok;
     let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(HealthDto { status: if ok { "ok" } else { "unavailable" }.into(), checks }))
@@ -838,6 +840,7 @@ async fn refresh_gauges(app: &App) {
     m.db_connections_in_use.set(i64::from(pool.in_use));
     m.db_connections_max.set(i64::from(pool.max));
     m.observe_gallery(app.gallery.version(), app.gallery.memory_bytes());
+    app.shared.refresh_metrics().await;
     if let Ok(counts) = app.store.counts().await {
         for c in counts {
             m.enrolled_subjects.with_label_values(&[&c.collection]).set(c.subjects as i64);

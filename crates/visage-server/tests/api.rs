@@ -28,6 +28,9 @@ mod replicas;
 #[path = "api/traces.rs"]
 mod traces;
 
+#[path = "api/redis.rs"]
+mod shared_redis;
+
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
