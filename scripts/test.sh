@@ -24,3 +24,8 @@ VISAGE_TEST_BACKEND=postgres cargo test -p visage-server --locked --test api
 # Deployment and monitoring files: compose, Prometheus rules and their unit tests, Alertmanager
 # routes, the dashboard, and a Prometheus scraping a running visage.
 scripts/check-deploy.sh
+# High availability on loopback (README "High availability test"): Traefik over 3 replicas,
+# PostgreSQL and Redis with replicas, an S3 server, all started and stopped by the script; a
+# replica killed, Redis and PostgreSQL stopped under load. It runs the debug binary that
+# `cargo test` has just built (the CLI tests use it).
+VISAGE_BIN="${CARGO_TARGET_DIR:-target}/debug/visage" scripts/ha-test.sh
