@@ -180,7 +180,7 @@ if [ "${1:-}" = "--ctl" ]; then
     start-pg) start_pg_primary ;;
     replica-readers)
       psql -h 127.0.0.1 -p "$PG_REPLICA_PORT" -U postgres -d postgres -Atqc \
-        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'visage'" ;;
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'visage-read'" ;;
     *) die "unknown --ctl action '$action'" ;;
   esac
   exit 0
