@@ -19,6 +19,8 @@
 # with HA_WORK set (kill-replica N, start-replica N, stop-redis, start-redis, stop-pg,
 # start-pg, replica-readers).
 set -euo pipefail
+# A relative VISAGE_BIN is relative to where the script was called from.
+if [ -n "${VISAGE_BIN:-}" ]; then VISAGE_BIN=$(realpath -m "$VISAGE_BIN"); fi
 cd "$(dirname "$0")/.."
 root=$PWD
 tools=$root/.tools
@@ -201,10 +203,7 @@ cleanup() {
   say "stopping everything the test started"
   [ -n "$driver_pid" ] && kill "$driver_pid" 2>/dev/null && wait "$driver_pid" 2>/dev/null
   for pidfile in "$HA_WORK"/pids/*; do
-    [ -e "$pidfile" ] || continue
-    local t0=$SECONDS
-    stop "$(basename "$pidfile")" TERM
-    say "stopped $(basename "$pidfile") in $((SECONDS - t0)) s"
+    [ -e "$pidfile" ] && stop "$(basename "$pidfile")" TERM
   done
   for cluster in primary replica; do
     if [ -f "$HA_WORK/pg/$cluster/postmaster.pid" ]; then
@@ -418,7 +417,8 @@ driver_args=(
   --s3 "127.0.0.1:$S3_PORT" --bucket "$S3_BUCKET"
 )
 for n in $(seq 1 "$REPLICAS"); do driver_args+=(--replica "$(replica_addr "$n")"); done
-python3 "$root/scripts/ha/driver.py" "${driver_args[@]}" &
+# A bound on the whole run (normally under two minutes): a hung driver fails instead of CI.
+timeout 900 python3 "$root/scripts/ha/driver.py" "${driver_args[@]}" &
 driver_pid=$!
 status=0
 wait "$driver_pid" || status=$?
