@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts (or reuses) the servers the tests talk to: PostgreSQL at 127.0.0.1:5432 with trust
-# authentication for user postgres and a database `test`. A running server is used as it is;
+# authentication for user postgres and a database `test`, and an S3 server (moto) at
+# 127.0.0.1:9000 (scripts/s3-server.sh). A running server is used as it is;
 # an installed but stopped Debian cluster is started; on a machine without PostgreSQL (and
 # with root and apt) the Debian package is installed and set up for local tests only.
 set -euo pipefail
@@ -43,3 +44,5 @@ if [ -z "$(psql -h 127.0.0.1 -U postgres -d postgres -Atqc "SELECT 1 FROM pg_dat
   psql -h 127.0.0.1 -U postgres -d postgres -qc 'CREATE DATABASE test'
 fi
 say "PostgreSQL ready at 127.0.0.1:5432"
+
+"$(dirname "$0")/s3-server.sh"

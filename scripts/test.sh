@@ -11,7 +11,8 @@ scripts/fetch-models.sh --mobilefacenet
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # PostgreSQL at 127.0.0.1:5432, started (or installed) when it does not run yet: the store
-# tests and the API suite's second run each create and drop databases of their own on it.
+# tests and the API suite's second run each create and drop databases of their own on it. An
+# S3 server (moto) at 127.0.0.1:9000 for the image storage tests, a bucket per test.
 scripts/services.sh
 # Databases left behind by interrupted runs (tests drop their own, also when they fail).
 psql -h 127.0.0.1 -U postgres -d test -Atqc \
