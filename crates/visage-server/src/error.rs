@@ -70,6 +70,8 @@ pub enum ApiError {
     Overloaded { retry_after: u64 },
     #[error("storage is unavailable")]
     StorageUnavailable,
+    #[error("image storage is unavailable")]
+    ImageStorageUnavailable,
     #[error("the request took too long")]
     Timeout,
     #[error("no such endpoint")]
@@ -124,6 +126,7 @@ pub const ERROR_CODES: &[&str] = &[
     "rate_limited",
     "overloaded",
     "storage_unavailable",
+    "image_storage_unavailable",
     "timeout",
     "not_found",
     "method_not_allowed",
@@ -165,9 +168,10 @@ impl ApiError {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Overloaded { .. } | Self::StorageUnavailable | Self::Timeout => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::Overloaded { .. }
+            | Self::StorageUnavailable
+            | Self::ImageStorageUnavailable
+            | Self::Timeout => StatusCode::SERVICE_UNAVAILABLE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -199,6 +203,7 @@ impl ApiError {
             Self::RateLimited { .. } => "rate_limited",
             Self::Overloaded { .. } => "overloaded",
             Self::StorageUnavailable => "storage_unavailable",
+            Self::ImageStorageUnavailable => "image_storage_unavailable",
             Self::Timeout => "timeout",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
@@ -227,7 +232,7 @@ impl ApiError {
     fn retry_after(&self) -> Option<u64> {
         match self {
             Self::RateLimited { retry_after } | Self::Overloaded { retry_after } => Some(*retry_after),
-            Self::StorageUnavailable | Self::Timeout => Some(1),
+            Self::StorageUnavailable | Self::ImageStorageUnavailable | Self::Timeout => Some(1),
             _ => None,
         }
     }

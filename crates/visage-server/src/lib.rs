@@ -8,11 +8,13 @@ pub mod config;
 pub mod dto;
 pub mod error;
 pub mod gallery;
+pub mod images;
 pub mod input;
 pub mod metrics;
 pub mod openapi;
 pub mod pipeline;
 pub mod pool;
+pub mod reembed;
 pub mod routes;
 pub mod telemetry;
 

@@ -3,8 +3,8 @@
 //! Error-rate gauges come from ground truth only and are absent while too little is known.
 
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use visage_stats::ScoreSet;
 use visage_store::LabelledVerification;
@@ -48,11 +48,18 @@ pub struct Metrics {
     pub enrolled_subjects: IntGaugeVec,
     pub enrolled_templates: IntGaugeVec,
     pub index_templates: IntGaugeVec,
+    pub image_deletions_failed: IntCounter,
     build_info: IntGaugeVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("valid counter");
+    registry.register(Box::new(metric.clone())).expect("unique metric");
+    metric
+}
+
+fn int_counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let metric = IntCounter::new(name, help).expect("valid counter");
     registry.register(Box::new(metric.clone())).expect("unique metric");
     metric
 }
@@ -203,6 +210,11 @@ impl Metrics {
                 "index_templates",
                 "Templates in this replica's in-memory 1:N index, per collection",
                 &["collection"],
+            ),
+            image_deletions_failed: int_counter(
+                &r,
+                "image_deletions_failed_total",
+                "Stored images that could not be deleted after retries (each also an image.delete audit event)",
             ),
             build_info: int_gauge_vec(
                 &r,
