@@ -102,6 +102,13 @@ def compose_ha(path):
     expect(("8080", 8080) in ports and ("443", 443) in ports, "traefik: 443 and the dashboard on 8080")
     labels = api.get("labels", {})
     expect(labels.get("traefik.http.routers.face-api.tls.certresolver") == "le", "face-api: routed over TLS by Traefik")
+    retry = "traefik.http.middlewares.face-api-retry.retry."
+    expect(all(labels.get(f"traefik.http.routers.{r}.middlewares") == "face-api-retry" for r in ("face-api", "face-api-local"))
+           and labels.get(retry + "status") == "502" and labels.get(retry + "retrynonidempotentmethod") == "true",
+           "face-api: Traefik retries a 502 from a dying replica on another, POSTs too")
+    expect(labels.get("traefik.http.services.face-api.loadbalancer.healthcheck.interval") == "1s"
+           and "traefik.http.services.face-api.loadbalancer.passivehealthcheck.maxfailedattempts" in labels,
+           "face-api: Traefik checks readiness every second and skips a replica that just failed")
     replica = " ".join(services["redis-replica"].get("command", []))
     expect("--replicaof redis 6379" in replica, "redis-replica follows redis")
     expect(services["postgres-replica"]["environment"].get("PRIMARY_HOST") == "postgres",

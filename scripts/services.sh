@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts (or reuses) the servers the tests talk to: PostgreSQL at 127.0.0.1:5432 with trust
-# authentication for user postgres and a database `test`, and Redis at 127.0.0.1:6379. A running
-# server is used as it is; an installed but stopped one is started; on a machine without it (and
+# authentication for user postgres and a database `test`, Redis at 127.0.0.1:6379, and an S3
+# server (moto) at 127.0.0.1:9000 (scripts/s3-server.sh). A running server is used as it is;
+# an installed but stopped one is started; on a machine without it (and
 # with root and apt) the Debian package is installed and set up for local tests only.
 set -euo pipefail
 
@@ -69,3 +70,4 @@ if ! redis_up; then
   redis_up || { say "Redis did not come up at 127.0.0.1:6379"; exit 1; }
 fi
 say "Redis ready at 127.0.0.1:6379"
+"$(dirname "$0")/s3-server.sh"

@@ -12,7 +12,8 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # PostgreSQL at 127.0.0.1:5432 and Redis at 127.0.0.1:6379, started (or installed) when they do
 # not run yet. The store tests and the API suite's second run each create and drop PostgreSQL
-# databases of their own; the API tests use Redis under key prefixes of their own.
+# databases of their own; the API tests use Redis under key prefixes of their own. An S3 server
+# (moto) at 127.0.0.1:9000 for the image storage tests, a bucket per test.
 scripts/services.sh
 # Databases left behind by interrupted runs (tests drop their own, also when they fail).
 psql -h 127.0.0.1 -U postgres -d test -Atqc \

@@ -2,11 +2,9 @@
 //! then scores each comparison; scores liveness over real and attack folders.
 
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
 
 use anyhow::{Context as _, bail};
 use serde::Serialize;
@@ -16,56 +14,7 @@ use visage_stats::ScoreSet;
 use crate::cache::{self, EmbeddingCache, Outcome};
 use crate::commands::Context;
 use crate::dataset::Comparisons;
-
-/// Progress of a long run on stderr: a line redrawn in place on a terminal, a line per 5%
-/// otherwise (logs stay short).
-pub struct Progress {
-    what: &'static str,
-    total: usize,
-    done: AtomicUsize,
-    started: Instant,
-    terminal: bool,
-}
-
-impl Progress {
-    pub fn new(what: &'static str, total: usize) -> Self {
-        Self {
-            what,
-            total,
-            done: AtomicUsize::new(0),
-            started: Instant::now(),
-            terminal: std::io::stderr().is_terminal(),
-        }
-    }
-
-    pub fn tick(&self) {
-        let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
-        let step = (self.total / 20).max(1);
-        if !(self.terminal || done.is_multiple_of(step) || done == self.total) {
-            return;
-        }
-        let elapsed = self.started.elapsed().as_secs_f64();
-        let eta = elapsed / done as f64 * (self.total - done) as f64;
-        let width = 30;
-        let filled = done * width / self.total.max(1);
-        let line = format!(
-            "{} [{}{}] {done}/{} {elapsed:.0}s, eta {eta:.0}s",
-            self.what,
-            "#".repeat(filled),
-            "-".repeat(width - filled),
-            self.total
-        );
-        let mut err = std::io::stderr().lock();
-        if self.terminal {
-            let _ = write!(err, "\r{line}");
-            if done == self.total {
-                let _ = writeln!(err);
-            }
-        } else {
-            let _ = writeln!(err, "{line}");
-        }
-    }
-}
+use crate::progress::Progress;
 
 /// Runs `work` over `items` on `threads` threads, keeping the input order.
 pub fn parallel_map<T: Sync, R: Send>(

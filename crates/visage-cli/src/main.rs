@@ -5,6 +5,8 @@ mod commands;
 mod dataset;
 mod evaluation;
 mod lfw;
+mod progress;
+mod reembed;
 mod report;
 mod service;
 
@@ -195,6 +197,34 @@ enum Command {
         #[arg(long)]
         listen: Option<String>,
     },
+    /// Change the recognizer without downtime: give every enrolled face a template of the
+    /// recognizer `--to`, made from its stored image, while the service keeps matching with
+    /// the old ones; rerun to catch up (resumable); then `--prune` deletes the old templates.
+    /// Reads the configuration `visage serve` reads (database, keys, images, models).
+    Reembed {
+        #[command(flatten)]
+        service: ServiceArgs,
+        /// The new recognizer.
+        #[arg(long, value_enum)]
+        to: Recognizer,
+        /// Templates read and embedded together (in parallel on inference.workers threads).
+        #[arg(long, default_value_t = 32)]
+        batch: u32,
+        /// Delete the templates of other recognizers and their images, once every face has a
+        /// template of `--to` (restart the replicas on it first).
+        #[arg(long)]
+        prune: bool,
+        /// With --prune: also delete faces without a template of `--to` (they are lost).
+        #[arg(long, requires = "prune")]
+        force: bool,
+    },
+    /// Stored enrolment images.
+    Images {
+        #[command(flatten)]
+        service: ServiceArgs,
+        #[command(subcommand)]
+        action: ImagesAction,
+    },
     /// Create, list and revoke the service's API keys.
     Keys {
         #[command(flatten)]
@@ -232,6 +262,17 @@ enum KeysAction {
     List,
     /// Revoke a key by id; it stops working at once.
     Revoke { id: String },
+}
+
+#[derive(Subcommand)]
+enum ImagesAction {
+    /// Delete the images no template refers to (left behind by a deletion that failed, see the
+    /// image.delete audit events, or by a crash between an upload and its template), once they
+    /// are older than --older-than-hours.
+    Sweep {
+        #[arg(long, default_value_t = 24)]
+        older_than_hours: u64,
+    },
 }
 
 fn parse_role(text: &str) -> Result<visage_store::Role, String> {
@@ -427,6 +468,16 @@ fn main() -> ExitCode {
         Command::Serve { ref service, ref listen } => {
             let overrides = service_overrides(&cli, &matches, service.data_dir.clone(), listen.clone());
             service::load_config(service.config.as_deref(), &overrides).and_then(service::serve)
+        }
+        Command::Reembed { ref service, to, batch, prune, force } => {
+            let overrides = service_overrides(&cli, &matches, service.data_dir.clone(), None);
+            service::load_config(service.config.as_deref(), &overrides)
+                .and_then(|config| reembed::run(&config, to.into(), batch, prune, force))
+        }
+        Command::Images { ref service, action: ImagesAction::Sweep { older_than_hours } } => {
+            let overrides = service_overrides(&cli, &matches, service.data_dir.clone(), None);
+            service::load_config(service.config.as_deref(), &overrides)
+                .and_then(|config| reembed::sweep(&config, older_than_hours))
         }
         Command::Keys { ref service, ref action } => {
             let overrides = service_overrides(&cli, &matches, service.data_dir.clone(), None);

@@ -200,6 +200,30 @@ fn keys_are_created_listed_and_revoked_and_only_their_hash_is_stored() {
     assert!(!bad_role.status.success());
 }
 
+#[test]
+fn reembed_and_sweep_report_what_they_did_and_force_needs_prune() {
+    let dir = tempfile::tempdir().unwrap();
+    // An empty gallery: nothing to re-embed, so no model is even loaded.
+    let out = service(dir.path(), &["reembed", "--to", "mobilefacenet", "--batch", "4"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((summary["to"].as_str(), summary["done"].as_u64()), (Some("mobilefacenet"), Some(0)));
+    assert_eq!(summary["status"]["untwinned"], 0);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("re-embedded 0 templates"));
+    let pruned = service(dir.path(), &["reembed", "--to", "mobilefacenet", "--prune"]);
+    assert!(pruned.status.success(), "{}", String::from_utf8_lossy(&pruned.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&pruned.stdout).unwrap();
+    assert_eq!(summary["deleted"], 0);
+    let forced = service(dir.path(), &["reembed", "--to", "mobilefacenet", "--force"]);
+    assert!(!forced.status.success(), "--force only goes with --prune");
+    let unknown = service(dir.path(), &["reembed", "--to", "facenet"]);
+    assert!(!unknown.status.success());
+    let swept = service(dir.path(), &["images", "sweep", "--older-than-hours", "1"]);
+    assert!(swept.status.success(), "{}", String::from_utf8_lossy(&swept.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&swept.stdout).unwrap();
+    assert_eq!((summary["images"].as_u64(), summary["deleted"].as_u64()), (Some(0), Some(0)));
+}
+
 /// `psql` against the test server (PostgreSQL at 127.0.0.1:5432, user postgres, trust auth).
 fn psql(database: &str, sql: &str) -> String {
     let output = Command::new("psql")

@@ -2,7 +2,7 @@
 
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -20,7 +20,8 @@ use tower_http::timeout::TimeoutLayer;
 use tracing::Instrument;
 use uuid::Uuid;
 use visage_face::{EngineConfig, FaceEngine, LivenessModel, ModelPaths};
-use visage_store::crypto::{KeyRing, SealedTemplate, TemplateKey};
+use visage_objects::ImageStore;
+use visage_store::crypto::{KeyRing, TemplateKey};
 use visage_store::{
     CollectionId, NewAuditEvent, PostgresOptions, PostgresStore, SqliteStore, Store, StoreError,
 };
@@ -47,6 +48,8 @@ pub struct App {
     pub liveness_threshold: f32,
     /// Rate limits and idempotency keys: in Redis, shared by the replicas, or in this process.
     pub shared: SharedState,
+    /// Enrolment images (sealed), when `storage.store_images` is on; see images.rs.
+    pub images: ImageStore,
     /// Name of the running recognizer, stored with every template.
     pub model: String,
     pub ready: AtomicBool,
@@ -80,42 +83,6 @@ impl App {
         }
     }
 
-    fn images_dir(&self) -> PathBuf {
-        self.config.storage.data_dir.join("images")
-    }
-
-    /// Keeps an enrolment image, sealed like a template; returns its reference.
-    pub fn store_image(&self, template_id: Uuid, subject_id: Uuid, bytes: &[u8]) -> anyhow::Result<String> {
-        let sealed = self.keys.seal_bytes(template_id, subject_id, bytes);
-        let name = format!("{template_id}.img");
-        let mut file = Vec::with_capacity(sealed.ciphertext.len() + 64);
-        file.extend_from_slice(sealed.key_id.as_bytes());
-        file.push(b'\n');
-        file.extend_from_slice(&sealed.nonce);
-        file.extend_from_slice(&sealed.ciphertext);
-        std::fs::create_dir_all(self.images_dir())?;
-        std::fs::write(self.images_dir().join(&name), file)?;
-        Ok(name)
-    }
-
-    /// Reads back a stored image (for re-embedding after a model change).
-    pub fn load_image(
-        &self,
-        template_id: Uuid,
-        subject_id: Uuid,
-        reference: &str,
-    ) -> anyhow::Result<Vec<u8>> {
-        let file = std::fs::read(self.images_dir().join(reference))?;
-        let newline = file.iter().position(|&b| b == b'\n').context("malformed image file")?;
-        anyhow::ensure!(file.len() >= newline + 13, "malformed image file");
-        let sealed = SealedTemplate {
-            key_id: String::from_utf8(file[..newline].to_vec())?,
-            nonce: file[newline + 1..newline + 13].to_vec(),
-            ciphertext: file[newline + 13..].to_vec(),
-        };
-        Ok(self.keys.open_bytes(template_id, subject_id, &sealed)?.to_vec())
-    }
-
     /// Brings the 1:N index up to date after a write of this replica, so the caller's next
     /// search sees it. The write was also applied to the index directly, so a failure here
     /// only delays changes made elsewhere until the next poll.
@@ -124,22 +91,11 @@ impl App {
             tracing::warn!(error = %err, "could not read gallery changes after a write");
         }
     }
-
-    pub fn delete_images<'a>(&self, references: impl IntoIterator<Item = &'a String>) {
-        for reference in references {
-            let path = self.images_dir().join(reference);
-            if let Err(err) = std::fs::remove_file(&path)
-                && err.kind() != std::io::ErrorKind::NotFound
-            {
-                tracing::error!(error = %err, "could not delete a stored image");
-            }
-        }
-    }
 }
 
 /// Reads the template keys: configured, from a file, or (development only) generated once
 /// into the data directory.
-fn key_ring(config: &Config) -> anyhow::Result<KeyRing> {
+pub(crate) fn key_ring(config: &Config) -> anyhow::Result<KeyRing> {
     let active = match (&config.encryption.key, &config.encryption.key_file) {
         (Some(key), _) => TemplateKey::from_base64(key.expose())?,
         (None, Some(file)) => {
@@ -216,7 +172,11 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
 }
 
 /// Loads the models and warms them up (blocking: call from a blocking thread).
-fn load_pipeline(config: &Config, workers: usize, liveness_threshold: f32) -> anyhow::Result<Pipeline> {
+pub(crate) fn load_pipeline(
+    config: &Config,
+    workers: usize,
+    liveness_threshold: f32,
+) -> anyhow::Result<Pipeline> {
     let paths = ModelPaths::new(&config.models.dir);
     let backend = visage_face::BackendKind::from(config.models.backend).create(&paths, workers)?;
     let engine_config = EngineConfig {
@@ -232,7 +192,10 @@ fn load_pipeline(config: &Config, workers: usize, liveness_threshold: f32) -> an
     Ok(pipeline)
 }
 
-/// Opens every stored template of the running recognizer into the in-memory index.
+/// Opens the stored templates of the running recognizer into the in-memory index. Templates of
+/// other recognizers (before, during and after a model change: `visage reembed`) are left out
+/// and counted; when none is of this recognizer but others exist the service refuses to start,
+/// since it would match nobody.
 async fn load_gallery(
     store: &dyn Store,
     keys: &KeyRing,
@@ -242,17 +205,30 @@ async fn load_gallery(
     let gallery = GalleryIndex::new(dim, model);
     let started = Instant::now();
     let report = gallery.load(store, keys).await.context("loading the 1:N index")?;
-    if report.other_models > 0 {
-        tracing::warn!(
-            other_models = report.other_models,
-            "stored templates of another recognizer are not searched (re-embedding in progress, or the wrong models.recognizer)"
-        );
-    }
     tracing::info!(
         templates = report.indexed,
         version = gallery.version(),
         millis = started.elapsed().as_millis() as u64,
         "1:N index loaded"
+    );
+    if report.other_models.is_empty() {
+        return Ok(gallery);
+    }
+    let others =
+        report.other_models.iter().map(|(m, n)| format!("{n} of {m}")).collect::<Vec<_>>().join(", ");
+    anyhow::ensure!(
+        report.indexed > 0,
+        "no stored template was made by recognizer {model}, which this service runs ({others}): \
+         run `visage reembed --to {model}` first (it needs stored images), or start with the \
+         recognizer that made them (models.recognizer)"
+    );
+    let status = store.model_status(model).await?;
+    tracing::warn!(
+        loaded = report.indexed,
+        other_recognizers = %others,
+        without_twin = status.untwinned,
+        "templates of other recognizers are not loaded; those without a {model} twin are not matched \
+         until `visage reembed --to {model}` runs"
     );
     Ok(gallery)
 }
@@ -328,6 +304,7 @@ impl Application {
         let gallery =
             load_gallery(store.as_ref(), &keys, &model, config.models.recognizer.dimension()).await?;
         let pool = InferencePool::start(Arc::new(pipeline), workers, config.inference.queue_capacity);
+        let images = ImageStore::open(&config.image_backend())?;
         let listener = TcpListener::bind(&config.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;
@@ -352,6 +329,7 @@ impl Application {
             store,
             pool,
             gallery,
+            images,
             keys,
             calibration,
             liveness_threshold,

@@ -93,8 +93,8 @@ pub enum Profile {
     Production,
 }
 
-/// What a request does about liveness.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+/// What a request does about liveness, weakest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LivenessMode {
     /// No liveness check.
@@ -105,12 +105,25 @@ pub enum LivenessMode {
     Require,
 }
 
+impl LivenessMode {
+    /// The mode a request runs with: its own choice, except that in production it cannot go
+    /// below the configured mode, so a caller cannot switch off a required anti-spoofing check.
+    pub fn for_request(requested: Option<Self>, configured: Self, profile: Profile) -> Self {
+        match requested {
+            Some(asked) if profile == Profile::Production => asked.max(configured),
+            Some(asked) => asked,
+            None => configured,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Config {
     pub profile: Profile,
     pub server: ServerConfig,
     pub models: ModelsConfig,
     pub storage: StorageConfig,
+    pub images: ImagesConfig,
     pub database: DatabaseConfig,
     pub index: IndexConfig,
     pub encryption: EncryptionConfig,
@@ -166,6 +179,40 @@ pub struct StorageConfig {
     pub data_dir: PathBuf,
     /// Keep enrolment images (encrypted) beside the templates; off: templates are enough.
     pub store_images: bool,
+}
+
+/// Where enrolment images are kept (when `storage.store_images` is on). They are sealed with
+/// the template key before they are written: the bucket or directory holds only ciphertext.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImagesConfig {
+    pub backend: ImageBackend,
+    /// S3 server, e.g. `http://minio:9000` (plain HTTP allowed for `http://` endpoints);
+    /// unset: AWS.
+    pub s3_endpoint: Option<String>,
+    pub s3_bucket: Option<String>,
+    pub s3_region: String,
+    /// Unset: `AWS_ACCESS_KEY_ID` (and the other standard AWS variables).
+    pub s3_access_key_id: Option<String>,
+    /// Unset: `AWS_SECRET_ACCESS_KEY`.
+    pub s3_secret_access_key: Option<Secret>,
+    /// Bound on one image upload, download or deletion, retries included.
+    pub timeout_seconds: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageBackend {
+    /// Files under `storage.data_dir/images`.
+    Local,
+    /// An S3 bucket (MinIO, AWS).
+    S3,
+}
+
+impl ImagesConfig {
+    /// An empty value (`VISAGE_IMAGES__S3_ENDPOINT=`) counts as unset.
+    fn non_empty(value: &Option<String>) -> Option<String> {
+        value.clone().filter(|v| !v.is_empty())
+    }
 }
 
 /// The PostgreSQL server backend; without a URL the embedded SQLite database is used.
@@ -360,6 +407,15 @@ impl Config {
                 startup_timeout_seconds: 60,
             },
             index: IndexConfig { poll_interval_ms: 1000 },
+            images: ImagesConfig {
+                backend: ImageBackend::Local,
+                s3_endpoint: None,
+                s3_bucket: None,
+                s3_region: "us-east-1".into(),
+                s3_access_key_id: None,
+                s3_secret_access_key: None,
+                timeout_seconds: 10,
+            },
             encryption: EncryptionConfig { key: None, key_file: None, previous_keys: Vec::new() },
             inference: InferenceConfig { workers: 0, queue_capacity: 32 },
             limits: LimitsConfig {
@@ -479,6 +535,19 @@ impl Config {
                 "redis.command_timeout_ms and redis.idempotency_ttl_seconds must be at least 1".to_owned(),
             );
         }
+        if self.images.backend == ImageBackend::S3
+            && ImagesConfig::non_empty(&self.images.s3_bucket).is_none()
+        {
+            problems.push("images.backend = \"s3\" needs images.s3_bucket".to_owned());
+        }
+        if let Some(endpoint) = ImagesConfig::non_empty(&self.images.s3_endpoint)
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            problems.push("images.s3_endpoint must be an http:// or https:// URL".to_owned());
+        }
+        if self.images.timeout_seconds == 0 {
+            problems.push("images.timeout_seconds must be at least 1".to_owned());
+        }
         if self.encryption.key.is_some() && self.encryption.key_file.is_some() {
             problems.push("set encryption.key or encryption.key_file, not both".to_owned());
         }
@@ -500,6 +569,28 @@ impl Config {
 
     pub fn database_path(&self) -> PathBuf {
         self.storage.data_dir.join("visage.db")
+    }
+
+    /// Where images are kept: `data_dir/images`, or the configured bucket.
+    pub fn image_backend(&self) -> visage_objects::Backend {
+        let images = &self.images;
+        match images.backend {
+            ImageBackend::Local => {
+                visage_objects::Backend::Local { dir: self.storage.data_dir.join("images") }
+            }
+            ImageBackend::S3 => visage_objects::Backend::S3(visage_objects::S3Options {
+                endpoint: ImagesConfig::non_empty(&images.s3_endpoint),
+                bucket: ImagesConfig::non_empty(&images.s3_bucket).unwrap_or_default(),
+                region: images.s3_region.clone(),
+                access_key_id: ImagesConfig::non_empty(&images.s3_access_key_id),
+                secret_access_key: images
+                    .s3_secret_access_key
+                    .as_ref()
+                    .map(|s| s.expose().to_owned())
+                    .filter(|s| !s.is_empty()),
+                timeout: std::time::Duration::from_secs(images.timeout_seconds),
+            }),
+        }
     }
 
     /// The configuration as JSON, secrets redacted: what `visage serve` prints at start.
@@ -527,6 +618,13 @@ pub const OPTIONS: &[(&str, &str)] = &[
     ("models.face_selection", "single | central | largest: the face a single-face request uses [central]"),
     ("storage.data_dir", "embedded database, development key and images [data]"),
     ("storage.store_images", "keep enrolment images (encrypted) [false]"),
+    ("images.backend", "where kept images go: local (data_dir/images) | s3 [local]"),
+    ("images.s3_endpoint", "S3 server, e.g. http://minio:9000 (path-style requests); unset = AWS [unset]"),
+    ("images.s3_bucket", "bucket for images; required with images.backend = s3 [unset]"),
+    ("images.s3_region", "S3 region [us-east-1]"),
+    ("images.s3_access_key_id", "S3 access key id [AWS_ACCESS_KEY_ID]"),
+    ("images.s3_secret_access_key", "S3 secret key (secret) [AWS_SECRET_ACCESS_KEY]"),
+    ("images.timeout_seconds", "bound on one image upload, download or deletion, retries included [10]"),
     ("database.url", "PostgreSQL URL (password redacted when printed); unset = embedded SQLite [unset]"),
     ("database.max_connections", "PostgreSQL connections per replica [10]"),
     ("database.acquire_timeout_seconds", "wait for a connection before 503 storage_unavailable [3]"),
@@ -587,6 +685,20 @@ pub fn options_help() -> String {
 mod tests {
     use super::*;
 
+    #[test]
+    fn production_requests_may_raise_the_liveness_mode_but_not_lower_it() {
+        use LivenessMode::{Off, Report, Require};
+        let mode = LivenessMode::for_request;
+        assert_eq!(mode(None, Require, Profile::Production), Require);
+        assert_eq!(mode(Some(Off), Require, Profile::Production), Require);
+        assert_eq!(mode(Some(Report), Require, Profile::Production), Require);
+        assert_eq!(mode(Some(Require), Off, Profile::Production), Require);
+        assert_eq!(mode(Some(Off), Report, Profile::Production), Report);
+        // A development service does what the request asks.
+        assert_eq!(mode(Some(Off), Require, Profile::Development), Off);
+        assert_eq!(mode(None, Report, Profile::Development), Report);
+    }
+
     fn leaf_keys(value: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
         match value {
             serde_json::Value::Object(map) => {
@@ -643,6 +755,29 @@ mod tests {
         assert_eq!(
             DatabaseUrl::new("postgres://visage:hunter2@db:5432/visage").redacted(),
             "postgres://visage:[redacted]@db:5432/visage"
+        );
+    }
+
+    #[test]
+    fn the_s3_backend_needs_a_bucket_and_an_http_endpoint() {
+        let mut config = Config::defaults(Profile::Development);
+        config.images.backend = ImageBackend::S3;
+        assert!(config.validate().unwrap_err().to_string().contains("images.s3_bucket"));
+        config.images.s3_bucket = Some("visage-images".into());
+        config.images.s3_endpoint = Some("minio:9000".into());
+        assert!(config.validate().unwrap_err().to_string().contains("images.s3_endpoint"));
+        config.images.s3_endpoint = Some("http://minio:9000".into());
+        config.images.s3_secret_access_key = Some(Secret::new("minio-secret-123"));
+        config.validate().unwrap();
+        assert!(!format!("{:?} {}", config, config.redacted_json()).contains("minio-secret-123"));
+        let visage_objects::Backend::S3(options) = config.image_backend() else { panic!("s3") };
+        assert_eq!(
+            (options.endpoint.as_deref(), options.region.as_str()),
+            (Some("http://minio:9000"), "us-east-1")
+        );
+        config.images.backend = ImageBackend::Local;
+        assert!(
+            matches!(config.image_backend(), visage_objects::Backend::Local { dir } if dir.ends_with("images"))
         );
     }
 

@@ -74,6 +74,8 @@ pub enum ApiError {
     Overloaded { retry_after: u64 },
     #[error("storage is unavailable")]
     StorageUnavailable,
+    #[error("image storage is unavailable")]
+    ImageStorageUnavailable,
     #[error("the request took too long")]
     Timeout,
     #[error("no such endpoint")]
@@ -130,6 +132,7 @@ pub const ERROR_CODES: &[&str] = &[
     "rate_limited",
     "overloaded",
     "storage_unavailable",
+    "image_storage_unavailable",
     "timeout",
     "not_found",
     "method_not_allowed",
@@ -173,9 +176,10 @@ impl ApiError {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Overloaded { .. } | Self::StorageUnavailable | Self::Timeout => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::Overloaded { .. }
+            | Self::StorageUnavailable
+            | Self::ImageStorageUnavailable
+            | Self::Timeout => StatusCode::SERVICE_UNAVAILABLE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -209,6 +213,7 @@ impl ApiError {
             Self::RateLimited { .. } => "rate_limited",
             Self::Overloaded { .. } => "overloaded",
             Self::StorageUnavailable => "storage_unavailable",
+            Self::ImageStorageUnavailable => "image_storage_unavailable",
             Self::Timeout => "timeout",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
@@ -237,7 +242,10 @@ impl ApiError {
     fn retry_after(&self) -> Option<u64> {
         match self {
             Self::RateLimited { retry_after } | Self::Overloaded { retry_after } => Some(*retry_after),
-            Self::StorageUnavailable | Self::Timeout | Self::IdempotencyInProgress => Some(1),
+            Self::StorageUnavailable
+            | Self::ImageStorageUnavailable
+            | Self::Timeout
+            | Self::IdempotencyInProgress => Some(1),
             _ => None,
         }
     }

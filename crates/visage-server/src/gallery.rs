@@ -39,11 +39,11 @@ pub struct GalleryIndex {
 }
 
 /// What a full load found.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct LoadReport {
     pub indexed: usize,
-    /// Templates of another recognizer, waiting for a re-embedding roll-out to finish.
-    pub other_models: usize,
+    /// Templates of other recognizers by recognizer, waiting for a re-embedding roll-out.
+    pub other_models: std::collections::BTreeMap<String, usize>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,7 +76,7 @@ impl GalleryIndex {
         for entry in store.all_templates().await? {
             let t = &entry.template;
             if t.model != self.model {
-                report.other_models += 1;
+                *report.other_models.entry(t.model.clone()).or_default() += 1;
                 continue;
             }
             // At start an unreadable template means a missing key: refuse to serve a gallery

@@ -7,7 +7,9 @@
 //! other answer releases the key so the client can try again. The same key with another
 //! request is 422 `idempotency_key_reused`; while the first request runs it is 409
 //! `idempotency_in_progress`. Keys live in Redis, shared by the replicas, or in this replica's
-//! memory while Redis is unavailable (or not configured).
+//! memory while Redis is unavailable (or not configured). In Redis a reservation is a short
+//! lease the running request keeps renewing, so that a replica that dies mid-request frees the
+//! key for the client's retry within [`LEASE`] instead of blocking it for the request timeout.
 
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
@@ -59,11 +61,30 @@ return redis.call('GET', KEYS[1])
     )
 });
 
-/// Replaces our reservation ARGV[1] with the finished record ARGV[2] for ARGV[3] ms.
-static COMPLETE: LazyLock<Script> = LazyLock::new(|| {
+/// How long a reservation in Redis lasts unless renewed, and how often a running request
+/// renews it.
+pub const LEASE: Duration = Duration::from_secs(5);
+const RENEW_EVERY: Duration = Duration::from_secs(1);
+
+/// Extends our reservation ARGV[1] of KEYS[1] to ARGV[2] ms from now.
+static RENEW: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+",
+    )
+});
+
+/// Replaces our reservation ARGV[1] with the finished record ARGV[2] for ARGV[3] ms; also
+/// when the lease lapsed meanwhile (a Redis blip), unless another request took the key.
+static COMPLETE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local held = redis.call('GET', KEYS[1])
+if held == ARGV[1] or not held then
   redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
   return 1
 end
@@ -228,15 +249,21 @@ enum Begin {
 }
 
 impl SharedState {
-    /// Reserves the key, or says what holds it.
-    async fn idempotency_begin(&self, key: String, fingerprint: String, ttl: Duration) -> ApiResult<Begin> {
+    /// Reserves the key (for [`LEASE`] in Redis, renewed by the request; for `local_ttl` in
+    /// this replica's memory, which dies with it), or says what holds it.
+    async fn idempotency_begin(
+        &self,
+        key: String,
+        fingerprint: String,
+        local_ttl: Duration,
+    ) -> ApiResult<Begin> {
         let marker =
             Record::InProgress { token: Uuid::new_v4().to_string(), fingerprint: fingerprint.clone() }
                 .to_json();
         let mut from_redis = None;
         if let Some(redis) = self.redis() {
             let (k, m) = (key.clone(), marker.clone());
-            let millis = ttl.as_millis() as u64;
+            let millis = LEASE.as_millis() as u64;
             let reserved = redis
                 .run("idempotency", |mut connection| async move {
                     BEGIN.key(k).arg(m).arg(millis).invoke_async::<Option<String>>(&mut connection).await
@@ -249,7 +276,7 @@ impl SharedState {
         }
         let (on_redis, existing) = match from_redis {
             Some(existing) => (true, existing),
-            None => (false, self.local_idempotency.begin(&key, &marker, ttl)),
+            None => (false, self.local_idempotency.begin(&key, &marker, local_ttl)),
         };
         let Some(existing) = existing else {
             self.count_cache("idempotency", "miss");
@@ -303,6 +330,19 @@ impl SharedState {
         self.local_idempotency.complete(&ticket.key, &ticket.marker, &record, ttl);
     }
 
+    /// Extends the Redis lease of a running request. A failure is left to the next renewal:
+    /// the lease outlasts several.
+    async fn idempotency_renew(&self, ticket: &Ticket) {
+        let Some(redis) = self.redis().filter(|_| ticket.on_redis) else { return };
+        let (k, m) = (ticket.key.clone(), ticket.marker.clone());
+        let millis = LEASE.as_millis() as u64;
+        let _ = redis
+            .run("idempotency", |mut connection| async move {
+                RENEW.key(k).arg(m).arg(millis).invoke_async::<i64>(&mut connection).await
+            })
+            .await;
+    }
+
     /// Frees the key after a failed request, so that the client may try again.
     async fn idempotency_release(&self, ticket: &Ticket) {
         if ticket.on_redis
@@ -321,9 +361,9 @@ impl SharedState {
     }
 }
 
-/// How long a reservation outlives a request that never finishes (a crashed replica): the
-/// request timeout twice, and some.
-fn in_progress_ttl(app: &App) -> Duration {
+/// How long a reservation in this replica's memory outlives a request that never finishes:
+/// the request timeout twice, and some.
+fn local_reservation_ttl(app: &App) -> Duration {
     Duration::from_secs(2 * app.config.server.request_timeout_seconds + 10)
 }
 
@@ -359,7 +399,7 @@ async fn idempotent(app: AppState, scope: &str, request: Request, next: Next) ->
     let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     let fingerprint = fingerprint(&parts.method, &parts.uri, content_type, &bytes);
     let key = app.shared.key(&["idempotency", caller.key_id.as_str(), scope, header_hash.as_str()]);
-    let ticket = match app.shared.idempotency_begin(key, fingerprint, in_progress_ttl(&app)).await? {
+    let ticket = match app.shared.idempotency_begin(key, fingerprint, local_reservation_ttl(&app)).await? {
         Begin::Reserved(ticket) => ticket,
         Begin::Replay(response) => return Ok(response),
         Begin::InProgress => return Err(ApiError::IdempotencyInProgress),
@@ -373,7 +413,11 @@ async fn idempotent(app: AppState, scope: &str, request: Request, next: Next) ->
     let running = {
         let (app, ticket) = (app.clone(), ticket.clone());
         let work = async move {
+            let renewal = ticket.on_redis.then(|| tokio::spawn(renew_lease(app.clone(), ticket.clone())));
             let response = next.run(request).await;
+            if let Some(renewal) = renewal {
+                renewal.abort();
+            }
             settle(&app, &ticket, response).await
         };
         tokio::spawn(REQUEST_ID.scope(request_id, work).in_current_span())
@@ -384,6 +428,15 @@ async fn idempotent(app: AppState, scope: &str, request: Request, next: Next) ->
             app.shared.idempotency_release(&ticket).await;
             Err(ApiError::Internal(format!("the request task failed: {err}")))
         }
+    }
+}
+
+/// Renews the reservation until aborted when the request is over.
+async fn renew_lease(app: AppState, ticket: Ticket) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + RENEW_EVERY, RENEW_EVERY);
+    loop {
+        ticks.tick().await;
+        app.shared.idempotency_renew(&ticket).await;
     }
 }
 

@@ -63,6 +63,7 @@ pub struct Metrics {
     pub redis_errors: IntCounterVec,
     pub redis_fallbacks: IntCounterVec,
     pub cache_requests: IntCounterVec,
+    pub image_deletions_failed: IntCounter,
     build_info: IntGaugeVec,
 }
 
@@ -77,6 +78,12 @@ fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntC
     metric
 }
 
+fn int_counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let metric = IntCounter::new(name, help).expect("valid counter");
+    registry.register(Box::new(metric.clone())).expect("unique metric");
+    metric
+}
+
 fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
     let metric = GaugeVec::new(Opts::new(name, help), labels).expect("valid gauge");
     registry.register(Box::new(metric.clone())).expect("unique metric");
@@ -85,12 +92,6 @@ fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> Ga
 
 fn int_gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let metric = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid gauge");
-    registry.register(Box::new(metric.clone())).expect("unique metric");
-    metric
-}
-
-fn int_counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
-    let metric = IntCounter::new(name, help).expect("valid counter");
     registry.register(Box::new(metric.clone())).expect("unique metric");
     metric
 }
@@ -279,6 +280,11 @@ impl Metrics {
                 "cache_requests_total",
                 "Cache lookups by result; idempotency: hit = a stored response replayed, miss = a new key",
                 &["cache", "result"],
+            ),
+            image_deletions_failed: int_counter(
+                &r,
+                "image_deletions_failed_total",
+                "Stored images that could not be deleted after retries (each also an image.delete audit event)",
             ),
             build_info: int_gauge_vec(
                 &r,

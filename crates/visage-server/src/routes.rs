@@ -23,6 +23,7 @@ use crate::calibration::OperatingPoint;
 use crate::config::LivenessMode;
 use crate::dto::*;
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::images::Deletion;
 use crate::input::{IMAGE_FIELD, ImageForm, REFERENCE_FIELD};
 use crate::pipeline::{LivenessVerdict, Pick, Probe, StageTimes};
 
@@ -302,7 +303,7 @@ async fn verify_inner(
     caller.require(Role::Verify)?;
     let params: VerifyParams = form.params()?;
     let point = app.operating_point(params.far_target)?;
-    let mode = params.liveness.unwrap_or(app.config.liveness.verify);
+    let mode = LivenessMode::for_request(params.liveness, app.config.liveness.verify, app.config.profile);
     let image = form.take(IMAGE_FIELD).ok_or(ApiError::ImageMissing)?;
     let reference = form.take(REFERENCE_FIELD);
     let subject = match (params.subject_id, &reference) {
@@ -316,9 +317,13 @@ async fn verify_inner(
     };
     let templates = match &subject {
         Some(s) => {
-            let templates = app.store.list_templates(s.id).await?;
+            let stored = app.store.list_templates(s.id).await?;
+            let Some(first) = stored.first() else { return Err(ApiError::SubjectHasNoFaces) };
+            let stored_model = first.model.clone();
+            // Templates of another recognizer are not comparable (a model change under way).
+            let templates: Vec<Template> = stored.into_iter().filter(|t| t.model == app.model).collect();
             if templates.is_empty() {
-                return Err(ApiError::SubjectHasNoFaces);
+                return Err(ApiError::ModelMismatch { stored: stored_model, running: app.model.clone() });
             }
             templates
         }
@@ -372,9 +377,6 @@ async fn verify_inner(
 fn best_similarity(app: &App, templates: &[Template], probe: &[f32]) -> ApiResult<f32> {
     let mut best = f32::NEG_INFINITY;
     for t in templates {
-        if t.model != app.model {
-            return Err(ApiError::ModelMismatch { stored: t.model.clone(), running: app.model.clone() });
-        }
         let values =
             app.keys.open(t.id, t.subject_id, &t.sealed).map_err(|e| ApiError::Internal(e.to_string()))?;
         best = best.max(visage_index::dot(&values, probe));
@@ -412,7 +414,7 @@ async fn identify_inner(
     }
     let point = app.operating_point(params.far_target)?;
     let top_k = params.top_k.unwrap_or(5).clamp(1, app.config.verification.max_top_k);
-    let mode = params.liveness.unwrap_or(app.config.liveness.identify);
+    let mode = LivenessMode::for_request(params.liveness, app.config.liveness.identify, app.config.profile);
     let image = form.take(IMAGE_FIELD).ok_or(ApiError::ImageMissing)?;
     let (probe, liveness) = app.probe(&caller, image, Pick::Configured, mode).await?;
     let search_started = Instant::now();
@@ -618,7 +620,7 @@ pub async fn erase_subject(
     let erasure = app.store.erase_subject(id).await?.ok_or(ApiError::SubjectNotFound)?;
     app.gallery.remove_subject(id);
     app.refresh_gallery().await;
-    app.delete_images(&erasure.image_refs);
+    app.delete_images(erasure.image_refs.clone(), Deletion::Erasure).await;
     app.audit(
         Some(&caller),
         "subject.erase",
@@ -645,7 +647,7 @@ pub async fn enrol_faces(
 ) -> ApiResult<(StatusCode, Json<FaceList>)> {
     let subject = app.subject_for(&caller, id, Role::Enrol).await?;
     let params: EnrolParams = form.params()?;
-    let mode = params.liveness.unwrap_or(app.config.liveness.enrol);
+    let mode = LivenessMode::for_request(params.liveness, app.config.liveness.enrol, app.config.profile);
     let images = form.take_all(IMAGE_FIELD);
     if images.is_empty() {
         return Err(ApiError::ImageMissing);
@@ -663,6 +665,7 @@ pub async fn enrol_faces(
     };
     let mut templates = Vec::with_capacity(images.len());
     let mut verdicts = Vec::with_capacity(images.len());
+    let mut kept_images = Vec::with_capacity(images.len());
     for (index, bytes) in images.into_iter().enumerate() {
         let kept = app.config.storage.store_images.then(|| bytes.clone());
         let (probe, liveness) =
@@ -671,25 +674,37 @@ pub async fn enrol_faces(
             return Err(in_batch(index, ApiError::LowQuality { reasons: probe.face.quality.issues.clone() }));
         }
         let template_id = Uuid::now_v7();
-        let image_ref = match kept {
-            Some(bytes) => Some(
-                app.store_image(template_id, id, &bytes).map_err(|e| ApiError::Internal(e.to_string()))?,
-            ),
-            None => None,
-        };
         templates.push(Template {
             id: template_id,
             subject_id: id,
             model: app.model.clone(),
             sealed: app.keys.seal(template_id, id, probe.face.embedding.as_slice()),
             quality: serde_json::to_value(probe.face.quality.measures).expect("measures serialize"),
-            image_ref,
+            image_ref: None,
             created_at: Utc::now(),
+            source_template_id: None,
         });
         verdicts.push((liveness, probe.face.embedding));
+        kept_images.push(kept);
+    }
+    // Every image passed: upload them, then store the templates; a failure of either undoes
+    // the uploads, so nothing is kept of a refused enrolment.
+    let mut uploaded = Vec::new();
+    for (template, kept) in templates.iter_mut().zip(kept_images) {
+        let Some(bytes) = kept else { continue };
+        match app.store_image(template.id, id, &bytes).await {
+            Ok(reference) => {
+                uploaded.push(reference.clone());
+                template.image_ref = Some(reference);
+            }
+            Err(err) => {
+                app.delete_images(uploaded, Deletion::EnrolmentRollback).await;
+                return Err(err);
+            }
+        }
     }
     if let Err(err) = app.store.add_templates(&templates).await {
-        app.delete_images(templates.iter().filter_map(|t| t.image_ref.as_ref()));
+        app.delete_images(uploaded, Deletion::EnrolmentRollback).await;
         return Err(err.into());
     }
     let mut faces = Vec::with_capacity(templates.len());
@@ -719,7 +734,11 @@ pub async fn list_faces(
 ) -> ApiResult<Json<FaceList>> {
     app.subject_for(&caller, id, Role::Read).await?;
     let templates = app.store.list_templates(id).await?;
-    Ok(Json(FaceList { faces: templates.iter().map(|t| FaceRecordDto::new(t, None)).collect() }))
+    // The faces as this service matches them: during a model change a face also has a
+    // template of the other recognizer, which is not listed twice.
+    let faces =
+        templates.iter().filter(|t| t.model == app.model).map(|t| FaceRecordDto::new(t, None)).collect();
+    Ok(Json(FaceList { faces }))
 }
 
 #[utoipa::path(delete, path = "/v1/subjects/{id}/faces/{face_id}", tag = "subjects",
@@ -731,17 +750,24 @@ pub async fn delete_face(
     Path((id, face_id)): Path<(Uuid, Uuid)>,
 ) -> ApiResult<StatusCode> {
     let subject = app.subject_for(&caller, id, Role::Enrol).await?;
-    let template = app.store.delete_template(id, face_id).await?.ok_or(ApiError::FaceNotFound)?;
-    app.gallery.remove_template(face_id);
+    // The face goes with all its templates: the one named and its twins of other recognizers.
+    let deleted = app.store.delete_template(id, face_id).await?;
+    if deleted.is_empty() {
+        return Err(ApiError::FaceNotFound);
+    }
+    for template in &deleted {
+        app.gallery.remove_template(template.id);
+    }
     app.refresh_gallery().await;
-    app.delete_images(template.image_ref.iter());
+    app.delete_images(deleted.iter().filter_map(|t| t.image_ref.clone()).collect(), Deletion::FaceDelete)
+        .await;
     app.audit(
         Some(&caller),
         "face.delete",
         "ok",
         Some(&subject.collection),
         Some(id),
-        json!({ "face_id": face_id }),
+        json!({ "face_id": face_id, "templates": deleted.len() }),
     )
     .await;
     Ok(StatusCode::NO_CONTENT)

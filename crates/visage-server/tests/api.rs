@@ -23,6 +23,10 @@ use visage_store::crypto::{SealedTemplate, TemplateKey};
 use visage_store::testing::TestDatabase;
 use visage_store::{ApiKeyRecord, CollectionId, CollectionScope, Role, Template, apikey};
 
+#[path = "api/objects.rs"]
+mod objects;
+#[path = "api/reembed.rs"]
+mod reembed;
 #[path = "api/replicas.rs"]
 mod replicas;
 #[path = "api/traces.rs"]
@@ -395,8 +399,8 @@ async fn erasure_removes_everything_and_a_later_verify_says_subject_not_found() 
             originals.iter().all(|o| !on_disk.windows(64).any(|w| w == &o[..64])),
             "image stored in the clear"
         );
-        let opened = app.state.load_image(template.id, bob, reference).unwrap();
-        assert!(originals.contains(&opened), "the sealed image opens to the uploaded bytes");
+        let opened = app.state.load_image(template.id, bob, reference).await.unwrap();
+        assert!(originals.contains(&*opened), "the sealed image opens to the uploaded bytes");
     }
 
     expect(app.delete(&format!("/v1/subjects/{bob}"), &app.admin).await, StatusCode::NO_CONTENT).await;
@@ -675,23 +679,31 @@ async fn requests_get_named_errors_for_every_refusal() {
         .unwrap();
     expect_error(response, StatusCode::BAD_REQUEST, "invalid_request").await;
 
-    // A template made by another recognizer cannot be compared.
-    let template_id = Uuid::now_v7();
-    let sealed: SealedTemplate = app.state.keys.seal(template_id, bob, &[0.1; 192]);
-    app.state
-        .store
-        .add_templates(&[Template {
-            id: template_id,
-            subject_id: bob,
+    // Templates made by another recognizer are not compared: verification uses the templates of
+    // the running one, and a subject with none of those gets model_mismatch.
+    let other_model = |subject_id: Uuid| {
+        let id = Uuid::now_v7();
+        let sealed: SealedTemplate = app.state.keys.seal(id, subject_id, &[0.1; 192]);
+        Template {
+            id,
+            subject_id,
             model: "mobilefacenet".into(),
             sealed,
             quality: json!({}),
             image_ref: None,
             created_at: Utc::now(),
-        }])
-        .await
-        .unwrap();
-    let form = Form::new().part("image", jpeg(lfw("Bob_Graham_0005"))).text("subject_id", bob.to_string());
+            source_template_id: None,
+        }
+    };
+    app.state.store.add_templates(&[other_model(bob)]).await.unwrap();
+    assert_eq!(app.verify(bob, "Bob_Graham_0005").await["match"], true);
+    let listed =
+        expect(app.get(&format!("/v1/subjects/{bob}/faces"), &app.admin).await, StatusCode::OK).await;
+    assert_eq!(listed["faces"].as_array().unwrap().len(), 1, "faces of the running recognizer: {listed}");
+    assert_eq!(listed["faces"][0]["model"], "sface");
+    let carl = app.create_subject("carl").await;
+    app.state.store.add_templates(&[other_model(carl)]).await.unwrap();
+    let form = Form::new().part("image", jpeg(lfw("Bob_Graham_0005"))).text("subject_id", carl.to_string());
     expect_error(app.post_form("/v1/verify", &app.admin, form).await, StatusCode::CONFLICT, "model_mismatch")
         .await;
 }

@@ -81,7 +81,10 @@ pub trait Store: Send + Sync {
     /// Stores all templates or none.
     async fn add_templates(&self, templates: &[Template]) -> StoreResult<()>;
     async fn list_templates(&self, subject_id: Uuid) -> StoreResult<Vec<Template>>;
-    async fn delete_template(&self, subject_id: Uuid, template_id: Uuid) -> StoreResult<Option<Template>>;
+    /// Deletes a face: the template and the other templates of its face (its original and
+    /// their re-embedded twins), so that no recognizer keeps matching a deleted face. Returns
+    /// them (empty when the subject has no such template), the named one first.
+    async fn delete_template(&self, subject_id: Uuid, template_id: Uuid) -> StoreResult<Vec<Template>>;
     /// Every template of every subject, for building the 1:N index.
     async fn all_templates(&self) -> StoreResult<Vec<GalleryTemplate>>;
     /// Number of the newest gallery change (0 before the first). Changes are numbered in
@@ -94,6 +97,27 @@ pub trait Store: Send + Sync {
     async fn wait_for_gallery_change(&self, timeout: std::time::Duration) {
         tokio::time::sleep(timeout).await;
     }
+
+    /// Counts for a change to recognizer `model` (`visage reembed`).
+    async fn model_status(&self, model: &str) -> StoreResult<ModelStatus>;
+    /// Templates of recognizers other than `model` that match `filter`, in id order after
+    /// `after`.
+    async fn other_model_templates(
+        &self,
+        model: &str,
+        filter: TwinFilter,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> StoreResult<Vec<Template>>;
+    /// Stores a re-embedded twin (its `source_template_id` set). `false`, storing nothing, when
+    /// the source template is gone (its face was deleted or its subject erased meanwhile) or
+    /// already has a twin of this model.
+    async fn add_twin(&self, template: &Template) -> StoreResult<bool>;
+    /// Deletes templates by id (pruning an old model); returns how many there were. Twins of
+    /// a deleted template become originals.
+    async fn delete_templates(&self, ids: &[Uuid]) -> StoreResult<u64>;
+    /// Every stored image reference, for finding images no template refers to.
+    async fn image_refs(&self) -> StoreResult<Vec<String>>;
 
     async fn create_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()>;
     async fn get_api_key(&self, id: &str) -> StoreResult<Option<ApiKeyRecord>>;

@@ -106,6 +106,42 @@ pub struct Template {
     pub quality: serde_json::Value,
     pub image_ref: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// Set on a template re-embedded from another one's stored image (`visage reembed`): the
+    /// original of the face. `None` on originals.
+    pub source_template_id: Option<Uuid>,
+}
+
+impl Template {
+    /// The original template of the face this template belongs to (itself for an original).
+    pub fn face_id(&self) -> Uuid {
+        self.source_template_id.unwrap_or(self.id)
+    }
+}
+
+/// Which templates of other recognizers than a target one a listing returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TwinFilter {
+    /// Originals whose face has no template of the target yet: what re-embedding works on.
+    Missing,
+    /// Templates whose face has a template of the target: what pruning deletes.
+    Present,
+    /// All of them (forced pruning).
+    Any,
+}
+
+/// Where the stored templates stand against a target recognizer, during a model change.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ModelStatus {
+    /// Templates made by the target.
+    pub current: u64,
+    /// Templates of other recognizers whose face has a template of the target.
+    pub twinned: u64,
+    /// Templates of other recognizers whose face has none yet.
+    pub untwinned: u64,
+    /// Of the untwinned, originals with a stored image (re-embeddable)...
+    pub reembeddable: u64,
+    /// ...and originals without one (only re-enrolment or pruning with force helps).
+    pub without_image: u64,
 }
 
 /// A template together with the collection of its subject, as the 1:N index loads it.

@@ -6,14 +6,15 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::{Postgres, Row};
 use uuid::Uuid;
 
 use crate::crypto::SealedTemplate;
 use crate::{
     ApiKeyRecord, AuditEvent, Collection, CollectionCounts, CollectionId, CollectionScope, Erasure,
-    GalleryChange, GalleryTemplate, LabelledVerification, Labelling, NewAuditEvent, NewSubject, PoolStats,
-    Role, Store, StoreError, StoreResult, Subject, Template, Truth, VerificationMode, VerificationRecord,
+    GalleryChange, GalleryTemplate, LabelledVerification, Labelling, ModelStatus, NewAuditEvent, NewSubject,
+    PoolStats, Role, Store, StoreError, StoreResult, Subject, Template, Truth, TwinFilter, VerificationMode,
+    VerificationRecord,
 };
 
 /// How the service reaches PostgreSQL.
@@ -115,7 +116,7 @@ fn stored(at: DateTime<Utc>) -> DateTime<Utc> {
 }
 
 const SUBJECT_COLUMNS: &str = "s.id, s.collection_id, s.external_id, s.metadata, s.consent, s.created_at,
-     (SELECT COUNT(*) FROM templates t WHERE t.subject_id = s.id) AS face_count";
+     (SELECT COUNT(*) FROM templates t WHERE t.subject_id = s.id AND t.source_template_id IS NULL) AS face_count";
 
 fn corrupt(what: &str, err: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {err}"))
@@ -151,6 +152,7 @@ fn template_from_row(row: &PgRow) -> StoreResult<Template> {
         quality: row.try_get("quality")?,
         image_ref: row.try_get("image_ref")?,
         created_at: row.try_get("created_at")?,
+        source_template_id: row.try_get("source_template_id")?,
     })
 }
 
@@ -195,12 +197,16 @@ fn api_key_from_row(row: &PgRow) -> StoreResult<ApiKeyRecord> {
 }
 
 const TEMPLATE_COLUMNS: &str =
-    "id, subject_id, model, key_id, nonce, ciphertext, quality, image_ref, created_at";
+    "id, subject_id, model, key_id, nonce, ciphertext, quality, image_ref, created_at, source_template_id";
 
-async fn insert_template(tx: &mut Transaction<'_, Postgres>, t: &Template) -> StoreResult<()> {
+async fn insert_template<'e>(
+    executor: impl sqlx::Executor<'e, Database = Postgres>,
+    t: &Template,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO templates (id, subject_id, model, key_id, nonce, ciphertext, quality, image_ref, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        "INSERT INTO templates (id, subject_id, model, key_id, nonce, ciphertext, quality, image_ref, created_at,
+                                source_template_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(t.id)
     .bind(t.subject_id)
@@ -211,13 +217,27 @@ async fn insert_template(tx: &mut Transaction<'_, Postgres>, t: &Template) -> St
     .bind(&t.quality)
     .bind(&t.image_ref)
     .bind(stored(t.created_at))
-    .execute(&mut **tx)
-    .await
-    .map_err(|err| match &err {
-        sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::Missing("subject"),
-        _ => err.into(),
-    })?;
+    .bind(t.source_template_id)
+    .execute(executor)
+    .await?;
     Ok(())
+}
+
+/// The face of template `t` (its original and that original's twins) has a template of
+/// recognizer `$1`.
+const FACE_HAS_MODEL: &str = "EXISTS (SELECT 1 FROM templates o WHERE o.model = $1
+     AND (o.id = COALESCE(t.source_template_id, t.id) OR o.source_template_id = COALESCE(t.source_template_id, t.id)))";
+
+/// `t` is an original without a twin of recognizer `$1`.
+const ORIGINAL_WITHOUT_TWIN: &str = "t.source_template_id IS NULL
+     AND NOT EXISTS (SELECT 1 FROM templates o WHERE o.source_template_id = t.id AND o.model = $1)";
+
+fn twin_condition(filter: TwinFilter) -> &'static str {
+    match filter {
+        TwinFilter::Missing => ORIGINAL_WITHOUT_TWIN,
+        TwinFilter::Present => FACE_HAS_MODEL,
+        TwinFilter::Any => "TRUE",
+    }
 }
 
 #[async_trait]
@@ -393,7 +413,10 @@ impl Store for PostgresStore {
     async fn add_templates(&self, templates: &[Template]) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
         for template in templates {
-            insert_template(&mut tx, template).await?;
+            insert_template(&mut *tx, template).await.map_err(|err| match &err {
+                sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::Missing("subject"),
+                _ => err.into(),
+            })?;
         }
         tx.commit().await?;
         Ok(())
@@ -405,21 +428,36 @@ impl Store for PostgresStore {
         rows.iter().map(template_from_row).collect()
     }
 
-    async fn delete_template(&self, subject_id: Uuid, template_id: Uuid) -> StoreResult<Option<Template>> {
-        let sql =
-            format!("DELETE FROM templates WHERE subject_id = $1 AND id = $2 RETURNING {TEMPLATE_COLUMNS}");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(subject_id)
-            .bind(template_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(template_from_row).transpose()
+    async fn delete_template(&self, subject_id: Uuid, template_id: Uuid) -> StoreResult<Vec<Template>> {
+        let mut tx = self.pool.begin().await?;
+        let face: Option<(Uuid,)> = sqlx::query_as(
+            "SELECT COALESCE(source_template_id, id) FROM templates WHERE subject_id = $1 AND id = $2",
+        )
+        .bind(subject_id)
+        .bind(template_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((face,)) = face else { return Ok(Vec::new()) };
+        // Locking the original makes a twin being stored meanwhile (its foreign key check
+        // shares this lock) either finish first, and be deleted below, or wait and then find
+        // its source gone.
+        sqlx::query("SELECT 1 FROM templates WHERE id = $1 FOR UPDATE").bind(face).execute(&mut *tx).await?;
+        let sql = format!(
+            "DELETE FROM templates WHERE subject_id = $1 AND (id = $2 OR source_template_id = $2)
+             RETURNING {TEMPLATE_COLUMNS}"
+        );
+        let rows =
+            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(subject_id).bind(face).fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        let mut deleted = rows.iter().map(template_from_row).collect::<StoreResult<Vec<_>>>()?;
+        deleted.sort_by_key(|t| (t.id != template_id, t.id));
+        Ok(deleted)
     }
 
     async fn all_templates(&self) -> StoreResult<Vec<GalleryTemplate>> {
         let rows = sqlx::query(
             "SELECT t.id, t.subject_id, t.model, t.key_id, t.nonce, t.ciphertext, t.quality, t.image_ref,
-                    t.created_at, s.collection_id
+                    t.created_at, t.source_template_id, s.collection_id
              FROM templates t JOIN subjects s ON s.id = t.subject_id ORDER BY t.id",
         )
         .fetch_all(&self.pool)
@@ -436,7 +474,8 @@ impl Store for PostgresStore {
     async fn gallery_changes(&self, after: i64, limit: u32) -> StoreResult<Vec<GalleryChange>> {
         let rows = sqlx::query(
             "SELECT c.seq, c.template_id AS changed_id, t.id, t.subject_id, t.model, t.key_id, t.nonce,
-                    t.ciphertext, t.quality, t.image_ref, t.created_at, s.collection_id
+                    t.ciphertext, t.quality, t.image_ref, t.created_at, t.source_template_id,
+                    s.collection_id
              FROM gallery_changes c
              LEFT JOIN templates t ON t.id = c.template_id
              LEFT JOIN subjects s ON s.id = t.subject_id
@@ -484,6 +523,79 @@ impl Store for PostgresStore {
                 tokio::time::sleep_until(deadline).await;
             }
         }
+    }
+
+    async fn model_status(&self, model: &str) -> StoreResult<ModelStatus> {
+        let sql = format!(
+            "SELECT COUNT(*) FILTER (WHERE t.model = $1) AS current,
+                    COUNT(*) FILTER (WHERE t.model <> $1 AND {FACE_HAS_MODEL}) AS twinned,
+                    COUNT(*) FILTER (WHERE t.model <> $1 AND NOT {FACE_HAS_MODEL}) AS untwinned,
+                    COUNT(*) FILTER (WHERE t.model <> $1 AND {ORIGINAL_WITHOUT_TWIN}
+                                     AND t.image_ref IS NOT NULL) AS reembeddable,
+                    COUNT(*) FILTER (WHERE t.model <> $1 AND {ORIGINAL_WITHOUT_TWIN}
+                                     AND t.image_ref IS NULL) AS without_image
+             FROM templates t"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(model).fetch_one(&self.pool).await?;
+        let count = |column: &str| -> StoreResult<u64> { Ok(row.try_get::<i64, _>(column)? as u64) };
+        Ok(ModelStatus {
+            current: count("current")?,
+            twinned: count("twinned")?,
+            untwinned: count("untwinned")?,
+            reembeddable: count("reembeddable")?,
+            without_image: count("without_image")?,
+        })
+    }
+
+    async fn other_model_templates(
+        &self,
+        model: &str,
+        filter: TwinFilter,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> StoreResult<Vec<Template>> {
+        let sql = format!(
+            "SELECT {TEMPLATE_COLUMNS} FROM templates t
+             WHERE t.model <> $1 AND {} AND ($2::uuid IS NULL OR t.id > $2) ORDER BY t.id LIMIT $3",
+            twin_condition(filter)
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(model)
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(template_from_row).collect()
+    }
+
+    async fn add_twin(&self, template: &Template) -> StoreResult<bool> {
+        if template.source_template_id.is_none() {
+            return Err(StoreError::Corrupt("a twin needs its source template".into()));
+        }
+        match insert_template(&self.pool, template).await {
+            Ok(()) => Ok(true),
+            // The source (or its subject) is gone, or another run stored the twin first.
+            Err(sqlx::Error::Database(db)) if db.is_foreign_key_violation() || db.is_unique_violation() => {
+                Ok(false)
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    async fn delete_templates(&self, ids: &[Uuid]) -> StoreResult<u64> {
+        let deleted =
+            sqlx::query("DELETE FROM templates WHERE id = ANY($1)").bind(ids).execute(&self.pool).await?;
+        Ok(deleted.rows_affected())
+    }
+
+    async fn image_refs(&self) -> StoreResult<Vec<String>> {
+        let refs: Vec<(String,)> =
+            sqlx::query_as("SELECT image_ref FROM templates WHERE image_ref IS NOT NULL")
+                .fetch_all(&self.pool)
+                .await?;
+        let mut refs: Vec<String> = refs.into_iter().map(|(r,)| r).collect();
+        refs.sort();
+        Ok(refs)
     }
 
     async fn create_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()> {

@@ -12,9 +12,9 @@ use uuid::Uuid;
 use visage_store::crypto::SealedTemplate;
 use visage_store::testing::TestDatabase;
 use visage_store::{
-    ApiKeyRecord, CollectionId, CollectionScope, Consent, Labelling, NewAuditEvent, NewSubject,
-    PostgresOptions, PostgresStore, Role, SqliteStore, Store, StoreError, Template, Truth, VerificationMode,
-    VerificationRecord,
+    ApiKeyRecord, CollectionId, CollectionScope, Consent, Labelling, ModelStatus, NewAuditEvent, NewSubject,
+    PostgresOptions, PostgresStore, Role, SqliteStore, Store, StoreError, Template, Truth, TwinFilter,
+    VerificationMode, VerificationRecord,
 };
 
 /// A store and what it keeps on its backend, for looking underneath the trait.
@@ -114,6 +114,8 @@ on_both_backends!(
     the_pool_reports_its_size_and_a_closed_store_is_unavailable,
     the_gallery_change_log_replays_every_write_in_order,
     a_reader_following_concurrent_writers_misses_no_change,
+    twins_follow_their_face_through_reembedding_and_pruning,
+    a_twin_is_never_left_behind_by_a_face_deleted_meanwhile,
 );
 
 fn collection(id: &str) -> CollectionId {
@@ -145,6 +147,19 @@ fn template(subject_id: Uuid, image_ref: Option<&str>) -> Template {
         quality: json!({ "sharpness": 0.5 }),
         image_ref: image_ref.map(str::to_owned),
         created_at: Utc::now(),
+        source_template_id: None,
+    }
+}
+
+/// A template re-embedded from `source` by recognizer `model`.
+fn twin(source: &Template, model: &str) -> Template {
+    let id = Uuid::now_v7();
+    Template {
+        id,
+        model: model.into(),
+        image_ref: Some(format!("{id}.img")),
+        source_template_id: Some(source.id),
+        ..template(source.subject_id, None)
     }
 }
 
@@ -259,10 +274,10 @@ async fn templates_are_stored_all_or_none_and_counted(backend: &Backend) {
     assert_eq!(all.len(), 2);
     assert!(all.iter().all(|g| g.collection == default && g.template.subject_id == subject.id));
 
-    let deleted = store.delete_template(subject.id, templates[1].id).await.unwrap().unwrap();
-    assert_eq!(deleted.id, templates[1].id);
-    assert!(store.delete_template(subject.id, templates[1].id).await.unwrap().is_none());
-    assert!(store.delete_template(Uuid::now_v7(), templates[0].id).await.unwrap().is_none());
+    let deleted = store.delete_template(subject.id, templates[1].id).await.unwrap();
+    assert_eq!(deleted.iter().map(|t| t.id).collect::<Vec<_>>(), [templates[1].id]);
+    assert!(store.delete_template(subject.id, templates[1].id).await.unwrap().is_empty());
+    assert!(store.delete_template(Uuid::now_v7(), templates[0].id).await.unwrap().is_empty());
 
     store.create_collection(&collection("empty")).await.unwrap();
     let counts = store.counts().await.unwrap();
@@ -439,7 +454,7 @@ async fn the_gallery_change_log_replays_every_write_in_order(backend: &Backend) 
     assert_eq!(current.template.sealed, a1.sealed);
 
     // A deleted face and an erased subject: new entries, and the old ones now resolve to nothing.
-    store.delete_template(alice.id, a2.id).await.unwrap().unwrap();
+    assert_eq!(store.delete_template(alice.id, a2.id).await.unwrap().len(), 1);
     store.erase_subject(bob.id).await.unwrap().unwrap();
     let after = store.gallery_changes(version, 100).await.unwrap();
     assert_eq!(after.iter().map(|c| c.template_id).collect::<Vec<_>>(), [a2.id, b1.id]);
@@ -528,4 +543,101 @@ async fn postgres_notifies_waiting_replicas_of_gallery_changes() {
     );
     assert!(woken < poll / 2, "woken by the notification, not the poll ({woken:?})");
     assert_eq!(watcher.gallery_changes(0, 10).await.unwrap().len(), 1);
+}
+
+async fn twins_follow_their_face_through_reembedding_and_pruning(backend: &Backend) {
+    let store = backend.store.as_ref();
+    let (old, new) = ("sface", "mobilefacenet");
+    let subject = store.create_subject(&new_subject(&collection("default"), "twins")).await.unwrap();
+    let with_image = template(subject.id, Some("a.img"));
+    let without_image = template(subject.id, None);
+    // Enrolled through a replica already running the new recognizer.
+    let newer = Template { model: new.into(), ..template(subject.id, Some("n.img")) };
+    store.add_templates(&[with_image.clone(), without_image.clone(), newer.clone()]).await.unwrap();
+    let ids = |templates: Vec<Template>| templates.into_iter().map(|t| t.id).collect::<Vec<_>>();
+    let listed = |filter, after| store.other_model_templates(new, filter, after, 10);
+
+    let status = store.model_status(new).await.unwrap();
+    let expected = ModelStatus { current: 1, twinned: 0, untwinned: 2, reembeddable: 1, without_image: 1 };
+    assert_eq!(status, expected);
+    assert_eq!(ids(listed(TwinFilter::Missing, None).await.unwrap()), [with_image.id, without_image.id]);
+    assert!(listed(TwinFilter::Present, None).await.unwrap().is_empty());
+    assert_eq!(ids(listed(TwinFilter::Any, Some(with_image.id)).await.unwrap()), [without_image.id]);
+    assert_eq!(
+        ids(store.other_model_templates(new, TwinFilter::Any, None, 1).await.unwrap()),
+        [with_image.id]
+    );
+
+    let first = twin(&with_image, new);
+    assert!(store.add_twin(&first).await.unwrap());
+    let read =
+        store.list_templates(subject.id).await.unwrap().into_iter().find(|t| t.id == first.id).unwrap();
+    assert_eq!(read.source_template_id, Some(with_image.id));
+    assert_eq!(read.face_id(), with_image.id);
+    assert!(!store.add_twin(&twin(&with_image, new)).await.unwrap(), "one twin per face and model");
+    let orphan = Template { source_template_id: Some(Uuid::now_v7()), ..twin(&with_image, new) };
+    assert!(!store.add_twin(&orphan).await.unwrap(), "no twin of a template that does not exist");
+    assert!(matches!(store.add_twin(&template(subject.id, None)).await, Err(StoreError::Corrupt(_))));
+
+    let status = store.model_status(new).await.unwrap();
+    let expected = ModelStatus { current: 2, twinned: 1, untwinned: 1, reembeddable: 0, without_image: 1 };
+    assert_eq!(status, expected);
+    assert_eq!(ids(listed(TwinFilter::Missing, None).await.unwrap()), [without_image.id]);
+    assert_eq!(ids(listed(TwinFilter::Present, None).await.unwrap()), [with_image.id]);
+    assert_eq!(store.get_subject(subject.id).await.unwrap().unwrap().face_count, 3, "a twin is no new face");
+    // Seen from the old recognizer (a rollback): the twin's face has an old template already,
+    // and the face enrolled on the new recognizer is the one to re-embed.
+    let back = store.model_status(old).await.unwrap();
+    assert_eq!(back, ModelStatus { current: 2, twinned: 1, untwinned: 1, reembeddable: 1, without_image: 0 });
+    assert_eq!(
+        ids(store.other_model_templates(old, TwinFilter::Missing, None, 10).await.unwrap()),
+        [newer.id]
+    );
+
+    // Deleting a face through either of its templates deletes both.
+    let deleted = store.delete_template(subject.id, first.id).await.unwrap();
+    assert_eq!(ids(deleted), [first.id, with_image.id]);
+    assert_eq!(store.get_subject(subject.id).await.unwrap().unwrap().face_count, 2);
+
+    // Pruning the old model: the twin of a pruned template becomes an original.
+    let second = twin(&without_image, new);
+    assert!(store.add_twin(&second).await.unwrap());
+    assert_eq!(store.delete_templates(&[without_image.id, Uuid::now_v7()]).await.unwrap(), 1);
+    let left = store.list_templates(subject.id).await.unwrap();
+    let mut remaining = vec![newer.id, second.id];
+    remaining.sort();
+    assert_eq!(ids(left.clone()), remaining);
+    assert!(left.iter().all(|t| t.model == new && t.source_template_id.is_none()));
+    assert_eq!(store.model_status(new).await.unwrap(), ModelStatus { current: 2, ..ModelStatus::default() });
+    assert_eq!(store.get_subject(subject.id).await.unwrap().unwrap().face_count, 2);
+
+    let mut refs = vec!["n.img".to_owned(), second.image_ref.clone().unwrap()];
+    refs.sort();
+    assert_eq!(store.image_refs().await.unwrap(), refs, "every stored image reference");
+
+    // Erasure takes the twins and their images along.
+    let third = twin(&newer, old);
+    assert!(store.add_twin(&third).await.unwrap());
+    let erasure = store.erase_subject(subject.id).await.unwrap().unwrap();
+    assert_eq!(erasure.templates.len(), 3);
+    assert!(erasure.image_refs.contains(third.image_ref.as_ref().unwrap()));
+    assert!(store.all_templates().await.unwrap().is_empty());
+}
+
+async fn a_twin_is_never_left_behind_by_a_face_deleted_meanwhile(backend: &Backend) {
+    let store = backend.store.as_ref();
+    let subject = store.create_subject(&new_subject(&collection("default"), "racing")).await.unwrap();
+    for _ in 0..20 {
+        let original = template(subject.id, Some("o.img"));
+        store.add_templates(std::slice::from_ref(&original)).await.unwrap();
+        let copy = twin(&original, "mobilefacenet");
+        let (stored, deleted) =
+            tokio::join!(store.add_twin(&copy), store.delete_template(subject.id, original.id));
+        let deleted = deleted.unwrap();
+        assert_eq!(deleted.first().map(|t| t.id), Some(original.id));
+        if stored.unwrap() {
+            assert!(deleted.iter().any(|t| t.id == copy.id), "a stored twin goes with its face");
+        }
+        assert!(store.list_templates(subject.id).await.unwrap().is_empty(), "nothing of the face is left");
+    }
 }
