@@ -251,6 +251,9 @@ pub struct IndexConfig {
     /// Milliseconds between checks of the database's change log, on top of PostgreSQL's
     /// notifications: the longest a lost notification delays a change made elsewhere.
     pub poll_interval_ms: u64,
+    /// Hours the change log keeps an entry. A replica that falls further behind (its sync
+    /// failing all that time) reloads its whole index instead of replaying.
+    pub change_log_retention_hours: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -406,7 +409,7 @@ impl Config {
                 read_url: None,
                 startup_timeout_seconds: 60,
             },
-            index: IndexConfig { poll_interval_ms: 1000 },
+            index: IndexConfig { poll_interval_ms: 1000, change_log_retention_hours: 24 },
             images: ImagesConfig {
                 backend: ImageBackend::Local,
                 s3_endpoint: None,
@@ -520,6 +523,9 @@ impl Config {
         if self.index.poll_interval_ms == 0 {
             problems.push("index.poll_interval_ms must be at least 1".to_owned());
         }
+        if self.index.change_log_retention_hours == 0 {
+            problems.push("index.change_log_retention_hours must be at least 1".to_owned());
+        }
         if self.database.max_connections == 0 || self.database.acquire_timeout_seconds == 0 {
             problems.push(
                 "database.max_connections and database.acquire_timeout_seconds must be at least 1".to_owned(),
@@ -631,6 +637,10 @@ pub const OPTIONS: &[(&str, &str)] = &[
     ("database.read_url", "PostgreSQL streaming replica for listings and monitoring queries [unset]"),
     ("database.startup_timeout_seconds", "how long start-up waits for the database to answer [60]"),
     ("index.poll_interval_ms", "check for gallery changes made by other replicas at least this often [1000]"),
+    (
+        "index.change_log_retention_hours",
+        "prune gallery change log entries older than this; a replica further behind reloads its index [24]",
+    ),
     ("encryption.key", "template key, 32 bytes base64; required in production (secret)"),
     ("encryption.key_file", "file holding the template key, instead of encryption.key"),
     ("encryption.previous_keys", "retired keys that still open older templates (secret)"),

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use uuid::Uuid;
 use visage_index::FlatIndex;
 use visage_store::crypto::KeyRing;
-use visage_store::{CollectionId, GalleryChange, Store, StoreResult};
+use visage_store::{CollectionId, GalleryChange, Store, StoreError, StoreResult};
 
 pub use visage_index::Candidate;
 
@@ -36,6 +36,15 @@ pub struct GalleryIndex {
     /// Templates written by another replica that could not be opened (a key this replica
     /// lacks): left out and counted.
     unreadable: AtomicUsize,
+}
+
+/// What a catch-up did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CatchUp {
+    /// Changes read from the log and applied.
+    pub applied: usize,
+    /// The log had been pruned past this index's last change, so it was loaded anew.
+    pub reloaded: bool,
 }
 
 /// What a full load found.
@@ -67,47 +76,93 @@ impl GalleryIndex {
     }
 
     /// Opens every stored template of the running recognizer, then replays the changes made
-    /// while it was reading.
+    /// while it was reading. At start an unreadable template means a missing key: the load
+    /// fails rather than serve a gallery with holes that answers "nobody" for the people in them.
     pub async fn load(&self, store: &dyn Store, keys: &KeyRing) -> Result<LoadReport, LoadError> {
         let mut applied = self.applied.lock().await;
+        let report = self.reload(&mut applied, store, keys, true).await?;
+        drop(applied);
+        self.catch_up(store, keys).await?;
+        Ok(report)
+    }
+
+    /// Replaces the whole index with the stored templates, read into a new index first so
+    /// that searches meanwhile see the old one. `strict`: fail on an unreadable template,
+    /// else leave it out and count it.
+    async fn reload(
+        &self,
+        applied: &mut i64,
+        store: &dyn Store,
+        keys: &KeyRing,
+        strict: bool,
+    ) -> Result<LoadReport, LoadError> {
         // The version first: changes committed during the full read are replayed after it.
         let version = store.gallery_version().await?;
         let mut report = LoadReport::default();
+        let mut fresh: HashMap<CollectionId, FlatIndex> = HashMap::new();
         for entry in store.all_templates().await? {
             let t = &entry.template;
             if t.model != self.model {
                 *report.other_models.entry(t.model.clone()).or_default() += 1;
                 continue;
             }
-            // At start an unreadable template means a missing key: refuse to serve a gallery
-            // with holes rather than answer "nobody" for the people in them.
-            let values = keys.open(t.id, t.subject_id, &t.sealed).map_err(LoadError::Unreadable)?;
-            self.insert(&entry.collection, t.id, t.subject_id, &values);
+            let values = match keys.open(t.id, t.subject_id, &t.sealed) {
+                Ok(values) => values,
+                Err(err) if strict => return Err(LoadError::Unreadable(err)),
+                Err(err) => {
+                    self.unreadable.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(error = %err, "a stored template cannot be opened: left out of the index");
+                    continue;
+                }
+            };
+            fresh.entry(entry.collection).or_insert_with(|| FlatIndex::new(self.dim)).insert(
+                t.id,
+                t.subject_id,
+                &values,
+            );
             report.indexed += 1;
         }
+        *self.collections.write().unwrap_or_else(|p| p.into_inner()) = fresh;
         *applied = version;
         self.version.store(version, Ordering::SeqCst);
-        drop(applied);
-        self.catch_up(store, keys).await?;
         Ok(report)
     }
 
-    /// Applies every change after the last one applied; returns how many there were.
-    pub async fn catch_up(&self, store: &dyn Store, keys: &KeyRing) -> StoreResult<usize> {
+    /// Applies every change after the last one applied. When the change log has been pruned
+    /// past that point, changes may have been missed: the index is reloaded instead.
+    pub async fn catch_up(&self, store: &dyn Store, keys: &KeyRing) -> StoreResult<CatchUp> {
         let mut applied = self.applied.lock().await;
-        let mut count = 0;
+        let mut outcome = CatchUp::default();
         loop {
-            let changes = store.gallery_changes(*applied, CHANGE_BATCH).await?;
-            let batch = changes.len();
-            for change in changes {
-                *applied = change.seq;
-                self.apply(change, keys);
+            let started_at = *applied;
+            loop {
+                let changes = store.gallery_changes(*applied, CHANGE_BATCH).await?;
+                let batch = changes.len();
+                for change in changes {
+                    *applied = change.seq;
+                    self.apply(change, keys);
+                }
+                outcome.applied += batch;
+                self.version.store(*applied, Ordering::SeqCst);
+                if batch < CHANGE_BATCH as usize {
+                    break;
+                }
             }
-            count += batch;
-            self.version.store(*applied, Ordering::SeqCst);
-            if batch < CHANGE_BATCH as usize {
-                return Ok(count);
+            // Read after the changes: a pruning that removed some of them before they were
+            // read has moved the mark by now.
+            if started_at >= store.gallery_pruned_through().await? {
+                return Ok(outcome);
             }
+            let report = self.reload(&mut applied, store, keys, false).await.map_err(|err| match err {
+                LoadError::Store(err) => err,
+                // A lenient reload skips unreadable templates instead.
+                LoadError::Unreadable(err) => StoreError::Corrupt(err.to_string()),
+            })?;
+            tracing::warn!(
+                templates = report.indexed,
+                "the gallery change log was pruned past this index's last change: reloaded it"
+            );
+            outcome.reloaded = true;
         }
     }
 
@@ -203,6 +258,68 @@ mod tests {
     use visage_index::synthetic::{Rng, unit_vector};
 
     use super::*;
+
+    /// A replica whose sync fell behind a pruning of the change log cannot replay what it
+    /// missed: it reloads, and its index ends up equal to the store.
+    #[tokio::test]
+    async fn an_index_behind_a_pruned_change_log_reloads_and_one_in_step_does_not() {
+        use visage_store::crypto::TemplateKey;
+        use visage_store::{NewSubject, SqliteStore, Template};
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("visage.db")).await.unwrap();
+        let key = TemplateKey::from_base64(&TemplateKey::generate_base64()).unwrap();
+        let keys = KeyRing::new(key, []);
+        let (dim, default) = (8, CollectionId::default_collection());
+        let behind = GalleryIndex::new(dim, "sface");
+        let in_step = GalleryIndex::new(dim, "sface");
+        behind.load(&store, &keys).await.unwrap();
+        in_step.load(&store, &keys).await.unwrap();
+
+        let subject = NewSubject {
+            id: Uuid::now_v7(),
+            collection: default.clone(),
+            external_id: "someone".into(),
+            metadata: None,
+            consent: None,
+            created_at: chrono::Utc::now(),
+        };
+        store.create_subject(&subject).await.unwrap();
+        let mut rng = Rng::new(9);
+        let templates: Vec<Template> = (0..3)
+            .map(|_| {
+                let id = Uuid::now_v7();
+                Template {
+                    id,
+                    subject_id: subject.id,
+                    model: "sface".into(),
+                    sealed: keys.seal(id, subject.id, &unit_vector(&mut rng, dim)),
+                    quality: serde_json::json!({}),
+                    image_ref: None,
+                    created_at: chrono::Utc::now(),
+                    source_template_id: None,
+                }
+            })
+            .collect();
+        store.add_templates(&templates).await.unwrap();
+        let outcome = in_step.catch_up(&store, &keys).await.unwrap();
+        assert_eq!((outcome.applied, outcome.reloaded), (3, false));
+        store.delete_template(subject.id, templates[0].id).await.unwrap();
+
+        // Every change but the newest (the deletion) goes before `behind` has read them.
+        let later = chrono::Utc::now() + chrono::Duration::minutes(1);
+        assert_eq!(store.prune_gallery_changes(later).await.unwrap(), 3);
+        let outcome = behind.catch_up(&store, &keys).await.unwrap();
+        assert!(outcome.reloaded, "replaying alone would miss the two templates still stored");
+        assert_eq!(behind.len(&default), 2);
+        assert!(templates[1..].iter().all(|t| behind.contains(t.id)));
+        assert_eq!(behind.version(), store.gallery_version().await.unwrap());
+
+        let outcome = in_step.catch_up(&store, &keys).await.unwrap();
+        assert_eq!((outcome.applied, outcome.reloaded), (1, false), "it had seen all that was pruned");
+        assert_eq!(in_step.len(&default), 2);
+        assert!(!in_step.contains(templates[0].id));
+    }
 
     #[test]
     fn collections_are_searched_apart_and_removals_find_their_collection() {

@@ -53,6 +53,8 @@ pub struct Metrics {
     pub index_templates: IntGaugeVec,
     pub gallery_changes_applied: IntCounter,
     pub gallery_sync_errors: IntCounter,
+    pub index_reloads: IntCounter,
+    pub gallery_changes_pruned: IntCounter,
     pub index_version: IntGauge,
     pub index_memory: IntGauge,
     index_sync_age: Gauge,
@@ -235,6 +237,16 @@ impl Metrics {
                 &r,
                 "index_changes_applied_total",
                 "Gallery changes read from the database's change log and applied to the 1:N index",
+            ),
+            index_reloads: int_counter(
+                &r,
+                "index_reloads_total",
+                "Full reloads of the 1:N index because the change log was pruned past its last change",
+            ),
+            gallery_changes_pruned: int_counter(
+                &r,
+                "index_changes_pruned_total",
+                "Gallery change log entries this replica deleted as older than index.change_log_retention_hours",
             ),
             gallery_sync_errors: int_counter(
                 &r,

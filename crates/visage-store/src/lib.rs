@@ -92,6 +92,12 @@ pub trait Store: Send + Sync {
     async fn gallery_version(&self) -> StoreResult<i64>;
     /// Gallery changes (templates added or removed, by anyone) after `after`, oldest first.
     async fn gallery_changes(&self, after: i64, limit: u32) -> StoreResult<Vec<GalleryChange>>;
+    /// Deletes the gallery changes recorded before `before` (never the newest) and returns
+    /// how many went. Whoever has applied fewer than [`Store::gallery_pruned_through`] may have
+    /// missed a change and must reload instead of replaying.
+    async fn prune_gallery_changes(&self, before: chrono::DateTime<chrono::Utc>) -> StoreResult<u64>;
+    /// The newest pruned change (0 before the first pruning).
+    async fn gallery_pruned_through(&self) -> StoreResult<i64>;
     /// Returns when another process may have changed the gallery, or after `timeout`.
     /// Backends without change notifications just wait.
     async fn wait_for_gallery_change(&self, timeout: std::time::Duration) {

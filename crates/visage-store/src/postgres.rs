@@ -466,9 +466,41 @@ impl Store for PostgresStore {
     }
 
     async fn gallery_version(&self) -> StoreResult<i64> {
-        let version: Option<i64> =
-            sqlx::query_scalar("SELECT MAX(seq) FROM gallery_changes").fetch_one(&self.pool).await?;
-        Ok(version.unwrap_or(0))
+        // The pruned mark counts too: the log is never pruned empty, but a version must not
+        // fall behind what was pruned.
+        let version: i64 = sqlx::query_scalar(
+            "SELECT GREATEST((SELECT MAX(seq) FROM gallery_changes), pruned_through) FROM gallery_log_state",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(version)
+    }
+
+    async fn prune_gallery_changes(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await?;
+        // Everything up to the newest old change goes, so the mark covers all that went.
+        let through: Option<i64> = sqlx::query_scalar(
+            "SELECT MAX(seq) FROM gallery_changes
+             WHERE changed_at < $1 AND seq < (SELECT MAX(seq) FROM gallery_changes)",
+        )
+        .bind(before)
+        .fetch_one(&mut *tx)
+        .await?;
+        let Some(through) = through else { return Ok(0) };
+        let deleted = sqlx::query("DELETE FROM gallery_changes WHERE seq <= $1")
+            .bind(through)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE gallery_log_state SET pruned_through = GREATEST(pruned_through, $1)")
+            .bind(through)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(deleted.rows_affected())
+    }
+
+    async fn gallery_pruned_through(&self) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar("SELECT pruned_through FROM gallery_log_state").fetch_one(&self.pool).await?)
     }
 
     async fn gallery_changes(&self, after: i64, limit: u32) -> StoreResult<Vec<GalleryChange>> {

@@ -392,9 +392,45 @@ impl Store for SqliteStore {
     }
 
     async fn gallery_version(&self) -> StoreResult<i64> {
-        let version: Option<i64> =
-            sqlx::query_scalar("SELECT MAX(seq) FROM gallery_changes").fetch_one(&self.pool).await?;
-        Ok(version.unwrap_or(0))
+        // The pruned mark counts too: the log is never pruned empty, but a version must not
+        // fall behind what was pruned.
+        let version: i64 = sqlx::query_scalar(
+            "SELECT MAX(COALESCE((SELECT MAX(seq) FROM gallery_changes), 0), pruned_through)
+             FROM gallery_log_state",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(version)
+    }
+
+    async fn prune_gallery_changes(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+        // `changed_at` is text in the trigger's format, which sorts like the time.
+        let before = before.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+        // Everything up to the newest old change goes, so the mark covers all that went.
+        let through: Option<i64> = sqlx::query_scalar(
+            "SELECT MAX(seq) FROM gallery_changes
+             WHERE changed_at < ? AND seq < (SELECT MAX(seq) FROM gallery_changes)",
+        )
+        .bind(before)
+        .fetch_one(&mut *tx)
+        .await?;
+        let Some(through) = through else {
+            tx.rollback().await?;
+            return Ok(0);
+        };
+        let deleted =
+            sqlx::query("DELETE FROM gallery_changes WHERE seq <= ?").bind(through).execute(&mut *tx).await?;
+        sqlx::query("UPDATE gallery_log_state SET pruned_through = MAX(pruned_through, ?)")
+            .bind(through)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(deleted.rows_affected())
+    }
+
+    async fn gallery_pruned_through(&self) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar("SELECT pruned_through FROM gallery_log_state").fetch_one(&self.pool).await?)
     }
 
     async fn gallery_changes(&self, after: i64, limit: u32) -> StoreResult<Vec<GalleryChange>> {

@@ -114,6 +114,7 @@ on_both_backends!(
     the_pool_reports_its_size_and_a_closed_store_is_unavailable,
     the_gallery_change_log_replays_every_write_in_order,
     a_reader_following_concurrent_writers_misses_no_change,
+    pruning_the_gallery_change_log_keeps_the_newest_change_and_marks_what_went,
     twins_follow_their_face_through_reembedding_and_pruning,
     a_twin_is_never_left_behind_by_a_face_deleted_meanwhile,
 );
@@ -466,6 +467,39 @@ async fn the_gallery_change_log_replays_every_write_in_order(backend: &Backend) 
     let first_two = store.gallery_changes(0, 2).await.unwrap();
     let rest = store.gallery_changes(first_two[1].seq, 100).await.unwrap();
     assert_eq!(first_two.len() + rest.len(), all.len());
+}
+
+async fn pruning_the_gallery_change_log_keeps_the_newest_change_and_marks_what_went(backend: &Backend) {
+    let store = backend.store.as_ref();
+    let subject = store.create_subject(&new_subject(&collection("default"), "pruned")).await.unwrap();
+    let (a, b, c) = (template(subject.id, None), template(subject.id, None), template(subject.id, None));
+    store.add_templates(&[a.clone(), b.clone(), c.clone()]).await.unwrap();
+    assert_eq!(store.delete_template(subject.id, a.id).await.unwrap().len(), 1);
+    let version = store.gallery_version().await.unwrap();
+    let all = store.gallery_changes(0, 100).await.unwrap();
+    assert_eq!(all.len(), 4);
+    assert_eq!(store.gallery_pruned_through().await.unwrap(), 0);
+
+    let long_ago = Utc::now() - chrono::Duration::days(1);
+    assert_eq!(store.prune_gallery_changes(long_ago).await.unwrap(), 0, "nothing is that old");
+    let later = Utc::now() + chrono::Duration::minutes(1);
+    assert_eq!(store.prune_gallery_changes(later).await.unwrap(), 3, "all but the newest");
+    assert_eq!(store.gallery_pruned_through().await.unwrap(), all[2].seq);
+    assert_eq!(store.gallery_version().await.unwrap(), version, "the version stays");
+    let left = store.gallery_changes(0, 100).await.unwrap();
+    assert_eq!(left.iter().map(|c| c.seq).collect::<Vec<_>>(), [version]);
+    assert_eq!(store.prune_gallery_changes(later).await.unwrap(), 0, "the newest change stays");
+
+    // New changes number on; pruning again moves the mark.
+    store.add_templates(std::slice::from_ref(&template(subject.id, None))).await.unwrap();
+    let newer = store.gallery_version().await.unwrap();
+    assert!(newer > version);
+    let later = Utc::now() + chrono::Duration::minutes(1);
+    assert_eq!(store.prune_gallery_changes(later).await.unwrap(), 1);
+    assert_eq!(store.gallery_pruned_through().await.unwrap(), version);
+    assert_eq!(store.gallery_version().await.unwrap(), newer);
+    // Templates themselves are untouched.
+    assert_eq!(store.list_templates(subject.id).await.unwrap().len(), 3);
 }
 
 /// Sequence numbers follow commit order, so a reader that always asks for the changes after
