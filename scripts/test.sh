@@ -20,8 +20,9 @@ psql -h 127.0.0.1 -U postgres -d test -Atqc \
   "SELECT format('DROP DATABASE IF EXISTS %I WITH (FORCE);', datname) FROM pg_database WHERE datname LIKE 'visage\_test\_%'" \
   | psql -h 127.0.0.1 -U postgres -d test -q
 cargo test --workspace --locked
-# The API suite once more, on PostgreSQL (a fresh database per test).
-VISAGE_TEST_BACKEND=postgres cargo test -p visage-server --locked --test api
+# The API suite once more, on PostgreSQL (a fresh database per test). `--workspace` keeps the
+# features of the build above: with `-p visage-server` cargo would rebuild the dependencies.
+VISAGE_TEST_BACKEND=postgres cargo test --workspace --locked --test api
 # Deployment and monitoring files: compose, Prometheus rules and their unit tests, Alertmanager
 # routes, the dashboard, and a Prometheus scraping a running visage.
 scripts/check-deploy.sh
