@@ -11,6 +11,7 @@ mod postgres;
 mod sqlite;
 #[cfg(feature = "test-support")]
 pub mod testing;
+mod twins;
 
 use async_trait::async_trait;
 use uuid::Uuid;

@@ -10,6 +10,7 @@ use sqlx::{Postgres, Row};
 use uuid::Uuid;
 
 use crate::crypto::SealedTemplate;
+use crate::twins;
 use crate::{
     ApiKeyRecord, AuditEvent, Collection, CollectionCounts, CollectionId, CollectionScope, Erasure,
     GalleryChange, GalleryTemplate, LabelledVerification, Labelling, ModelStatus, NewAuditEvent, NewSubject,
@@ -601,17 +602,8 @@ impl Store for PostgresStore {
     }
 
     async fn add_twin(&self, template: &Template) -> StoreResult<bool> {
-        if template.source_template_id.is_none() {
-            return Err(StoreError::Corrupt("a twin needs its source template".into()));
-        }
-        match insert_template(&self.pool, template).await {
-            Ok(()) => Ok(true),
-            // The source (or its subject) is gone, or another run stored the twin first.
-            Err(sqlx::Error::Database(db)) if db.is_foreign_key_violation() || db.is_unique_violation() => {
-                Ok(false)
-            }
-            Err(err) => Err(err.into()),
-        }
+        twins::check(template)?;
+        twins::stored(insert_template(&self.pool, template).await)
     }
 
     async fn delete_templates(&self, ids: &[Uuid]) -> StoreResult<u64> {
