@@ -264,6 +264,63 @@ async fn a_retry_while_the_first_request_runs_is_told_to_wait() {
     assert_eq!(face_ids(&expect(retry, StatusCode::CREATED).await), face_ids(&first));
 }
 
+/// A reservation in Redis is a short lease the running request keeps renewing: a replica
+/// that dies mid-request frees the key within the lease, while a slow request on a live one
+/// keeps it for as long as it runs (a retry meanwhile is told to wait, not enrolled twice).
+#[tokio::test]
+async fn a_reservation_is_a_short_lease_renewed_while_the_request_runs() {
+    let keyspace = Keyspace::new(&redis_url());
+    let app = TestApp::spawn_with(|c| {
+        keyspace.configure(c);
+        c.inference.workers = 1;
+    })
+    .await;
+    let carol = app.create_subject("carol").await;
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let state = app.state.clone();
+    let holder = tokio::spawn(async move { state.pool.run(move |_| held.recv().ok()).await });
+    wait_until("the worker is held", || app.state.pool.busy() == 1).await;
+    let first = {
+        let (client, url, admin) =
+            (app.client.clone(), app.url(&format!("/v1/subjects/{carol}/faces")), app.admin.clone());
+        tokio::spawn(async move {
+            let form = Form::new().part("image", jpeg(lfw("Bob_Graham_0001")));
+            client
+                .post(url)
+                .bearer_auth(admin)
+                .header("idempotency-key", "lease")
+                .multipart(form)
+                .send()
+                .await
+        })
+    };
+    wait_until("the enrolment is queued", || app.state.pool.queue_depth() == 1).await;
+    let keys = keyspace.keys().await;
+    let reservation: Vec<&String> = keys.iter().filter(|k| k.contains("idempotency")).collect();
+    assert_eq!(reservation.len(), 1, "{keys:?}");
+    let mut connection = redis_connection(&redis_url()).await;
+    let lease = visage_server::idempotency::LEASE.as_millis() as i64;
+    let pttl: i64 = redis::cmd("PTTL").arg(reservation[0]).query_async(&mut connection).await.unwrap();
+    assert!(0 < pttl && pttl <= lease, "reserved for the lease, not longer: {pttl} ms");
+
+    // Longer than a lease later the request still runs, and still holds the key.
+    tokio::time::sleep(visage_server::idempotency::LEASE + Duration::from_millis(1500)).await;
+    let pttl: i64 = redis::cmd("PTTL").arg(reservation[0]).query_async(&mut connection).await.unwrap();
+    assert!(0 < pttl && pttl <= lease, "renewed while the request runs: {pttl} ms");
+    let busy = enrol_with_key(&app, &app.admin, carol, "lease", jpeg(lfw("Bob_Graham_0001"))).await;
+    expect_error(busy, StatusCode::CONFLICT, "idempotency_in_progress").await;
+
+    release.send(()).unwrap();
+    holder.await.unwrap().unwrap();
+    let first = expect(first.await.unwrap().unwrap(), StatusCode::CREATED).await;
+    // The answer is kept for replays, far longer than a lease.
+    let pttl: i64 = redis::cmd("PTTL").arg(reservation[0]).query_async(&mut connection).await.unwrap();
+    assert!(pttl > lease, "the finished answer outlives the lease: {pttl} ms");
+    let retry = enrol_with_key(&app, &app.admin, carol, "lease", jpeg(lfw("Bob_Graham_0001"))).await;
+    assert!(replayed(&retry));
+    assert_eq!(face_ids(&expect(retry, StatusCode::CREATED).await), face_ids(&first));
+}
+
 async fn wait_until(what: &str, condition: impl Fn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !condition() {
