@@ -8,6 +8,7 @@ pub mod apikey;
 pub mod crypto;
 mod model;
 mod postgres;
+mod rows;
 mod sqlite;
 #[cfg(feature = "test-support")]
 pub mod testing;

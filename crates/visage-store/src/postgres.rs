@@ -10,6 +10,7 @@ use sqlx::{Postgres, Row};
 use uuid::Uuid;
 
 use crate::crypto::SealedTemplate;
+use crate::rows::{collection_id, record_mappers};
 use crate::twins;
 use crate::{
     ApiKeyRecord, AuditEvent, Collection, CollectionCounts, CollectionId, CollectionScope, Erasure,
@@ -116,86 +117,15 @@ fn stored(at: DateTime<Utc>) -> DateTime<Utc> {
     at.trunc_subsecs(6)
 }
 
+/// JSONB columns decode as JSON values.
+fn json_column(row: &PgRow, column: &str) -> StoreResult<Option<serde_json::Value>> {
+    Ok(row.try_get(column)?)
+}
+
+record_mappers!(PgRow);
+
 const SUBJECT_COLUMNS: &str = "s.id, s.collection_id, s.external_id, s.metadata, s.consent, s.created_at,
      (SELECT COUNT(*) FROM templates t WHERE t.subject_id = s.id AND t.source_template_id IS NULL) AS face_count";
-
-fn corrupt(what: &str, err: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(format!("{what}: {err}"))
-}
-
-fn collection_id(value: String) -> StoreResult<CollectionId> {
-    CollectionId::parse(value).map_err(|e| corrupt("collection", e))
-}
-
-fn subject_from_row(row: &PgRow) -> StoreResult<Subject> {
-    let consent: Option<serde_json::Value> = row.try_get("consent")?;
-    Ok(Subject {
-        id: row.try_get("id")?,
-        collection: collection_id(row.try_get("collection_id")?)?,
-        external_id: row.try_get("external_id")?,
-        metadata: row.try_get("metadata")?,
-        consent: consent.map(serde_json::from_value).transpose().map_err(|e| corrupt("consent", e))?,
-        created_at: row.try_get("created_at")?,
-        face_count: row.try_get::<i64, _>("face_count")? as u32,
-    })
-}
-
-fn template_from_row(row: &PgRow) -> StoreResult<Template> {
-    Ok(Template {
-        id: row.try_get("id")?,
-        subject_id: row.try_get("subject_id")?,
-        model: row.try_get("model")?,
-        sealed: SealedTemplate {
-            key_id: row.try_get("key_id")?,
-            nonce: row.try_get("nonce")?,
-            ciphertext: row.try_get("ciphertext")?,
-        },
-        quality: row.try_get("quality")?,
-        image_ref: row.try_get("image_ref")?,
-        created_at: row.try_get("created_at")?,
-        source_template_id: row.try_get("source_template_id")?,
-    })
-}
-
-fn gallery_template_from_row(row: &PgRow) -> StoreResult<GalleryTemplate> {
-    let collection: String = row.try_get("collection_id")?;
-    Ok(GalleryTemplate {
-        collection: CollectionId::parse(collection).map_err(|e| corrupt("collection", e))?,
-        template: template_from_row(row)?,
-    })
-}
-
-fn verification_from_row(row: &PgRow) -> StoreResult<VerificationRecord> {
-    let mode: String = row.try_get("mode")?;
-    let collection: Option<String> = row.try_get("collection_id")?;
-    Ok(VerificationRecord {
-        id: row.try_get("id")?,
-        created_at: row.try_get("created_at")?,
-        api_key_id: row.try_get("api_key_id")?,
-        mode: if mode == "identify" { VerificationMode::Identify } else { VerificationMode::Verify },
-        collection: collection.map(collection_id).transpose()?,
-        subject_id: row.try_get("subject_id")?,
-        similarity: row.try_get("similarity")?,
-        threshold: row.try_get("threshold")?,
-        far_target: row.try_get("far_target")?,
-        decision: row.try_get("decision")?,
-        liveness_score: row.try_get("liveness_score")?,
-    })
-}
-
-fn api_key_from_row(row: &PgRow) -> StoreResult<ApiKeyRecord> {
-    let role: String = row.try_get("role")?;
-    let scope: serde_json::Value = row.try_get("collections")?;
-    Ok(ApiKeyRecord {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        secret_hash: row.try_get("secret_hash")?,
-        role: Role::from_str(&role).map_err(|e| corrupt("role", e))?,
-        scope: CollectionScope::from_json(&scope.to_string()).map_err(|e| corrupt("collections", e))?,
-        created_at: row.try_get("created_at")?,
-        revoked_at: row.try_get("revoked_at")?,
-    })
-}
 
 const TEMPLATE_COLUMNS: &str =
     "id, subject_id, model, key_id, nonce, ciphertext, quality, image_ref, created_at, source_template_id";
@@ -518,16 +448,7 @@ impl Store for PostgresStore {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let exists = row.try_get::<Option<Uuid>, _>("id")?.is_some();
-                Ok(GalleryChange {
-                    seq: row.try_get("seq")?,
-                    template_id: row.try_get("changed_id")?,
-                    current: if exists { Some(gallery_template_from_row(row)?) } else { None },
-                })
-            })
-            .collect()
+        rows.iter().map(gallery_change_from_row).collect()
     }
 
     async fn wait_for_gallery_change(&self, timeout: Duration) {

@@ -11,6 +11,7 @@ use sqlx::{Row, Sqlite};
 use uuid::Uuid;
 
 use crate::crypto::SealedTemplate;
+use crate::rows::{corrupt, record_mappers};
 use crate::twins;
 use crate::{
     ApiKeyRecord, AuditEvent, Collection, CollectionCounts, CollectionId, CollectionScope, Erasure,
@@ -54,86 +55,13 @@ impl SqliteStore {
 const SUBJECT_COLUMNS: &str = "s.id, s.collection_id, s.external_id, s.metadata, s.consent, s.created_at,
      (SELECT COUNT(*) FROM templates t WHERE t.subject_id = s.id AND t.source_template_id IS NULL) AS face_count";
 
-fn corrupt(what: &str, err: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(format!("{what}: {err}"))
+/// JSON columns are text.
+fn json_column(row: &SqliteRow, column: &str) -> StoreResult<Option<serde_json::Value>> {
+    let text: Option<String> = row.try_get(column)?;
+    text.map(|t| serde_json::from_str(&t).map_err(|e| corrupt(column, e))).transpose()
 }
 
-fn subject_from_row(row: &SqliteRow) -> StoreResult<Subject> {
-    let json = |column: &str| -> StoreResult<Option<serde_json::Value>> {
-        let text: Option<String> = row.try_get(column)?;
-        text.map(|t| serde_json::from_str(&t).map_err(|e| corrupt(column, e))).transpose()
-    };
-    let consent =
-        json("consent")?.map(serde_json::from_value).transpose().map_err(|e| corrupt("consent", e))?;
-    let collection: String = row.try_get("collection_id")?;
-    Ok(Subject {
-        id: row.try_get("id")?,
-        collection: CollectionId::parse(collection).map_err(|e| corrupt("collection", e))?,
-        external_id: row.try_get("external_id")?,
-        metadata: json("metadata")?,
-        consent,
-        created_at: row.try_get("created_at")?,
-        face_count: row.try_get::<i64, _>("face_count")? as u32,
-    })
-}
-
-fn template_from_row(row: &SqliteRow) -> StoreResult<Template> {
-    let quality: String = row.try_get("quality")?;
-    Ok(Template {
-        id: row.try_get("id")?,
-        subject_id: row.try_get("subject_id")?,
-        model: row.try_get("model")?,
-        sealed: SealedTemplate {
-            key_id: row.try_get("key_id")?,
-            nonce: row.try_get("nonce")?,
-            ciphertext: row.try_get("ciphertext")?,
-        },
-        quality: serde_json::from_str(&quality).map_err(|e| corrupt("quality", e))?,
-        image_ref: row.try_get("image_ref")?,
-        created_at: row.try_get("created_at")?,
-        source_template_id: row.try_get("source_template_id")?,
-    })
-}
-
-fn gallery_template_from_row(row: &SqliteRow) -> StoreResult<GalleryTemplate> {
-    let collection: String = row.try_get("collection_id")?;
-    Ok(GalleryTemplate {
-        collection: CollectionId::parse(collection).map_err(|e| corrupt("collection", e))?,
-        template: template_from_row(row)?,
-    })
-}
-
-fn verification_from_row(row: &SqliteRow) -> StoreResult<VerificationRecord> {
-    let mode: String = row.try_get("mode")?;
-    let collection: Option<String> = row.try_get("collection_id")?;
-    Ok(VerificationRecord {
-        id: row.try_get("id")?,
-        created_at: row.try_get("created_at")?,
-        api_key_id: row.try_get("api_key_id")?,
-        mode: if mode == "identify" { VerificationMode::Identify } else { VerificationMode::Verify },
-        collection: collection.map(CollectionId::parse).transpose().map_err(|e| corrupt("collection", e))?,
-        subject_id: row.try_get("subject_id")?,
-        similarity: row.try_get("similarity")?,
-        threshold: row.try_get("threshold")?,
-        far_target: row.try_get("far_target")?,
-        decision: row.try_get("decision")?,
-        liveness_score: row.try_get("liveness_score")?,
-    })
-}
-
-fn api_key_from_row(row: &SqliteRow) -> StoreResult<ApiKeyRecord> {
-    let role: String = row.try_get("role")?;
-    let scope: String = row.try_get("collections")?;
-    Ok(ApiKeyRecord {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        secret_hash: row.try_get("secret_hash")?,
-        role: Role::from_str(&role).map_err(|e| corrupt("role", e))?,
-        scope: CollectionScope::from_json(&scope).map_err(|e| corrupt("collections", e))?,
-        created_at: row.try_get("created_at")?,
-        revoked_at: row.try_get("revoked_at")?,
-    })
-}
+record_mappers!(SqliteRow);
 
 const TEMPLATE_COLUMNS: &str =
     "id, subject_id, model, key_id, nonce, ciphertext, quality, image_ref, created_at, source_template_id";
@@ -448,16 +376,7 @@ impl Store for SqliteStore {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let exists = row.try_get::<Option<Uuid>, _>("id")?.is_some();
-                Ok(GalleryChange {
-                    seq: row.try_get("seq")?,
-                    template_id: row.try_get("changed_id")?,
-                    current: if exists { Some(gallery_template_from_row(row)?) } else { None },
-                })
-            })
-            .collect()
+        rows.iter().map(gallery_change_from_row).collect()
     }
 
     async fn model_status(&self, model: &str) -> StoreResult<ModelStatus> {
