@@ -230,6 +230,47 @@ async fn an_enrolment_retried_with_the_same_idempotency_key_is_replayed_not_repe
     assert_eq!((first_counts.0 + second_counts.0, first_counts.1 + second_counts.1), (4.0, 5.0));
 }
 
+/// An enrolment under an Idempotency-Key held in the queue behind the app's only inference
+/// worker (`inference.workers = 1`) until [`HeldEnrolment::finish`].
+struct HeldEnrolment {
+    release: std::sync::mpsc::Sender<()>,
+    holder: tokio::task::JoinHandle<Result<Option<()>, visage_server::error::ApiError>>,
+    request: tokio::task::JoinHandle<reqwest::Result<Response>>,
+}
+
+impl HeldEnrolment {
+    async fn start(app: &TestApp, subject: Uuid, idempotency_key: &str) -> Self {
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let state = app.state.clone();
+        let holder = tokio::spawn(async move { state.pool.run(move |_| held.recv().ok()).await });
+        wait_until("the worker is held", || app.state.pool.busy() == 1).await;
+        let request = {
+            let (client, url, admin) =
+                (app.client.clone(), app.url(&format!("/v1/subjects/{subject}/faces")), app.admin.clone());
+            let key = idempotency_key.to_owned();
+            tokio::spawn(async move {
+                let form = Form::new().part("image", jpeg(lfw("Bob_Graham_0001")));
+                client
+                    .post(url)
+                    .bearer_auth(admin)
+                    .header("idempotency-key", key)
+                    .multipart(form)
+                    .send()
+                    .await
+            })
+        };
+        wait_until("the enrolment is queued", || app.state.pool.queue_depth() == 1).await;
+        Self { release, holder, request }
+    }
+
+    /// Frees the worker; the enrolment's answer.
+    async fn finish(self) -> Response {
+        self.release.send(()).unwrap();
+        self.holder.await.unwrap().unwrap();
+        self.request.await.unwrap().unwrap()
+    }
+}
+
 #[tokio::test]
 async fn a_retry_while_the_first_request_runs_is_told_to_wait() {
     let keyspace = Keyspace::new(&redis_url());
@@ -239,26 +280,11 @@ async fn a_retry_while_the_first_request_runs_is_told_to_wait() {
     })
     .await;
     let bob = app.create_subject("bob").await;
-    // Hold the only inference worker, so that the first enrolment waits in the queue.
-    let (release, held) = std::sync::mpsc::channel::<()>();
-    let state = app.state.clone();
-    let holder = tokio::spawn(async move { state.pool.run(move |_| held.recv().ok()).await });
-    wait_until("the worker is held", || app.state.pool.busy() == 1).await;
-    let first = {
-        let (client, url, admin) =
-            (app.client.clone(), app.url(&format!("/v1/subjects/{bob}/faces")), app.admin.clone());
-        tokio::spawn(async move {
-            let form = Form::new().part("image", jpeg(lfw("Bob_Graham_0001")));
-            client.post(url).bearer_auth(admin).header("idempotency-key", "slow").multipart(form).send().await
-        })
-    };
-    wait_until("the first enrolment is queued", || app.state.pool.queue_depth() == 1).await;
+    let first = HeldEnrolment::start(&app, bob, "slow").await;
     let busy = enrol_with_key(&app, &app.admin, bob, "slow", jpeg(lfw("Bob_Graham_0001"))).await;
     assert_eq!(busy.headers()["retry-after"], "1");
     expect_error(busy, StatusCode::CONFLICT, "idempotency_in_progress").await;
-    release.send(()).unwrap();
-    holder.await.unwrap().unwrap();
-    let first = expect(first.await.unwrap().unwrap(), StatusCode::CREATED).await;
+    let first = expect(first.finish().await, StatusCode::CREATED).await;
     let retry = enrol_with_key(&app, &app.admin, bob, "slow", jpeg(lfw("Bob_Graham_0001"))).await;
     assert!(replayed(&retry));
     assert_eq!(face_ids(&expect(retry, StatusCode::CREATED).await), face_ids(&first));
@@ -276,25 +302,7 @@ async fn a_reservation_is_a_short_lease_renewed_while_the_request_runs() {
     })
     .await;
     let carol = app.create_subject("carol").await;
-    let (release, held) = std::sync::mpsc::channel::<()>();
-    let state = app.state.clone();
-    let holder = tokio::spawn(async move { state.pool.run(move |_| held.recv().ok()).await });
-    wait_until("the worker is held", || app.state.pool.busy() == 1).await;
-    let first = {
-        let (client, url, admin) =
-            (app.client.clone(), app.url(&format!("/v1/subjects/{carol}/faces")), app.admin.clone());
-        tokio::spawn(async move {
-            let form = Form::new().part("image", jpeg(lfw("Bob_Graham_0001")));
-            client
-                .post(url)
-                .bearer_auth(admin)
-                .header("idempotency-key", "lease")
-                .multipart(form)
-                .send()
-                .await
-        })
-    };
-    wait_until("the enrolment is queued", || app.state.pool.queue_depth() == 1).await;
+    let first = HeldEnrolment::start(&app, carol, "lease").await;
     let keys = keyspace.keys().await;
     let reservation: Vec<&String> = keys.iter().filter(|k| k.contains("idempotency")).collect();
     assert_eq!(reservation.len(), 1, "{keys:?}");
@@ -310,9 +318,7 @@ async fn a_reservation_is_a_short_lease_renewed_while_the_request_runs() {
     let busy = enrol_with_key(&app, &app.admin, carol, "lease", jpeg(lfw("Bob_Graham_0001"))).await;
     expect_error(busy, StatusCode::CONFLICT, "idempotency_in_progress").await;
 
-    release.send(()).unwrap();
-    holder.await.unwrap().unwrap();
-    let first = expect(first.await.unwrap().unwrap(), StatusCode::CREATED).await;
+    let first = expect(first.finish().await, StatusCode::CREATED).await;
     // The answer is kept for replays, far longer than a lease.
     let pttl: i64 = redis::cmd("PTTL").arg(reservation[0]).query_async(&mut connection).await.unwrap();
     assert!(pttl > lease, "the finished answer outlives the lease: {pttl} ms");
