@@ -413,11 +413,10 @@ async fn idempotent(app: AppState, scope: &str, request: Request, next: Next) ->
     let running = {
         let (app, ticket) = (app.clone(), ticket.clone());
         let work = async move {
-            let renewal = ticket.on_redis.then(|| tokio::spawn(renew_lease(app.clone(), ticket.clone())));
+            let renewal =
+                ticket.on_redis.then(|| RenewalTask(tokio::spawn(renew_lease(app.clone(), ticket.clone()))));
             let response = next.run(request).await;
-            if let Some(renewal) = renewal {
-                renewal.abort();
-            }
+            drop(renewal);
             settle(&app, &ticket, response).await
         };
         tokio::spawn(REQUEST_ID.scope(request_id, work).in_current_span())
@@ -428,6 +427,15 @@ async fn idempotent(app: AppState, scope: &str, request: Request, next: Next) ->
             app.shared.idempotency_release(&ticket).await;
             Err(ApiError::Internal(format!("the request task failed: {err}")))
         }
+    }
+}
+
+/// The lease renewal of a running request; stopped when dropped, also by a panic's unwinding.
+struct RenewalTask(tokio::task::JoinHandle<()>);
+
+impl Drop for RenewalTask {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
