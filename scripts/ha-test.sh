@@ -241,16 +241,7 @@ done
 need_apt=()
 ls /usr/lib/postgresql/*/bin/pg_basebackup >/dev/null 2>&1 || need_apt+=(postgresql)
 command -v redis-server >/dev/null && command -v redis-cli >/dev/null || need_apt+=(redis-server redis-tools)
-if [ ${#need_apt[@]} -gt 0 ]; then
-  [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null || die "please install ${need_apt[*]} (apt)"
-  say "installing ${need_apt[*]} (apt)"
-  # The packages start their own servers on install; a policy-rc.d forbids it while installing.
-  policy=/usr/sbin/policy-rc.d
-  made_policy=false
-  if [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && made_policy=true; fi
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
-  if $made_policy; then rm -f "$policy"; fi
-fi
+"$root/scripts/apt-install.sh" "${need_apt[@]}"
 # The venvs are shared with other scripts (check-deploy.sh: .tools/venv; the S3 test server:
 # .tools/moto, same moto pin): only what is missing is added, so that any of them may run first.
 if ! [ -x "$venv/bin/traefik" ] || ! "$venv/bin/traefik" version 2>/dev/null | grep -q "$TRAEFIK_VERSION"; then

@@ -12,12 +12,8 @@ postgres_up() { command -v pg_isready >/dev/null && pg_isready -q -h 127.0.0.1 -
 
 if ! postgres_up; then
   if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
-    if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
-      say "PostgreSQL is not running at 127.0.0.1:5432 and cannot be installed here (needs root and apt)"
-      exit 1
-    fi
-    say "installing PostgreSQL (Debian package)"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    say "PostgreSQL is not running at 127.0.0.1:5432 and not installed: installing it"
+    "$(dirname "$0")/apt-install.sh" postgresql
     # A fresh test server: trust for loopback connections only, as the tests expect.
     for hba in /etc/postgresql/*/main/pg_hba.conf; do
       sed -i 's/^\(host\s\+all\s\+all\s\+127\.0\.0\.1\/32\s\+\)\S\+/\1trust/' "$hba"
@@ -50,12 +46,7 @@ say "PostgreSQL ready at 127.0.0.1:5432"
 redis_up() { command -v redis-cli >/dev/null && [ "$(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" = PONG ]; }
 
 if ! command -v redis-server >/dev/null; then
-  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
-    say "redis-server is not installed and cannot be installed here (needs root and apt)"
-    exit 1
-  fi
-  say "installing Redis (Debian package)"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools >/dev/null
+  "$(dirname "$0")/apt-install.sh" redis-server redis-tools
 fi
 if ! redis_up; then
   say "starting Redis"

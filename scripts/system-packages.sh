@@ -7,10 +7,4 @@ missing=()
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 command -v npm >/dev/null || missing+=(npm)
 [ ${#missing[@]} -eq 0 ] && exit 0
-if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
-  echo "system-packages: installing ${missing[*]}" >&2
-  apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
-else
-  echo "system-packages: please install ${missing[*]} (Debian/Ubuntu: sudo apt-get install ${missing[*]})" >&2
-  exit 1
-fi
+"$(dirname "$0")/apt-install.sh" "${missing[@]}"

@@ -491,14 +491,7 @@ impl Store for PostgresStore {
              FROM templates t"
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(model).fetch_one(&self.pool).await?;
-        let count = |column: &str| -> StoreResult<u64> { Ok(row.try_get::<i64, _>(column)? as u64) };
-        Ok(ModelStatus {
-            current: count("current")?,
-            twinned: count("twinned")?,
-            untwinned: count("untwinned")?,
-            reembeddable: count("reembeddable")?,
-            without_image: count("without_image")?,
-        })
+        model_status_from_row(&row)
     }
 
     async fn other_model_templates(
@@ -722,19 +715,6 @@ impl Store for PostgresStore {
                     .bind(i64::from(limit))
             })
             .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(AuditEvent {
-                    seq: row.try_get("seq")?,
-                    at: row.try_get("at")?,
-                    api_key_id: row.try_get("api_key_id")?,
-                    action: row.try_get("action")?,
-                    outcome: row.try_get("outcome")?,
-                    collection: row.try_get("collection_id")?,
-                    subject_id: row.try_get("subject_id")?,
-                    detail: row.try_get("detail")?,
-                })
-            })
-            .collect()
+        rows.iter().map(audit_event_from_row).collect()
     }
 }

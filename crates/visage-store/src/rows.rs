@@ -21,8 +21,8 @@ pub(crate) fn required_json(
 }
 
 /// Defines `subject_from_row`, `template_from_row`, `gallery_template_from_row`,
-/// `gallery_change_from_row`, `verification_from_row` and `api_key_from_row` for the backend's
-/// row type. A macro rather
+/// `gallery_change_from_row`, `verification_from_row`, `audit_event_from_row`,
+/// `model_status_from_row` and `api_key_from_row` for the backend's row type. A macro rather
 /// than generic functions: sqlx's decoding bounds differ per database and would have to be
 /// spelled out for every column type.
 macro_rules! record_mappers {
@@ -92,6 +92,31 @@ macro_rules! record_mappers {
                 far_target: row.try_get("far_target")?,
                 decision: row.try_get("decision")?,
                 liveness_score: row.try_get("liveness_score")?,
+            })
+        }
+
+        fn audit_event_from_row(row: &$row) -> StoreResult<AuditEvent> {
+            Ok(AuditEvent {
+                seq: row.try_get("seq")?,
+                at: row.try_get("at")?,
+                api_key_id: row.try_get("api_key_id")?,
+                action: row.try_get("action")?,
+                outcome: row.try_get("outcome")?,
+                collection: row.try_get("collection_id")?,
+                subject_id: row.try_get("subject_id")?,
+                detail: $crate::rows::required_json(json_column(row, "detail")?, "audit detail")?,
+            })
+        }
+
+        /// The counts of `model_status`'s query.
+        fn model_status_from_row(row: &$row) -> StoreResult<ModelStatus> {
+            let count = |column: &str| -> StoreResult<u64> { Ok(row.try_get::<i64, _>(column)? as u64) };
+            Ok(ModelStatus {
+                current: count("current")?,
+                twinned: count("twinned")?,
+                untwinned: count("untwinned")?,
+                reembeddable: count("reembeddable")?,
+                without_image: count("without_image")?,
             })
         }
 

@@ -391,14 +391,7 @@ impl Store for SqliteStore {
              FROM templates t"
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(model).fetch_one(&self.pool).await?;
-        let count = |column: &str| -> StoreResult<u64> { Ok(row.try_get::<i64, _>(column)? as u64) };
-        Ok(ModelStatus {
-            current: count("current")?,
-            twinned: count("twinned")?,
-            untwinned: count("untwinned")?,
-            reembeddable: count("reembeddable")?,
-            without_image: count("without_image")?,
-        })
+        model_status_from_row(&row)
     }
 
     async fn other_model_templates(
@@ -623,21 +616,6 @@ impl Store for SqliteStore {
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await?;
-        rows.iter()
-            .map(|row| {
-                let detail: String = row.try_get("detail")?;
-                let at: DateTime<Utc> = row.try_get("at")?;
-                Ok(AuditEvent {
-                    seq: row.try_get("seq")?,
-                    at,
-                    api_key_id: row.try_get("api_key_id")?,
-                    action: row.try_get("action")?,
-                    outcome: row.try_get("outcome")?,
-                    collection: row.try_get("collection_id")?,
-                    subject_id: row.try_get("subject_id")?,
-                    detail: serde_json::from_str(&detail).map_err(|e| corrupt("audit detail", e))?,
-                })
-            })
-            .collect()
+        rows.iter().map(audit_event_from_row).collect()
     }
 }
