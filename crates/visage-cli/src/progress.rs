@@ -60,7 +60,7 @@ impl Progress {
 #[derive(Default)]
 pub struct Deferred(OnceLock<Progress>);
 
-impl visage_server::reembed::Progress for Deferred {
+impl visage_server::jobs::reembed::Progress for Deferred {
     fn start(&self, what: &'static str, total: u64) {
         let _ = self.0.set(Progress::new(what, total as usize));
     }

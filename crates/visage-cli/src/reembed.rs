@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use visage_face::RecognizerKind;
 use visage_server::Config;
-use visage_server::reembed::{self, ReembedSummary};
+use visage_server::jobs::reembed::{self, ReembedSummary};
 
 use crate::progress::Deferred;
 
@@ -54,7 +54,7 @@ fn describe(summary: &ReembedSummary) -> String {
 pub fn sweep(config: &Config, older_than_hours: u64) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let grace = Duration::from_secs(older_than_hours * 3600);
-    let summary = runtime.block_on(visage_server::images::sweep(config, grace))?;
+    let summary = runtime.block_on(visage_server::jobs::sweep::sweep(config, grace))?;
     eprintln!(
         "{} images stored; deleted {} that no template refers to, left {} younger than {older_than_hours} h, {} failed",
         summary.images, summary.deleted, summary.recent, summary.failed

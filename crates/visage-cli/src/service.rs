@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use chrono::Utc;
 use figment::Figment;
 use figment::providers::Serialized;
-use visage_server::app::open_store;
-use visage_server::telemetry::{self, LogOptions};
+use visage_server::observability::telemetry::{self, LogOptions};
+use visage_server::resources::open_store;
 use visage_server::{Application, Config};
 use visage_store::{ApiKeyRecord, CollectionId, CollectionScope, Role, apikey};
 

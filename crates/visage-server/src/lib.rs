@@ -1,24 +1,26 @@
-//! The visage HTTP service: `Application::build(config)` binds and returns the address;
-//! handlers stay thin over the face pipeline (on a bounded inference pool) and the store.
+//! The visage HTTP service. Layers, imports running one way (top to bottom):
+//!
+//! - [`startup`]: `Application::build(config)` binds (port 0 in tests) and returns the address.
+//! - [`http`]: the route table, extractors, middleware, handlers, DTOs, error mapping, OpenAPI.
+//! - [`jobs`]: offline work the command line runs (re-embedding, the image sweep).
+//! - [`service`]: the rules (enrolment, matching, subjects, erasure, feedback, audit), no HTTP.
+//! - [`state`] and [`resources`]: what everything shares, and how it is opened.
+//! - [`inference`], [`gallery`], [`shared`], [`observability`], [`config`]: the parts below.
 
-pub mod app;
-pub mod auth;
-pub mod calibration;
 pub mod config;
-pub mod dto;
-pub mod error;
 pub mod gallery;
-pub mod idempotency;
-pub mod images;
-pub mod input;
-pub mod metrics;
-pub mod openapi;
-pub mod pipeline;
-pub mod pool;
-pub mod reembed;
-pub mod routes;
-pub mod shared_state;
-pub mod telemetry;
+pub mod http;
+pub mod inference;
+pub mod jobs;
+pub mod observability;
+pub mod resources;
+pub mod service;
+pub mod shared;
+pub mod startup;
+pub mod state;
 
-pub use app::{App, AppState, Application};
+pub mod calibration;
+
 pub use config::{Config, Profile};
+pub use startup::Application;
+pub use state::{App, AppState};

@@ -5,9 +5,10 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::app::AppState;
-use crate::error::ERROR_CODES;
-use crate::routes;
+use super::handlers::{analysis, audit, collections, health, matching, metrics, subjects};
+use super::middleware::idempotency;
+use crate::service::ErrorCode;
+use crate::state::AppState;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -17,32 +18,32 @@ use crate::routes;
             Authenticate with an API key (`visage keys create`), as `Authorization: Bearer <key>` or \
             `X-API-Key: <key>`. Images go as multipart/form-data file parts, a raw image/* body, or \
             base64 text in JSON.\n\nEvery error has the shape \
-            `{\"error\": {\"code\", \"message\", \"request_id\", \"details\"?}}`; see the ErrorDetail schema \
-            for the codes.\n\nCreating a subject and enrolling faces take an optional `Idempotency-Key` header \
+            `{\"error\": {\"code\", \"message\", \"request_id\", \"details\"?}}`; the ErrorCode schema \
+            lists the codes.\n\nCreating a subject and enrolling faces take an optional `Idempotency-Key` header \
             (1-255 visible ASCII characters): a retry with the same key and the same request gets the first \
             2xx answer again, with `Idempotent-Replayed: true`, instead of creating or enrolling twice. The \
             same key with another request is 422 `idempotency_key_reused`, while the first still runs 409 \
             `idempotency_in_progress`; a failed request frees its key."
     ),
     paths(
-        routes::live,
-        routes::ready,
-        routes::detect,
-        routes::liveness,
-        routes::verify,
-        routes::identify,
-        routes::create_collection,
-        routes::list_collections,
-        routes::create_subject,
-        routes::list_subjects,
-        routes::get_subject,
-        routes::erase_subject,
-        routes::enrol_faces,
-        routes::list_faces,
-        routes::delete_face,
-        routes::list_audit,
-        routes::feedback,
-        routes::prometheus_metrics,
+        health::live,
+        health::ready,
+        analysis::detect,
+        analysis::liveness,
+        matching::verify,
+        matching::identify,
+        collections::create_collection,
+        collections::list_collections,
+        subjects::create_subject,
+        subjects::list_subjects,
+        subjects::get_subject,
+        subjects::erase_subject,
+        subjects::enrol_faces,
+        subjects::list_faces,
+        subjects::delete_face,
+        audit::list_audit,
+        matching::feedback,
+        metrics::prometheus_metrics,
     ),
     components(schemas(crate::calibration::OperatingPoint, crate::config::LivenessMode)),
     modifiers(&Security, &ErrorCodes, &IdempotencyKey),
@@ -73,14 +74,14 @@ impl Modify for Security {
     }
 }
 
-/// Lists every stable error code in the ErrorDetail schema.
+/// Lists every stable error code in the description too (the ErrorCode schema is the list).
 struct ErrorCodes;
 
 impl Modify for ErrorCodes {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let codes = ERROR_CODES.join(", ");
+        let codes: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
         if let Some(info) = openapi.info.description.as_mut() {
-            info.push_str(&format!("\n\nError codes: {codes}."));
+            info.push_str(&format!("\n\nError codes: {}.", codes.join(", ")));
         }
     }
 }
@@ -93,7 +94,7 @@ impl Modify for IdempotencyKey {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
         use utoipa::openapi::{HeaderBuilder, ObjectBuilder, RefOr, Required, Type};
-        for path in crate::idempotency::routes() {
+        for path in idempotency::ROUTES {
             let Some(operation) = openapi.paths.paths.get_mut(path).and_then(|item| item.post.as_mut())
             else {
                 continue;

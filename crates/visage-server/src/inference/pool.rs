@@ -7,10 +7,21 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
-use crate::error::{ApiError, ApiResult};
-use crate::pipeline::Pipeline;
+use super::pipeline::Pipeline;
 
 type Job = Box<dyn FnOnce(&Pipeline) + Send>;
+
+/// Why a job did not run to its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InferenceError {
+    /// Every worker is busy and the queue is full: try again shortly.
+    #[error("the inference queue is full")]
+    Overloaded,
+    #[error("the inference pool has stopped")]
+    Stopped,
+    #[error("an inference job panicked")]
+    Panicked,
+}
 
 pub struct InferencePool {
     sender: SyncSender<Job>,
@@ -52,7 +63,7 @@ impl InferencePool {
     }
 
     /// Runs `work` on an inference thread and waits for its result.
-    pub async fn run<T, F>(&self, work: F) -> ApiResult<T>
+    pub async fn run<T, F>(&self, work: F) -> Result<T, InferenceError>
     where
         T: Send + 'static,
         F: FnOnce(&Pipeline) -> T + Send + 'static,
@@ -74,14 +85,14 @@ impl InferencePool {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 self.waiting.fetch_sub(1, Ordering::Relaxed);
-                return Err(ApiError::Overloaded { retry_after: 1 });
+                return Err(InferenceError::Overloaded);
             }
             Err(TrySendError::Disconnected(_)) => {
                 self.waiting.fetch_sub(1, Ordering::Relaxed);
-                return Err(ApiError::Internal("the inference pool has stopped".into()));
+                return Err(InferenceError::Stopped);
             }
         }
-        result.await.map_err(|_| ApiError::Internal("an inference job panicked".into()))
+        result.await.map_err(|_| InferenceError::Panicked)
     }
 }
 

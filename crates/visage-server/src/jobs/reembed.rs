@@ -20,12 +20,11 @@ use visage_objects::{ImageError, ImageStore};
 use visage_store::crypto::KeyRing;
 use visage_store::{ModelStatus, NewAuditEvent, Store, Template, TwinFilter};
 
-use crate::app::{key_ring, load_pipeline, open_store};
 use crate::config::Config;
-use crate::dto::enum_name;
-use crate::images::{Deletion, delete_images};
-use crate::pipeline::Pick;
-use crate::pool::InferencePool;
+use crate::inference::{InferencePool, Pick};
+use crate::resources::{key_ring, load_pipeline, open_store};
+use crate::service::enum_name;
+use crate::service::images::{Deletion, delete_images};
 
 /// Reports how far a run is; the command line draws a progress bar with it.
 pub trait Progress: Sync {

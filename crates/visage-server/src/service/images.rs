@@ -7,8 +7,8 @@ use visage_objects::{ImageError, ImageStore};
 use visage_store::{NewAuditEvent, Store};
 use zeroize::Zeroizing;
 
-use crate::app::App;
-use crate::error::{ApiError, ApiResult};
+use super::{ServiceError, ServiceResult};
+use crate::state::App;
 
 /// Why images are being deleted, as the audit event names it.
 #[derive(Debug, Clone, Copy)]
@@ -37,42 +37,40 @@ impl Deletion {
     }
 }
 
-impl App {
-    /// Seals and uploads an enrolment image; returns its reference.
-    pub async fn store_image(&self, template_id: Uuid, subject_id: Uuid, bytes: &[u8]) -> ApiResult<String> {
-        self.images.put(&self.keys, template_id, subject_id, bytes).await.map_err(|err| {
-            tracing::error!(backend = self.images.kind(), error = %err, "storing an enrolment image failed");
-            ApiError::ImageStorageUnavailable
-        })
-    }
+/// Seals and uploads an enrolment image; returns its reference.
+pub async fn store(app: &App, template_id: Uuid, subject_id: Uuid, bytes: &[u8]) -> ServiceResult<String> {
+    app.images.put(&app.keys, template_id, subject_id, bytes).await.map_err(|err| {
+        tracing::error!(backend = app.images.kind(), error = %err, "storing an enrolment image failed");
+        ServiceError::ImageStorageUnavailable
+    })
+}
 
-    /// Downloads and opens a stored image.
-    pub async fn load_image(
-        &self,
-        template_id: Uuid,
-        subject_id: Uuid,
-        reference: &str,
-    ) -> Result<Zeroizing<Vec<u8>>, ImageError> {
-        self.images.get(&self.keys, template_id, subject_id, reference).await
-    }
+/// Downloads and opens a stored image.
+pub async fn load(
+    app: &App,
+    template_id: Uuid,
+    subject_id: Uuid,
+    reference: &str,
+) -> Result<Zeroizing<Vec<u8>>, ImageError> {
+    app.images.get(&app.keys, template_id, subject_id, reference).await
+}
 
-    /// Deletes stored images, each retried (see [`ImageStore::delete`]). It runs as a task of its
-    /// own, so it finishes even when the request that asked for it times out or its client
-    /// goes away. What still fails is counted in `image_deletions_failed_total` and named in an
-    /// `image.delete` audit event (see [`delete_images`]).
-    pub async fn delete_images(&self, references: Vec<String>, why: Deletion) {
-        if references.is_empty() {
-            return;
-        }
-        let (images, store) = (self.images.clone(), self.store.clone());
-        let counter = self.metrics.image_deletions_failed.clone();
-        let task = tokio::spawn(async move {
-            let failed = delete_images(&images, store.as_ref(), &references, why).await;
-            counter.inc_by(failed.len() as u64);
-        });
-        if task.await.is_err() {
-            tracing::error!("an image deletion task panicked");
-        }
+/// Deletes stored images, each retried (see [`ImageStore::delete`]). It runs as a task of its
+/// own, so it finishes even when the request that asked for it times out or its client goes
+/// away. What still fails is counted in `image_deletions_failed_total` and named in an
+/// `image.delete` audit event (see [`delete_images`]).
+pub async fn delete(app: &App, references: Vec<String>, why: Deletion) {
+    if references.is_empty() {
+        return;
+    }
+    let (images, store) = (app.images.clone(), app.store.clone());
+    let counter = app.metrics.image_deletions_failed.clone();
+    let task = tokio::spawn(async move {
+        let failed = delete_images(&images, store.as_ref(), &references, why).await;
+        counter.inc_by(failed.len() as u64);
+    });
+    if task.await.is_err() {
+        tracing::error!("an image deletion task panicked");
     }
 }
 
@@ -109,57 +107,4 @@ pub async fn delete_images(
         tracing::error!(error = %err, objects = ?failed, "images not deleted and their audit event not written");
     }
     failed
-}
-
-/// What [`sweep`] found and did.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct SweepSummary {
-    /// Images in the store.
-    pub images: u64,
-    /// Images no template refers to, older than the grace period: deleted.
-    pub deleted: u64,
-    /// Unreferenced images younger than the grace period, left alone: an enrolment or a
-    /// re-embedding may be about to store the template that refers to them.
-    pub recent: u64,
-    /// Unreferenced images that could not be deleted (named in an `image.delete` audit event).
-    pub failed: u64,
-}
-
-/// Deletes the images no template refers to any more and that are older than `grace`: what a
-/// failed deletion (erasure, face deletion, rollback) left behind, or a crash between an
-/// upload and its template. Reads the configuration `visage serve` reads.
-pub async fn sweep(config: &crate::Config, grace: std::time::Duration) -> anyhow::Result<SweepSummary> {
-    let store = crate::app::open_store(config).await?;
-    let images = ImageStore::open(&config.image_backend())?;
-    let referenced: std::collections::HashSet<String> = store.image_refs().await?.into_iter().collect();
-    let cutoff = chrono::Utc::now() - chrono::Duration::from_std(grace)?;
-    let mut summary = SweepSummary::default();
-    let mut orphans = Vec::new();
-    for image in images.list().await? {
-        summary.images += 1;
-        if referenced.contains(&image.reference) {
-            continue;
-        }
-        if image.last_modified > cutoff {
-            summary.recent += 1;
-        } else {
-            orphans.push(image.reference);
-        }
-    }
-    let failed = delete_images(&images, store.as_ref(), &orphans, Deletion::Sweep).await;
-    summary.failed = failed.len() as u64;
-    summary.deleted = (orphans.len() - failed.len()) as u64;
-    let event = NewAuditEvent {
-        api_key_id: None,
-        action: "image.sweep",
-        outcome: "ok",
-        collection: None,
-        subject_id: None,
-        detail: json!({ "deleted": summary.deleted, "recent": summary.recent, "failed": summary.failed }),
-    };
-    if let Err(err) = store.append_audit(&event).await {
-        tracing::error!(error = %err, "audit event lost");
-    }
-    store.close().await;
-    Ok(summary)
 }

@@ -5,7 +5,7 @@
 use visage_objects::S3Options;
 use visage_objects::testing::TestBucket;
 use visage_server::config::ImageBackend;
-use visage_server::images;
+use visage_server::jobs::sweep;
 
 use super::*;
 
@@ -48,7 +48,7 @@ async fn enrolment_images_reach_the_bucket_sealed_and_leave_it_with_the_face() {
         !original.chunks(64).filter(|c| c.len() == 64).any(|chunk| contains(bytes, chunk)),
         "the object contains part of the image in the clear"
     );
-    let opened = app.state.load_image(template, bob, name).await.unwrap();
+    let opened = visage_server::service::images::load(&app.state, template, bob, name).await.unwrap();
     assert_eq!(*opened, original, "the sealed object opens to the uploaded image");
     let local = app.config.storage.data_dir.join("images");
     assert!(std::fs::read_dir(&local).map_or(true, |mut d| d.next().is_none()), "nothing kept locally");
@@ -166,9 +166,9 @@ async fn an_image_that_cannot_be_deleted_is_counted_and_named_in_the_audit_log()
 
     // `visage images sweep`, once the store is back: images younger than the grace period are
     // left alone (their template may be on its way), the orphan goes, Bill's image stays.
-    let recent = images::sweep(&app.config, Duration::from_secs(3600)).await.unwrap();
+    let recent = sweep::sweep(&app.config, Duration::from_secs(3600)).await.unwrap();
     assert_eq!((recent.images, recent.deleted, recent.recent), (2, 0, 1), "{recent:?}");
-    let swept = images::sweep(&app.config, Duration::ZERO).await.unwrap();
+    let swept = sweep::sweep(&app.config, Duration::ZERO).await.unwrap();
     assert_eq!((swept.deleted, swept.failed), (1, 0), "{swept:?}");
     let left: Vec<String> = bucket.objects().await.into_iter().map(|(name, _)| name).collect();
     let bills = app_templates(&app, bill).await;
@@ -176,7 +176,7 @@ async fn an_image_that_cannot_be_deleted_is_counted_and_named_in_the_audit_log()
 }
 
 async fn app_templates(app: &TestApp, subject: Uuid) -> Vec<Uuid> {
-    let store = visage_server::app::open_store(&app.config).await.unwrap();
+    let store = visage_server::resources::open_store(&app.config).await.unwrap();
     let ids = store.list_templates(subject).await.unwrap().into_iter().map(|t| t.id).collect();
     store.close().await;
     ids

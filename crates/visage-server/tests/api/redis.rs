@@ -234,7 +234,7 @@ async fn an_enrolment_retried_with_the_same_idempotency_key_is_replayed_not_repe
 /// worker (`inference.workers = 1`) until [`HeldEnrolment::finish`].
 struct HeldEnrolment {
     release: std::sync::mpsc::Sender<()>,
-    holder: tokio::task::JoinHandle<Result<Option<()>, visage_server::error::ApiError>>,
+    holder: tokio::task::JoinHandle<Result<Option<()>, visage_server::inference::InferenceError>>,
     request: tokio::task::JoinHandle<reqwest::Result<Response>>,
 }
 
@@ -307,12 +307,12 @@ async fn a_reservation_is_a_short_lease_renewed_while_the_request_runs() {
     let reservation: Vec<&String> = keys.iter().filter(|k| k.contains("idempotency")).collect();
     assert_eq!(reservation.len(), 1, "{keys:?}");
     let mut connection = redis_connection(&redis_url()).await;
-    let lease = visage_server::idempotency::LEASE.as_millis() as i64;
+    let lease = visage_server::shared::idempotency::LEASE.as_millis() as i64;
     let pttl: i64 = redis::cmd("PTTL").arg(reservation[0]).query_async(&mut connection).await.unwrap();
     assert!(0 < pttl && pttl <= lease, "reserved for the lease, not longer: {pttl} ms");
 
     // Longer than a lease later the request still runs, and still holds the key.
-    tokio::time::sleep(visage_server::idempotency::LEASE + Duration::from_millis(1500)).await;
+    tokio::time::sleep(visage_server::shared::idempotency::LEASE + Duration::from_millis(1500)).await;
     let pttl: i64 = redis::cmd("PTTL").arg(reservation[0]).query_async(&mut connection).await.unwrap();
     assert!(0 < pttl && pttl <= lease, "renewed while the request runs: {pttl} ms");
     let busy = enrol_with_key(&app, &app.admin, carol, "lease", jpeg(lfw("Bob_Graham_0001"))).await;
@@ -540,7 +540,7 @@ async fn a_redis_that_accepts_connections_but_never_answers_does_not_stall_reque
         .send();
     expect(bounded(enrol).await.unwrap(), StatusCode::CREATED).await;
     // Past the back-off, so that requests try Redis (and time out) again.
-    let retry_at = Instant::now() + 2 * visage_server::shared_state::BACKOFF;
+    let retry_at = Instant::now() + 2 * visage_server::shared::redis::BACKOFF;
     while Instant::now() < retry_at {
         let listed = bounded(app.client.get(app.url("/v1/collections")).bearer_auth(&app.admin).send());
         expect(listed.await.unwrap(), StatusCode::OK).await;

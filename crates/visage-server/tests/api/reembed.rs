@@ -5,7 +5,7 @@
 //! subjects; pruning deletes the SFace templates and their images.
 
 use visage_face::RecognizerKind;
-use visage_server::reembed::{self, Quiet};
+use visage_server::jobs::reembed::{self, Quiet};
 
 use super::*;
 
@@ -89,7 +89,10 @@ async fn reembedding_moves_the_gallery_to_another_recognizer_without_downtime() 
     assert_eq!(twin.source_template_id, Some(original.id));
     let reference = twin.image_ref.as_deref().unwrap();
     assert_eq!(reference, format!("{}.img", twin.id));
-    assert_eq!(*old.state.load_image(twin.id, bob, reference).await.unwrap(), lfw("Bob_Graham_0001"));
+    assert_eq!(
+        *visage_server::service::images::load(&old.state, twin.id, bob, reference).await.unwrap(),
+        lfw("Bob_Graham_0001")
+    );
 
     // Enrolled meanwhile on a replica still running SFace: the next run catches it, and a run
     // after that has nothing left to do.

@@ -16,7 +16,7 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use prost::Message as _;
 use visage_server::config::TracingConfig;
-use visage_server::telemetry::{self, LogFormat, LogOptions, Telemetry};
+use visage_server::observability::telemetry::{self, LogFormat, LogOptions, Telemetry};
 
 use super::*;
 

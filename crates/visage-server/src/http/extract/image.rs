@@ -8,12 +8,12 @@ use axum::extract::{FromRequest, Multipart, Request};
 use axum::http::header::CONTENT_TYPE;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use crate::app::AppState;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
+use crate::service::ServiceError;
+use crate::state::AppState;
 
 pub const IMAGE_FIELD: &str = "image";
 pub const REFERENCE_FIELD: &str = "reference_image";
@@ -32,7 +32,7 @@ impl ImageForm {
     /// The request's non-image fields as `T`.
     pub fn params<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
         serde_json::from_value(Value::Object(self.fields.clone()))
-            .map_err(|e| ApiError::InvalidRequest(format!("invalid parameters: {e}")))
+            .map_err(|e| ApiError::invalid(format!("invalid parameters: {e}")))
     }
 
     pub fn take(&mut self, field: &str) -> Option<Bytes> {
@@ -58,7 +58,7 @@ fn decode_base64(field: &str, text: &str) -> Result<Bytes, ApiError> {
     STANDARD
         .decode(data.trim())
         .map(Bytes::from)
-        .map_err(|_| ApiError::InvalidRequest(format!("field `{field}` is not valid base64")))
+        .map_err(|_| ApiError::invalid(format!("field `{field}` is not valid base64")))
 }
 
 impl FromRequest<AppState> for ImageForm {
@@ -82,7 +82,7 @@ impl FromRequest<AppState> for ImageForm {
         if content_type.starts_with("multipart/form-data") {
             let mut multipart = Multipart::from_request(request, state)
                 .await
-                .map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
+                .map_err(|e| ApiError::invalid(e.body_text()))?;
             loop {
                 let field = match multipart.next_field().await {
                     Ok(Some(field)) => field,
@@ -90,7 +90,7 @@ impl FromRequest<AppState> for ImageForm {
                     Err(e) if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
                         return Err(too_large(state));
                     }
-                    Err(e) => return Err(ApiError::InvalidRequest(e.body_text())),
+                    Err(e) => return Err(ApiError::invalid(e.body_text())),
                 };
                 let name = field.name().unwrap_or_default().to_owned();
                 let is_file = field.file_name().is_some() || name == IMAGE_FIELD || name == REFERENCE_FIELD;
@@ -98,14 +98,14 @@ impl FromRequest<AppState> for ImageForm {
                     if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                         too_large(state)
                     } else {
-                        ApiError::InvalidRequest(e.body_text())
+                        ApiError::invalid(e.body_text())
                     }
                 })?;
                 if is_file {
                     images.push(NamedImage { field: name, bytes });
                 } else {
                     let text = String::from_utf8(bytes.to_vec())
-                        .map_err(|_| ApiError::InvalidRequest(format!("field `{name}` is not UTF-8 text")))?;
+                        .map_err(|_| ApiError::invalid(format!("field `{name}` is not UTF-8 text")))?;
                     fields.insert(name, Value::String(text));
                 }
             }
@@ -117,9 +117,9 @@ impl FromRequest<AppState> for ImageForm {
             let bytes =
                 axum::body::to_bytes(request.into_body(), limit).await.map_err(|_| too_large(state))?;
             let Value::Object(object) = serde_json::from_slice(&bytes)
-                .map_err(|e| ApiError::InvalidRequest(format!("the body is not valid JSON: {e}")))?
+                .map_err(|e| ApiError::invalid(format!("the body is not valid JSON: {e}")))?
             else {
-                return Err(ApiError::InvalidRequest("the JSON body must be an object".into()));
+                return Err(ApiError::invalid("the JSON body must be an object"));
             };
             for (key, value) in object {
                 match (key.as_str(), value) {
@@ -129,9 +129,7 @@ impl FromRequest<AppState> for ImageForm {
                     ("images", Value::Array(items)) => {
                         for item in items {
                             let Value::String(text) = item else {
-                                return Err(ApiError::InvalidRequest(
-                                    "`images` must hold base64 strings".into(),
-                                ));
+                                return Err(ApiError::invalid("`images` must hold base64 strings"));
                             };
                             images.push(NamedImage {
                                 field: IMAGE_FIELD.into(),
@@ -140,7 +138,7 @@ impl FromRequest<AppState> for ImageForm {
                         }
                     }
                     (IMAGE_FIELD | REFERENCE_FIELD | "images", _) => {
-                        return Err(ApiError::InvalidRequest(format!("`{key}` must be base64 text")));
+                        return Err(ApiError::invalid(format!("`{key}` must be base64 text")));
                     }
                     (_, value) => {
                         fields.insert(key, value);
@@ -148,33 +146,10 @@ impl FromRequest<AppState> for ImageForm {
                 }
             }
         } else if content_type.is_empty() {
-            return Err(ApiError::ImageMissing);
+            return Err(ServiceError::ImageMissing.into());
         } else {
             return Err(ApiError::UnsupportedMediaType(content_type));
         }
         Ok(Self { images, fields })
-    }
-}
-
-/// Reads a number that may arrive as JSON number or, from a form or query string, as text.
-pub fn lenient_number<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: std::str::FromStr + Deserialize<'de>,
-{
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Either<T> {
-        Number(T),
-        Text(String),
-    }
-    match Option::<Either<T>>::deserialize(deserializer)? {
-        None => Ok(None),
-        Some(Either::Number(n)) => Ok(Some(n)),
-        Some(Either::Text(text)) => text
-            .trim()
-            .parse()
-            .map(Some)
-            .map_err(|_| serde::de::Error::custom(format!("{text:?} is not a number"))),
     }
 }

@@ -1,0 +1,164 @@
+//! Subjects, their consent records and their faces.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+use visage_store::{Consent, Subject, Template};
+
+use super::{ImageField, LivenessDto, check_range, lenient_number};
+use crate::config::LivenessMode;
+use crate::http::error::ApiError;
+use crate::service::subjects::ConsentGiven;
+
+/// The consent record required to enrol a subject.
+#[derive(Deserialize, ToSchema)]
+pub struct ConsentInput {
+    /// Who gave consent (the person, or a guardian).
+    #[schema(pattern = "\\S")]
+    pub given_by: String,
+    /// When; defaults to the time of the request.
+    pub given_at: Option<DateTime<Utc>>,
+    /// What the data may be used for.
+    #[schema(pattern = "\\S")]
+    pub purpose: String,
+    /// Where the signed consent is kept.
+    pub reference: Option<String>,
+}
+
+impl From<ConsentInput> for ConsentGiven {
+    fn from(c: ConsentInput) -> Self {
+        Self { given_by: c.given_by, given_at: c.given_at, purpose: c.purpose, reference: c.reference }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct CreateSubjectRequest {
+    /// The caller's own id for the person, unique in the collection.
+    #[schema(min_length = 1, max_length = 256, pattern = "\\S")]
+    pub external_id: String,
+    /// Collection (gallery); default `default`.
+    #[schema(pattern = "^[a-z0-9_-]{1,64}$")]
+    pub collection: Option<String>,
+    /// Free JSON kept with the subject (erased with it).
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+    pub consent: Option<ConsentInput>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ConsentDto {
+    pub given_by: String,
+    pub given_at: DateTime<Utc>,
+    pub purpose: String,
+    pub reference: Option<String>,
+}
+
+impl From<&Consent> for ConsentDto {
+    fn from(c: &Consent) -> Self {
+        Self {
+            given_by: c.given_by.clone(),
+            given_at: c.given_at,
+            purpose: c.purpose.clone(),
+            reference: c.reference.clone(),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SubjectDto {
+    pub id: Uuid,
+    pub collection: String,
+    pub external_id: String,
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+    pub consent: Option<ConsentDto>,
+    pub created_at: DateTime<Utc>,
+    pub face_count: u32,
+}
+
+impl From<&Subject> for SubjectDto {
+    fn from(s: &Subject) -> Self {
+        Self {
+            id: s.id,
+            collection: s.collection.to_string(),
+            external_id: s.external_id.clone(),
+            metadata: s.metadata.clone(),
+            consent: s.consent.as_ref().map(ConsentDto::from),
+            created_at: s.created_at,
+            face_count: s.face_count,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SubjectPage {
+    pub items: Vec<SubjectDto>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<Uuid>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListSubjectsQuery {
+    /// Default: `default`.
+    #[param(pattern = "^[a-z0-9_-]{1,64}$")]
+    pub collection: Option<String>,
+    /// Find the subject with this external id.
+    pub external_id: Option<String>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<Uuid>,
+    /// Page size, default 100.
+    #[serde(default, deserialize_with = "lenient_number")]
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<u32>,
+}
+
+impl ListSubjectsQuery {
+    pub fn check(&self) -> Result<(), ApiError> {
+        check_range("limit", self.limit, 1, 500)
+    }
+}
+
+/// An enrolled face (its template is never returned).
+#[derive(Serialize, ToSchema)]
+pub struct FaceRecordDto {
+    pub id: Uuid,
+    pub subject_id: Uuid,
+    /// The recognizer that made the template.
+    pub model: String,
+    pub created_at: DateTime<Utc>,
+    #[schema(value_type = Object)]
+    pub quality: serde_json::Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub liveness: Option<LivenessDto>,
+}
+
+impl FaceRecordDto {
+    pub fn new(t: &Template, liveness: Option<LivenessDto>) -> Self {
+        Self {
+            id: t.id,
+            subject_id: t.subject_id,
+            model: t.model.clone(),
+            created_at: t.created_at,
+            quality: t.quality.clone(),
+            liveness,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct FaceList {
+    pub faces: Vec<FaceRecordDto>,
+}
+
+/// Enrolment: one image or several (repeated `image` parts in multipart, `images` in JSON);
+/// all are stored or none.
+#[derive(Deserialize, ToSchema)]
+pub struct EnrolRequest {
+    #[schema(value_type = Option<String>, format = Binary)]
+    pub image: Option<ImageField>,
+    #[schema(value_type = Option<Vec<String>>)]
+    pub images: Option<ImageField>,
+    pub liveness: Option<LivenessMode>,
+}

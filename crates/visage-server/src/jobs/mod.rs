@@ -1,0 +1,4 @@
+//! Offline work the command line runs against the same configuration as `visage serve`.
+
+pub mod reembed;
+pub mod sweep;

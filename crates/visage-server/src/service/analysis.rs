@@ -1,0 +1,74 @@
+//! Looking at a face without matching it: detection, quality and liveness, and the liveness
+//! rule every probe goes through.
+
+use bytes::Bytes;
+use serde_json::json;
+
+use super::{Caller, ServiceError, ServiceResult, SpoofKind, audit, enum_name};
+use crate::config::LivenessMode;
+use crate::inference::{Detection, LivenessVerdict, Pick, Probe};
+use crate::state::App;
+
+/// Analyses a probe on the inference pool and applies the liveness mode: in `require` mode a
+/// spoof is refused (and audited) and so is an image too poor to judge.
+pub async fn probe(
+    app: &App,
+    caller: &Caller,
+    bytes: Bytes,
+    pick: Pick,
+    mode: LivenessMode,
+) -> ServiceResult<Probe> {
+    let with_liveness = mode != LivenessMode::Off;
+    let probe = app.pool.run(move |p| p.probe(&bytes, pick, with_liveness)).await??;
+    if let Some(verdict) = &probe.liveness {
+        count_liveness(app, verdict);
+    }
+    if mode == LivenessMode::Require {
+        match &probe.liveness {
+            Some(LivenessVerdict::Spoof { score, attack_type }) => {
+                let attack = enum_name(attack_type);
+                audit::record(
+                    app,
+                    Some(caller),
+                    "liveness.spoof",
+                    "refused",
+                    None,
+                    None,
+                    json!({ "attack_type": attack }),
+                )
+                .await;
+                let attack_type = if attack == "print" { SpoofKind::Print } else { SpoofKind::Unknown };
+                return Err(ServiceError::SpoofDetected { score: *score, attack_type });
+            }
+            Some(LivenessVerdict::Inconclusive { reasons }) => {
+                return Err(ServiceError::LivenessInconclusive { reasons: reasons.clone() });
+            }
+            _ => {}
+        }
+    }
+    Ok(probe)
+}
+
+/// Every face of an image, analysed; liveness of each on request.
+pub async fn detect(app: &App, bytes: Bytes, with_liveness: bool) -> ServiceResult<Detection> {
+    let detection = app.pool.run(move |p| p.detect_all(&bytes, with_liveness)).await??;
+    for verdict in detection.faces.iter().filter_map(|(_, verdict)| verdict.as_ref()) {
+        count_liveness(app, verdict);
+    }
+    Ok(detection)
+}
+
+/// Passive liveness of the face in the image, judged and audited whatever the configured mode.
+pub async fn check_liveness(app: &App, caller: &Caller, bytes: Bytes) -> ServiceResult<Probe> {
+    let probe = probe(app, caller, bytes, Pick::Configured, LivenessMode::Report).await?;
+    let result = probe.liveness.as_ref().map(LivenessVerdict::result);
+    audit::record(app, Some(caller), "liveness.check", "ok", None, None, json!({ "result": result })).await;
+    Ok(probe)
+}
+
+fn count_liveness(app: &App, verdict: &LivenessVerdict) {
+    app.metrics.liveness_checks.with_label_values(&[verdict.result()]).inc();
+    if let LivenessVerdict::Spoof { attack_type, .. } = verdict {
+        app.metrics.spoofing_attacks.with_label_values(&[&enum_name(attack_type)]).inc();
+    }
+}

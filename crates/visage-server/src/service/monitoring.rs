@@ -1,0 +1,51 @@
+//! What the probes and the scrape ask: readiness, and the gauges read at scrape time.
+
+use std::sync::atomic::Ordering;
+
+use chrono::Utc;
+use serde_json::{Map, Value, json};
+use visage_store::CollectionId;
+
+use crate::observability::metrics::observed_rates;
+use crate::state::App;
+
+/// Ready to serve: models loaded and warmed up, storage answering. Redis being down is
+/// reported but is no reason to be unready: the service goes on with per-replica state.
+pub async fn readiness(app: &App) -> (bool, Map<String, Value>) {
+    let mut checks = Map::new();
+    let models_ok = app.ready.load(Ordering::SeqCst);
+    checks.insert("models".into(), json!(if models_ok { "ok" } else { "not ready" }));
+    let storage_ok = app.store.ping().await.is_ok();
+    checks.insert("storage".into(), json!(if storage_ok { "ok" } else { "unavailable" }));
+    checks.insert("inference_queue".into(), json!(app.pool.queue_depth()));
+    checks.insert("index_version".into(), json!(app.gallery.version()));
+    checks.insert("redis".into(), json!(app.shared.readiness().await));
+    (models_ok && storage_ok, checks)
+}
+
+/// Gauges read at scrape time: pool and queue state, stored counts, error rates from feedback.
+pub async fn refresh_gauges(app: &App) {
+    let m = &app.metrics;
+    m.inference_queue_depth.set(app.pool.queue_depth() as i64);
+    m.inference_workers_busy.set(app.pool.busy() as i64);
+    let pool = app.store.pool_stats();
+    m.db_connections_in_use.set(i64::from(pool.in_use));
+    m.db_connections_max.set(i64::from(pool.max));
+    m.observe_gallery(app.gallery.version(), app.gallery.memory_bytes());
+    app.shared.refresh_metrics().await;
+    if let Ok(counts) = app.store.counts().await {
+        for c in counts {
+            m.enrolled_subjects.with_label_values(&[&c.collection]).set(c.subjects as i64);
+            m.enrolled_templates.with_label_values(&[&c.collection]).set(c.templates as i64);
+            let indexed = CollectionId::parse(c.collection.clone()).map_or(0, |id| app.gallery.len(&id));
+            m.index_templates.with_label_values(&[&c.collection]).set(indexed as i64);
+        }
+    }
+    let window = &app.config.monitoring;
+    let since = Utc::now() - chrono::Duration::hours(window.feedback_window_hours as i64);
+    if let Ok(labelled) = app.store.labelled_verifications(since, window.feedback_window_size).await {
+        let rates = observed_rates(&labelled, window.min_labelled);
+        m.set_error_rates("feedback", &rates);
+        m.set_labelled(rates.genuine, rates.impostor);
+    }
+}
