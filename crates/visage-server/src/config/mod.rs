@@ -1,88 +1,18 @@
 //! One typed configuration: defaults, then an optional TOML file, then `VISAGE_*` environment
 //! variables (`__` separates levels: `VISAGE_SERVER__LISTEN`). Validated before anything starts.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
+
+mod options;
+mod secret;
+
+pub use options::{OPTIONS, options_help};
+pub use secret::{DatabaseUrl, Secret};
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 use visage_face::{BackendKind, DecodeLimits, FaceSelection, RecognizerKind};
-
-/// A secret value: never printed, never serialized in the clear.
-#[derive(Clone, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl Serialize for Secret {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str("[redacted]")
-    }
-}
-
-/// A database URL (PostgreSQL or Redis): printed and serialized with its password replaced.
-#[derive(Clone, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct DatabaseUrl(String);
-
-impl DatabaseUrl {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// `scheme://user:[redacted]@host/db`: everything but the password (also when the URL
-    /// cannot be parsed, nothing between `:` and `@` of the authority is shown).
-    pub fn redacted(&self) -> String {
-        let Some((scheme, rest)) = self.0.split_once("://") else {
-            return "[redacted]".to_owned();
-        };
-        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-        let (authority, tail) = rest.split_at(authority_end);
-        match authority.rsplit_once('@') {
-            Some((credentials, host)) => {
-                let user = credentials.split_once(':').map_or(credentials, |(user, _)| user);
-                let password = if credentials.contains(':') { ":[redacted]" } else { "" };
-                // Query parameters may carry a password too (`?password=...`).
-                let tail = if tail.contains("password") { "/[redacted]" } else { tail };
-                format!("{scheme}://{user}{password}@{host}{tail}")
-            }
-            None if tail.contains("password") => format!("{scheme}://{authority}/[redacted]"),
-            None => self.0.clone(),
-        }
-    }
-}
-
-impl fmt::Debug for DatabaseUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.redacted())
-    }
-}
-
-impl Serialize for DatabaseUrl {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.redacted())
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -609,86 +539,6 @@ impl Config {
 pub enum ConfigError {
     #[error("invalid configuration: {0}")]
     Invalid(String),
-}
-
-/// Every option with its environment variable and meaning, for `visage serve --help`.
-/// A test keeps this table and [`Config`] in step.
-pub const OPTIONS: &[(&str, &str)] = &[
-    ("profile", "development | production (also from ENVIRONMENT=production) [development]"),
-    ("server.listen", "address:port to listen on [0.0.0.0:8000]"),
-    ("server.shutdown_grace_seconds", "time in-flight requests get after SIGTERM [30]"),
-    ("server.request_timeout_seconds", "requests running longer are answered 503 timeout [30]"),
-    ("models.dir", "model directory (scripts/fetch-models.sh) [models]"),
-    ("models.backend", "onnxruntime | tract [onnxruntime]"),
-    ("models.recognizer", "sface | mobilefacenet [sface]"),
-    ("models.face_selection", "single | central | largest: the face a single-face request uses [central]"),
-    ("storage.data_dir", "embedded database, development key and images [data]"),
-    ("storage.store_images", "keep enrolment images (encrypted) [false]"),
-    ("images.backend", "where kept images go: local (data_dir/images) | s3 [local]"),
-    ("images.s3_endpoint", "S3 server, e.g. http://minio:9000 (path-style requests); unset = AWS [unset]"),
-    ("images.s3_bucket", "bucket for images; required with images.backend = s3 [unset]"),
-    ("images.s3_region", "S3 region [us-east-1]"),
-    ("images.s3_access_key_id", "S3 access key id [AWS_ACCESS_KEY_ID]"),
-    ("images.s3_secret_access_key", "S3 secret key (secret) [AWS_SECRET_ACCESS_KEY]"),
-    ("images.timeout_seconds", "bound on one image upload, download or deletion, retries included [10]"),
-    ("database.url", "PostgreSQL URL (password redacted when printed); unset = embedded SQLite [unset]"),
-    ("database.max_connections", "PostgreSQL connections per replica [10]"),
-    ("database.acquire_timeout_seconds", "wait for a connection before 503 storage_unavailable [3]"),
-    ("database.read_url", "PostgreSQL streaming replica for listings and monitoring queries [unset]"),
-    ("database.startup_timeout_seconds", "how long start-up waits for the database to answer [60]"),
-    ("index.poll_interval_ms", "check for gallery changes made by other replicas at least this often [1000]"),
-    (
-        "index.change_log_retention_hours",
-        "prune gallery change log entries older than this; a replica further behind reloads its index [24]",
-    ),
-    ("encryption.key", "template key, 32 bytes base64; required in production (secret)"),
-    ("encryption.key_file", "file holding the template key, instead of encryption.key"),
-    ("encryption.previous_keys", "retired keys that still open older templates (secret)"),
-    ("inference.workers", "inference threads, 0 = one per core [0]"),
-    ("inference.queue_capacity", "requests that may wait for a worker before 503 overloaded [32]"),
-    ("limits.max_body_bytes", "largest request body [33554432]"),
-    ("limits.max_image_bytes", "largest image file [15728640]"),
-    ("limits.max_pixels", "largest width x height [40000000]"),
-    ("limits.max_batch_images", "most images in one enrolment [10]"),
-    ("enrolment.require_consent", "refuse subjects without a consent record [true]"),
-    ("verification.far_target", "false-accept rate the threshold stands for [0.001]"),
-    ("verification.max_top_k", "most identification candidates [20]"),
-    ("liveness.model", "minifasnet | faceplugin | ensemble [ensemble]"),
-    (
-        "liveness.threshold",
-        "live when the score is at least this [calibrated; 0.1 without a calibration file]",
-    ),
-    ("liveness.verify", "off | report | require [report; require in production]"),
-    ("liveness.identify", "off | report | require [off]"),
-    ("liveness.enrol", "off | report | require [off]"),
-    ("rate_limit.requests_per_second", "per API key, 0 = off [0]"),
-    ("rate_limit.burst", "requests above the sustained rate a key may send at once [20]"),
-    (
-        "redis.url",
-        "Redis shared by the replicas (password redacted when printed); unset = per replica [unset]",
-    ),
-    ("redis.key_prefix", "prefix of every Redis key visage writes [visage:]"),
-    ("redis.command_timeout_ms", "longest wait for one Redis command before the in-process fallback [250]"),
-    ("redis.idempotency_ttl_seconds", "how long a response is kept for Idempotency-Key replays [86400]"),
-    ("monitoring.feedback_window_hours", "FAR/FRR/EER gauges use labelled decisions of this many hours [24]"),
-    ("monitoring.feedback_window_size", "and at most this many of them [10000]"),
-    ("monitoring.min_labelled", "labelled attempts of a class needed before its gauge appears [30]"),
-    ("tracing.otlp_endpoint", "OTLP/HTTP collector, e.g. http://jaeger:4318; unset = no traces [unset]"),
-    ("tracing.service_name", "service.name of the exported spans [visage]"),
-    ("tracing.sample_ratio", "fraction of new traces exported; a sampled traceparent is followed [1.0]"),
-];
-
-/// The options table as `visage serve --help` prints it.
-pub fn options_help() -> String {
-    let mut text = String::from(
-        "Configuration: defaults, then --config FILE (TOML), then VISAGE_* environment variables\n\
-         (nesting with __, e.g. VISAGE_SERVER__LISTEN=127.0.0.1:8000), then explicit flags.\n\n",
-    );
-    for (key, help) in OPTIONS {
-        let env = format!("VISAGE_{}", key.replace('.', "__").to_uppercase());
-        text.push_str(&format!("  {key:<34} {env}\n      {help}\n"));
-    }
-    text
 }
 
 #[cfg(test)]
