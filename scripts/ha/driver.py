@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Load and checks of the high-availability test. scripts/ha-test.sh starts the cluster, runs
+"""Load and checks of the high-availability test. scripts/ha/run.sh starts the cluster, runs
 this, and stops everything afterwards; actions on the cluster (kill a replica, stop Redis or
-PostgreSQL) go back through `ha-test.sh --ctl`. Python standard library only.
+PostgreSQL) go back through `run.sh --ctl`. Python standard library only.
 
 Steady load through Traefik for the whole run: verify workers (1:1 against subjects enrolled at
 set-up, a second photo of the person where there is one) and one enrol worker (a subject with
@@ -253,7 +253,7 @@ class HaTest:
         done = subprocess.run([self.args.ctl, "--ctl", *action], env=env, capture_output=True, text=True,
                               timeout=120)
         if done.returncode != 0:
-            raise RuntimeError(f"ha-test.sh --ctl {' '.join(action)} failed: {done.stderr.strip()}")
+            raise RuntimeError(f"run.sh --ctl {' '.join(action)} failed: {done.stderr.strip()}")
         return done.stdout.strip()
 
     def photo(self, path: Path) -> bytes:
@@ -973,7 +973,7 @@ class HaTest:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", required=True, help="the test's temporary directory")
-    parser.add_argument("--ctl", required=True, help="scripts/ha-test.sh (its --ctl actions)")
+    parser.add_argument("--ctl", required=True, help="scripts/ha/run.sh (its --ctl actions)")
     parser.add_argument("--fixtures", required=True, help="tests/fixtures/lfw")
     parser.add_argument("--traefik", required=True, help="host:port of Traefik's entry point")
     parser.add_argument("--traefik-api", required=True, help="host:port of Traefik's API")
