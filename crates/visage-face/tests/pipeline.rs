@@ -414,7 +414,7 @@ fn mobilefacenet_separates_the_same_person_from_strangers() {
     let embed =
         |relative: &str| engine.analyze_bytes(&std::fs::read(fixture(relative)).unwrap()).unwrap().embedding;
     // Elton_John 0001/0007 is left out: MobileFaceNet rejects it (0.34), SFace accepts it,
-    // one of the reasons SFace is the default (see README, Accuracy).
+    // one of the reasons SFace is the default (see docs/accuracy.md).
     for (a, b) in [
         ("Arminio_Fraga/Arminio_Fraga_0002.jpg", "Arminio_Fraga/Arminio_Fraga_0006.jpg"),
         ("Bill_Nelson/Bill_Nelson_0001.jpg", "Bill_Nelson/Bill_Nelson_0002.jpg"),
