@@ -74,6 +74,8 @@ curl -fsS -o /dev/null "$api/health/ready" || { cat "$work/visage.log" >&2; die 
 
 say "schemathesis run $api/openapi.json: all checks, at most $max_examples examples per operation, ${time_limit} s at most"
 status=0
+# Hypothesis (schemathesis' generator) keeps its own files with the other tools, out of the tree.
+export HYPOTHESIS_STORAGE_DIRECTORY=$root/.tools/hypothesis
 timeout --kill-after=10 "$time_limit" "$venv/bin/schemathesis" --config-file "$root/scripts/check/schemathesis.toml" \
   run "$api/openapi.json" \
   --header "Authorization: Bearer $key" \
