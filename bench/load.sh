@@ -13,7 +13,7 @@ if ! command -v wrk >/dev/null; then
   echo "load: installing wrk (Debian package)" >&2
   if [ "$(id -u)" = 0 ]; then apt-get install -y -q wrk >/dev/null; else sudo apt-get install -y -q wrk >/dev/null; fi
 fi
-scripts/fetch-models.sh >&2
+scripts/models/fetch.sh >&2
 cargo build --release --locked -q -p visage-cli
 visage=target/release/visage
 

@@ -4,7 +4,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-scripts/fetch-models.sh
+scripts/models/fetch.sh
 venv=${VISAGE_CACHE_DIR:-$root/.cache}/bench-tools
 if ! "$venv/bin/python" -c 'import cv2' 2>/dev/null; then
   python3 -m venv "$venv"

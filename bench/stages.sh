@@ -5,6 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 backend=${1:-onnxruntime}
-scripts/fetch-models.sh
+scripts/models/fetch.sh
 VISAGE_BACKEND=$backend cargo bench -p visage-face --bench pipeline -- --noplot --save-baseline "stages-$backend"
 python3 bench/medians.py "stages-$backend"

@@ -4,8 +4,8 @@
 #   scripts/serve.sh [extra `visage serve` flags]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/system-packages.sh
-scripts/fetch-models.sh
+scripts/setup/system-packages.sh
+scripts/models/fetch.sh
 cargo build --release --locked -p visage-cli
 visage=target/release/visage
 data_dir="${VISAGE_STORAGE__DATA_DIR:-data}"

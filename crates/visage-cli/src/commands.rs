@@ -173,7 +173,7 @@ pub fn check_models(ctx: &Context) -> anyhow::Result<()> {
     match paths.exists(models::MOBILEFACENET) {
         true => println!("ok {}", paths.verified(models::MOBILEFACENET)?.display()),
         false => {
-            println!("absent (optional) {}: scripts/fetch-models.sh --mobilefacenet", models::MOBILEFACENET)
+            println!("absent (optional) {}: scripts/models/fetch.sh --mobilefacenet", models::MOBILEFACENET)
         }
     }
     Ok(())

@@ -20,13 +20,13 @@ use visage_face::{BackendKind, DecodeLimits, FaceSelection, RecognizerKind};
 #[derive(Parser)]
 #[command(name = "visage", version, about = "Self-hosted face verification and identification")]
 struct Cli {
-    /// Directory holding the model files (see scripts/fetch-models.sh).
+    /// Directory holding the model files (see scripts/models/fetch.sh).
     #[arg(long, global = true, env = "VISAGE_MODELS_DIR", default_value = "models")]
     models_dir: PathBuf,
-    /// Inference runtime: onnxruntime (faster; library from fetch-models.sh) or tract (pure Rust).
+    /// Inference runtime: onnxruntime (faster; library from scripts/models/fetch.sh) or tract (pure Rust).
     #[arg(long, global = true, value_enum, env = "VISAGE_BACKEND", default_value = "onnxruntime")]
     backend: Backend,
-    /// Face recognizer: sface (default) or mobilefacenet (fetch-models.sh --mobilefacenet).
+    /// Face recognizer: sface (default) or mobilefacenet (scripts/models/fetch.sh --mobilefacenet).
     #[arg(long, global = true, value_enum, env = "VISAGE_RECOGNIZER", default_value = "sface")]
     recognizer: Recognizer,
     /// Which face a single-face command uses when a photo holds several.

@@ -134,7 +134,7 @@ fn models_checks_every_required_file_and_names_the_fix_when_one_is_missing() {
     std::fs::create_dir_all(&empty).unwrap();
     let out = visage(&["--models-dir", empty.to_str().unwrap(), "models"]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("scripts/fetch-models.sh"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("scripts/models/fetch.sh"));
 }
 
 #[test]

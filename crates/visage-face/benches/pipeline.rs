@@ -1,5 +1,5 @@
 //! Per-stage timings of the face pipeline on real 250x250 LFW images, one thread.
-//! `cargo bench -p visage-face --bench pipeline` (models from scripts/fetch-models.sh).
+//! `cargo bench -p visage-face --bench pipeline` (models from scripts/models/fetch.sh).
 
 use std::path::{Path, PathBuf};
 
@@ -22,7 +22,7 @@ fn bench_pipeline(c: &mut Criterion) {
     };
     let backend = backend.create(&models, 1).expect("backend");
     let engine = FaceEngine::load(&models, backend.as_ref(), EngineConfig::default())
-        .expect("models (scripts/fetch-models.sh)");
+        .expect("models (scripts/models/fetch.sh)");
     let fixtures = repo_root().join("tests/fixtures/lfw");
     let a = std::fs::read(fixtures.join("Elton_John/Elton_John_0001.jpg")).unwrap();
     let b = std::fs::read(fixtures.join("Elton_John/Elton_John_0007.jpg")).unwrap();

@@ -18,7 +18,7 @@ pub enum RecognizerKind {
     /// SFace 2021dec (OpenCV zoo): NCHW, RGB 0..255 (normalisation is inside the graph), 128-d.
     Sface,
     /// MobileFaceNet (sirius-ai, from TFLite): NCHW with batch fixed at 2, RGB (x-127.5)/128, 192-d.
-    /// Optional: `scripts/fetch-models.sh --mobilefacenet`.
+    /// Optional: `scripts/models/fetch.sh --mobilefacenet`.
     Mobilefacenet,
 }
 

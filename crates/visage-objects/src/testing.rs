@@ -1,6 +1,6 @@
 //! S3 buckets for tests (feature `test-support`): each test creates a bucket of its own on the
 //! S3 server at `VISAGE_TEST_S3_ENDPOINT` (default `http://127.0.0.1:9000`, the moto server
-//! `scripts/s3-server.sh` starts), emptied and removed when it goes out of scope. The bucket is
+//! `scripts/services/s3.sh` starts), emptied and removed when it goes out of scope. The bucket is
 //! read here with a client of its own, independent of the code under test.
 
 use std::time::Duration;
@@ -33,7 +33,7 @@ impl TestBucket {
             .put(format!("{}/{name}", endpoint()))
             .send()
             .await
-            .unwrap_or_else(|e| panic!("no S3 server at {} (scripts/s3-server.sh): {e}", endpoint()));
+            .unwrap_or_else(|e| panic!("no S3 server at {} (scripts/services/s3.sh): {e}", endpoint()));
         assert!(response.status().is_success(), "creating bucket {name}: {}", response.status());
         Self { name }
     }

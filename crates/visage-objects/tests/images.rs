@@ -1,5 +1,5 @@
 //! The image store on both backends: a local directory, and a real S3 server (moto, at
-//! `VISAGE_TEST_S3_ENDPOINT`; `scripts/s3-server.sh` starts it) with a bucket per test.
+//! `VISAGE_TEST_S3_ENDPOINT`; `scripts/services/s3.sh` starts it) with a bucket per test.
 
 use std::time::Duration;
 

@@ -1,5 +1,5 @@
 //! ONNX Runtime backend (cargo feature `onnxruntime`): loads `libonnxruntime.so` at run time
-//! (the one `scripts/fetch-models.sh` takes from the PyPI `onnxruntime` wheel), so nothing is
+//! (the one `scripts/models/fetch.sh` takes from the PyPI `onnxruntime` wheel), so nothing is
 //! downloaded at build time.
 
 use std::path::Path;

@@ -7,7 +7,7 @@ pub const OPTIONS: &[(&str, &str)] = &[
     ("server.listen", "address:port to listen on [0.0.0.0:8000]"),
     ("server.shutdown_grace_seconds", "time in-flight requests get after SIGTERM [30]"),
     ("server.request_timeout_seconds", "requests running longer are answered 503 timeout [30]"),
-    ("models.dir", "model directory (scripts/fetch-models.sh) [models]"),
+    ("models.dir", "model directory (scripts/models/fetch.sh) [models]"),
     ("models.backend", "onnxruntime | tract [onnxruntime]"),
     ("models.recognizer", "sface | mobilefacenet [sface]"),
     ("models.face_selection", "single | central | largest: the face a single-face request uses [central]"),

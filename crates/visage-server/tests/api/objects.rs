@@ -1,5 +1,5 @@
 //! Enrolment images in a real S3 bucket (moto at `VISAGE_TEST_S3_ENDPOINT`, started by
-//! scripts/s3-server.sh), a bucket per test: sealed before upload, gone after erasure, and an
+//! scripts/services/s3.sh), a bucket per test: sealed before upload, gone after erasure, and an
 //! enrolment that cannot keep its image or its templates keeps nothing.
 
 use visage_objects::S3Options;

@@ -17,7 +17,7 @@ async fn redis_connection(url: &str) -> redis::aio::MultiplexedConnection {
         .unwrap()
         .get_multiplexed_async_connection()
         .await
-        .unwrap_or_else(|e| panic!("Redis at {url} does not answer ({e}); scripts/services.sh starts one"))
+        .unwrap_or_else(|e| panic!("Redis at {url} does not answer ({e}); scripts/services/up.sh starts one"))
 }
 
 /// Keys of one test in a Redis shared with other tests.
@@ -369,7 +369,7 @@ impl OwnRedis {
             .stdout(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| {
-                panic!("cannot run {binary} ({e}): scripts/services.sh installs redis-server")
+                panic!("cannot run {binary} ({e}): scripts/services/up.sh installs redis-server")
             });
         self.child = Some(child);
         let client = redis::Client::open(self.url()).unwrap();

@@ -9,7 +9,7 @@ use visage_server::jobs::reembed::{self, Quiet};
 
 use super::*;
 
-/// MobileFaceNet is optional (`scripts/fetch-models.sh --mobilefacenet`); CI sets
+/// MobileFaceNet is optional (`scripts/models/fetch.sh --mobilefacenet`); CI sets
 /// VISAGE_REQUIRE_MOBILEFACENET=1 so that a missing model fails instead of skipping.
 fn mobilefacenet_present() -> bool {
     if repo().join("models").join(visage_face::models::MOBILEFACENET).exists() {
@@ -19,7 +19,7 @@ fn mobilefacenet_present() -> bool {
         std::env::var_os("VISAGE_REQUIRE_MOBILEFACENET").is_none(),
         "VISAGE_REQUIRE_MOBILEFACENET is set but the model is missing"
     );
-    eprintln!("skipped: no MobileFaceNet model (scripts/fetch-models.sh --mobilefacenet)");
+    eprintln!("skipped: no MobileFaceNet model (scripts/models/fetch.sh --mobilefacenet)");
     false
 }
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Installs Debian packages for the project's scripts: `scripts/apt-install.sh PKG...`. Needs root
-# and apt; without them it names the packages and fails. The servers some packages carry are
-# not started by the install (a policy-rc.d forbids it meanwhile, unless one exists already):
-# each script starts what it needs, where and how it needs it.
+# Installs Debian packages for the project's scripts: `scripts/setup/apt-install.sh PKG...`.
+# Needs root and apt; without them it names the packages and fails. The servers some packages
+# carry are not started by the install (a policy-rc.d forbids it meanwhile, unless one exists
+# already): each script starts what it needs, where and how it needs it.
 set -euo pipefail
 [ $# -gt 0 ] || exit 0
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then

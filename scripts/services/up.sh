@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
 # Starts (or reuses) the servers the tests talk to: PostgreSQL at 127.0.0.1:5432 with trust
 # authentication for user postgres and a database `test`, Redis at 127.0.0.1:6379, and an S3
-# server (moto) at 127.0.0.1:9000 (scripts/s3-server.sh). A running server is used as it is;
-# an installed but stopped one is started; on a machine without it (and
-# with root and apt) the Debian package is installed and set up for local tests only.
+# server (moto) at 127.0.0.1:9000 (scripts/services/s3.sh). A running server is used as it is;
+# an installed but stopped one is started; on a machine without it (and with root and apt) the
+# Debian package is installed and set up for local tests only.
 set -euo pipefail
 
-say() { printf 'services: %s\n' "$*" >&2; }
+say() { printf 'services/up: %s\n' "$*" >&2; }
 
 postgres_up() { command -v pg_isready >/dev/null && pg_isready -q -h 127.0.0.1 -p 5432; }
 
 if ! postgres_up; then
   if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
     say "PostgreSQL is not running at 127.0.0.1:5432 and not installed: installing it"
-    "$(dirname "$0")/apt-install.sh" postgresql
+    "$(dirname "$0")/../setup/apt-install.sh" postgresql
     # A fresh test server: trust for loopback connections only, as the tests expect.
     for hba in /etc/postgresql/*/main/pg_hba.conf; do
       sed -i 's/^\(host\s\+all\s\+all\s\+127\.0\.0\.1\/32\s\+\)\S\+/\1trust/' "$hba"
@@ -46,7 +46,7 @@ say "PostgreSQL ready at 127.0.0.1:5432"
 redis_up() { command -v redis-cli >/dev/null && [ "$(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" = PONG ]; }
 
 if ! command -v redis-server >/dev/null; then
-  "$(dirname "$0")/apt-install.sh" redis-server redis-tools
+  "$(dirname "$0")/../setup/apt-install.sh" redis-server redis-tools
 fi
 if ! redis_up; then
   say "starting Redis"
@@ -61,4 +61,4 @@ if ! redis_up; then
   redis_up || { say "Redis did not come up at 127.0.0.1:6379"; exit 1; }
 fi
 say "Redis ready at 127.0.0.1:6379"
-"$(dirname "$0")/s3-server.sh"
+"$(dirname "$0")/s3.sh"

@@ -1,4 +1,4 @@
-"""Helpers of scripts/check-deploy.sh: the checks that need to read YAML or JSON. Each
+"""Helpers of scripts/check/deploy.sh: the checks that need to read YAML or JSON. Each
 subcommand prints what it checked and exits 1 on a failure.
 
   compose-ha CONFIG_JSON          HA file: replicas, limits, health checks, restart policy
@@ -33,7 +33,8 @@ def expect(condition, message):
     ok(message) if condition else fail(message)
 
 
-# The product description's resource table: (cpus, memory) limits; face-api also reserves.
+# The resource limits each service of the compose files must have: (cpus, memory); face-api
+# also reserves.
 GIB, MIB = 1024**3, 1024**2
 LIMITS = {
     "face-api": (2, 2 * GIB),
@@ -121,7 +122,7 @@ def compose_prod(path):
     api = services["face-api"]
     expect(api.get("environment", {}).get("VISAGE_PROFILE") == "production", "face-api: production profile")
     for name in ("face-api", "postgres", "redis"):
-        expect(limits_of(services[name]) == LIMITS[name], f"{name}: limits of the description")
+        expect(limits_of(services[name]) == LIMITS[name], f"{name}: the required limits")
     check_health_and_restart(services, {"face-api", "postgres", "redis"})
     expect(ready_probe(api), "face-api: health check on /health/ready")
 
@@ -159,13 +160,13 @@ def rule_tests(rules_dir, tests_dir):
     required = {"biometric:far:5m", "biometric:frr:5m", "biometric:eer:5m", "biometric:compliance:far",
                 "biometric:compliance:frr", "biometric:compliance:overall", "biometric:latency:p95:5m",
                 "biometric:throughput:5m"}
-    expect(required <= records.keys(), "the description's recording rules all exist")
-    seed_alerts = {"HighFAR", "CriticalEER", "HighSeverityFalseAccepts", "SpoofingAttackDetected", "HighFRR",
+    expect(required <= records.keys(), "the required recording rules all exist")
+    required_alerts = {"HighFAR", "CriticalEER", "HighSeverityFalseAccepts", "SpoofingAttackDetected", "HighFRR",
                    "HighEER", "LowLivenessDetectionRate", "VerificationLatencyHigh"}
-    expect(seed_alerts <= alerts.keys(), "the description's biometric alerts all exist")
+    expect(required_alerts <= alerts.keys(), "the required biometric alerts all exist")
 
 
-# The description's panels, in order (12: no GPU here, see the panel's description).
+# The dashboard's panels, in order (12: no GPU here, see the panel's description).
 PANELS = [
     ("FAR/FRR Compliance", "stat"), ("Equal Error Rate", "gauge"), ("Overall Compliance Status", "stat"),
     ("FAR/FRR Trend (24h)", "timeseries"), ("False Accepts by Severity", "timeseries"),

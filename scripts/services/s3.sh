@@ -4,13 +4,13 @@
 # answering there is reused. moto accepts any credentials and keeps everything in memory;
 # each test creates a bucket of its own.
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
+root=$(cd "$(dirname "$0")/../.." && pwd)
 port=${VISAGE_TEST_S3_PORT:-9000}
 endpoint="http://127.0.0.1:$port"
 venv="$root/.tools/moto"
 MOTO_VERSION=5.2.5
 
-say() { printf 's3-server: %s\n' "$*" >&2; }
+say() { printf 'services/s3: %s\n' "$*" >&2; }
 
 # An S3 ListBuckets answer (moto does not check signatures).
 s3_up() {
