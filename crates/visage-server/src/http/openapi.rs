@@ -1,6 +1,7 @@
 //! The OpenAPI 3.1 document, generated from the handlers and DTOs, and the Swagger UI page
 //! that the binary serves itself (vendored: no CDN).
 
+use serde_json::json;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
@@ -105,7 +106,11 @@ impl Modify for IdempotencyKey {
                 .required(Required::False)
                 .description(Some("makes a retry safe: the same key and request replay the first 2xx answer"))
                 .schema(Some(
-                    ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).max_length(Some(255)),
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .min_length(Some(1))
+                        .max_length(Some(255))
+                        .pattern(Some("^[!-~]+$")),
                 ))
                 .build();
             operation.parameters.get_or_insert_with(Vec::new).push(RefOr::T(key));
@@ -122,11 +127,23 @@ impl Modify for IdempotencyKey {
     }
 }
 
-pub fn document() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+/// The document as this service serves it: what the code declares, plus what only the running
+/// service knows or what the derive cannot say:
+/// - `far_target` may only be one of the FAR targets this service has calibrated thresholds
+///   for (`calibrated`), so the document lists them;
+/// - a verification names exactly one of `subject_id` and `reference_image`.
+pub fn document(calibrated: &[f64]) -> serde_json::Value {
+    let mut document = serde_json::to_value(ApiDoc::openapi()).expect("the document serializes");
+    let schemas = &mut document["components"]["schemas"];
+    for request in ["VerifyRequest", "IdentifyRequest"] {
+        schemas[request]["properties"]["far_target"]["enum"] = json!(calibrated);
+    }
+    schemas["VerifyRequest"]["oneOf"] =
+        json!([{ "required": ["subject_id"] }, { "required": ["reference_image"] }]);
+    document
 }
 
 /// `/docs` (Swagger UI) and `/openapi.json`.
-pub fn docs() -> axum::Router<AppState> {
-    SwaggerUi::new("/docs").url("/openapi.json", document()).into()
+pub fn docs(calibrated: &[f64]) -> axum::Router<AppState> {
+    SwaggerUi::new("/docs").external_url_unchecked("/openapi.json", document(calibrated)).into()
 }

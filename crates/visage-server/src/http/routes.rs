@@ -44,7 +44,7 @@ fn routes(state: &AppState) -> Router<AppState> {
         .route("/health/ready", get(health::ready))
         .route("/metrics/prometheus", get(metrics::prometheus_metrics))
         .route("/metrics", get(metrics::prometheus_metrics))
-        .merge(openapi::docs())
+        .merge(openapi::docs(&state.calibration.targets()))
         .route("/v1/detect", keyed(Role::Verify, post(analysis::detect)))
         .route("/v1/liveness", keyed(Role::Verify, post(analysis::liveness)))
         .route("/v1/verify", keyed(Role::Verify, post(matching::verify)))

@@ -8,6 +8,7 @@ use super::{FaceDto, ImageField, LivenessDto, ProbeFaceDto, lenient_bool};
 /// An image (detect, liveness): a file part `image` in multipart, base64 `image` in JSON, or
 /// the image itself as an `image/*` body.
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ImageUpload {
     #[schema(value_type = String, format = Binary, required = true)]
     pub image: Option<ImageField>,
@@ -15,6 +16,7 @@ pub struct ImageUpload {
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct DetectQuery {
     /// Also judge liveness of every face.
     #[serde(default, deserialize_with = "lenient_bool")]

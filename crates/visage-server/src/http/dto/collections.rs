@@ -7,6 +7,7 @@ use utoipa::ToSchema;
 use crate::service::collections::CollectionSummary;
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CreateCollectionRequest {
     /// 1-64 characters of a-z, 0-9, '-' and '_'.
     #[schema(pattern = "^[a-z0-9_-]{1,64}$")]

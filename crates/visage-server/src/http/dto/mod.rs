@@ -71,11 +71,18 @@ where
     #[serde(untagged)]
     enum Either<T> {
         Number(T),
+        /// JSON Schema counts 3.0 as an integer; serde does not.
+        Whole(f64),
         Text(String),
     }
     match Option::<Either<T>>::deserialize(deserializer)? {
         None => Ok(None),
         Some(Either::Number(n)) => Ok(Some(n)),
+        Some(Either::Whole(n)) if n.fract() == 0.0 && n.abs() < 1e15 => format!("{n:.0}")
+            .parse()
+            .map(Some)
+            .map_err(|_| serde::de::Error::custom(format!("{n} is out of range"))),
+        Some(Either::Whole(n)) => Err(serde::de::Error::custom(format!("{n} is not a whole number"))),
         Some(Either::Text(text)) => text
             .trim()
             .parse()

@@ -13,6 +13,7 @@ use crate::service::subjects::ConsentGiven;
 
 /// The consent record required to enrol a subject.
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ConsentInput {
     /// Who gave consent (the person, or a guardian).
     #[schema(pattern = "\\S")]
@@ -33,6 +34,7 @@ impl From<ConsentInput> for ConsentGiven {
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CreateSubjectRequest {
     /// The caller's own id for the person, unique in the collection.
     #[schema(min_length = 1, max_length = 256, pattern = "\\S")]
@@ -43,6 +45,8 @@ pub struct CreateSubjectRequest {
     /// Free JSON kept with the subject (erased with it).
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
+    /// Required unless the service runs with `enrolment.require_consent = false`.
+    #[schema(required = true, nullable = false)]
     pub consent: Option<ConsentInput>,
 }
 
@@ -155,10 +159,12 @@ pub struct FaceList {
 /// Enrolment: one image or several (repeated `image` parts in multipart, `images` in JSON);
 /// all are stored or none.
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct EnrolRequest {
-    #[schema(value_type = Option<String>, format = Binary)]
+    #[schema(value_type = String, format = Binary)]
     pub image: Option<ImageField>,
-    #[schema(value_type = Option<Vec<String>>)]
+    #[schema(value_type = Vec<String>)]
     pub images: Option<ImageField>,
+    #[schema(nullable = false)]
     pub liveness: Option<LivenessMode>,
 }

@@ -52,8 +52,8 @@ fn too_large(state: &AppState) -> ApiError {
     ApiError::PayloadTooLarge { limit: state.config.limits.max_body_bytes }
 }
 
+/// An image sent as base64, or as a data URL as browsers produce them.
 fn decode_base64(field: &str, text: &str) -> Result<Bytes, ApiError> {
-    // Accept data URLs as browsers produce them.
     let data = text.split_once(";base64,").map_or(text, |(_, data)| data);
     STANDARD
         .decode(data.trim())
@@ -139,6 +139,10 @@ impl FromRequest<AppState> for ImageForm {
                     }
                     (IMAGE_FIELD | REFERENCE_FIELD | "images", _) => {
                         return Err(ApiError::invalid(format!("`{key}` must be base64 text")));
+                    }
+                    // A multipart form cannot send a null, so JSON may not either: leave it out.
+                    (_, Value::Null) => {
+                        return Err(ApiError::invalid(format!("`{key}` is null; leave it out instead")));
                     }
                     (_, value) => {
                         fields.insert(key, value);

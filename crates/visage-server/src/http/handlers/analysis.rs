@@ -37,6 +37,7 @@ pub async fn liveness(
     caller: Caller,
     mut form: ImageForm,
 ) -> ApiResult<Json<LivenessResponse>> {
+    let _: ImageUpload = form.params()?;
     let image = form.take(IMAGE_FIELD).ok_or(ServiceError::ImageMissing)?;
     let probe = analysis::check_liveness(&app, &caller, image).await?;
     let verdict = probe.liveness.as_ref().expect("a liveness check judges liveness");

@@ -27,7 +27,6 @@ pub async fn verify(
     mut form: ImageForm,
 ) -> ApiResult<Json<VerifyResponse>> {
     let request: VerifyRequest = form.params()?;
-    request.check()?;
     let image = form.take(IMAGE_FIELD).ok_or(ServiceError::ImageMissing)?;
     let claim = match (request.subject_id, form.take(REFERENCE_FIELD)) {
         (Some(id), None) => Claim::Subject(id),
