@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::json;
 use visage_face::{FaceError, FaceErrorCode, QualityIssue};
-use visage_store::StoreError;
+use visage_store::{Entity, StoreError};
 
 tokio::task_local! {
     /// The id of the request being served, so that every error body can name it.
@@ -89,15 +89,19 @@ pub enum ApiError {
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
-            StoreError::Unavailable(_) => {
-                tracing::error!(error = %err, "storage failed");
+            // A failure retrying will not fix (`Database`) is answered like an outage, as every
+            // database error was before the store told them apart; the log says which it was.
+            StoreError::Unavailable(_) | StoreError::Database(_) => {
+                tracing::error!(error = %err, retryable = err.is_retryable(), "storage failed");
                 Self::StorageUnavailable
             }
-            StoreError::Conflict("subject") => Self::SubjectExists,
-            StoreError::Conflict("collection") => Self::CollectionExists,
-            StoreError::Missing("subject") => Self::SubjectNotFound,
-            StoreError::Missing("collection") => Self::CollectionNotFound,
-            other => Self::Internal(other.to_string()),
+            StoreError::Conflict(Entity::Subject) => Self::SubjectExists,
+            StoreError::Conflict(Entity::Collection) => Self::CollectionExists,
+            StoreError::Missing(Entity::Subject) => Self::SubjectNotFound,
+            StoreError::Missing(Entity::Collection) => Self::CollectionNotFound,
+            StoreError::Conflict(Entity::ApiKey)
+            | StoreError::Missing(Entity::ApiKey)
+            | StoreError::Corrupt(_) => Self::Internal(err.to_string()),
         }
     }
 }

@@ -14,7 +14,7 @@ use crate::crypto::SealedTemplate;
 use crate::rows::{corrupt, record_mappers};
 use crate::twins;
 use crate::{
-    ApiKeyRecord, AuditEvent, Collection, CollectionCounts, CollectionId, CollectionScope, Erasure,
+    ApiKeyRecord, AuditEvent, Collection, CollectionCounts, CollectionId, CollectionScope, Entity, Erasure,
     GalleryChange, GalleryTemplate, LabelledVerification, Labelling, ModelStatus, NewAuditEvent, NewSubject,
     PoolStats, Role, Store, StoreError, StoreResult, Subject, Template, Truth, TwinFilter, VerificationMode,
     VerificationRecord,
@@ -127,7 +127,7 @@ impl Store for SqliteStore {
                 .execute(&self.pool)
                 .await?;
         if inserted.rows_affected() == 0 {
-            return Err(StoreError::Conflict("collection"));
+            return Err(StoreError::Conflict(Entity::Collection));
         }
         Ok(Collection { id: id.clone(), created_at })
     }
@@ -169,8 +169,10 @@ impl Store for SqliteStore {
         .execute(&self.pool)
         .await
         .map_err(|err| match &err {
-            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict("subject"),
-            sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::Missing("collection"),
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(Entity::Subject),
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+                StoreError::Missing(Entity::Collection)
+            }
             _ => err.into(),
         })?;
         Ok(Subject {
@@ -266,7 +268,9 @@ impl Store for SqliteStore {
         let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
         for template in templates {
             insert_template(&mut *tx, template).await.map_err(|err| match &err {
-                sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::Missing("subject"),
+                sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+                    StoreError::Missing(Entity::Subject)
+                }
                 _ => err.into(),
             })?;
         }
@@ -459,7 +463,7 @@ impl Store for SqliteStore {
         .execute(&self.pool)
         .await
         .map_err(|err| match &err {
-            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict("api key"),
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(Entity::ApiKey),
             _ => err.into(),
         })?;
         Ok(())

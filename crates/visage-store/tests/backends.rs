@@ -12,9 +12,9 @@ use uuid::Uuid;
 use visage_store::crypto::SealedTemplate;
 use visage_store::testing::TestDatabase;
 use visage_store::{
-    ApiKeyRecord, CollectionId, CollectionScope, Consent, Labelling, ModelStatus, NewAuditEvent, NewSubject,
-    PostgresOptions, PostgresStore, Role, SqliteStore, Store, StoreError, Template, Truth, TwinFilter,
-    VerificationMode, VerificationRecord,
+    ApiKeyRecord, CollectionId, CollectionScope, Consent, Entity, Labelling, ModelStatus, NewAuditEvent,
+    NewSubject, PostgresOptions, PostgresStore, Role, SqliteStore, Store, StoreError, Template, Truth,
+    TwinFilter, VerificationMode, VerificationRecord,
 };
 
 /// A store and what it keeps on its backend, for looking underneath the trait.
@@ -199,7 +199,7 @@ async fn collections_are_created_once_and_listed(backend: &Backend) {
     let created = store.create_collection(&collection("staff")).await.unwrap();
     assert!(matches!(
         store.create_collection(&collection("staff")).await,
-        Err(StoreError::Conflict("collection"))
+        Err(StoreError::Conflict(Entity::Collection))
     ));
     let listed = store.list_collections().await.unwrap();
     let ids: Vec<&str> = listed.iter().map(|c| c.id.as_str()).collect();
@@ -237,14 +237,14 @@ async fn a_taken_external_id_or_an_unknown_collection_is_refused(backend: &Backe
     store.create_subject(&new_subject(&default, "same")).await.unwrap();
     assert!(matches!(
         store.create_subject(&new_subject(&default, "same")).await,
-        Err(StoreError::Conflict("subject"))
+        Err(StoreError::Conflict(Entity::Subject))
     ));
     // The same external id in another collection is someone else.
     store.create_collection(&collection("other")).await.unwrap();
     store.create_subject(&new_subject(&collection("other"), "same")).await.unwrap();
     assert!(matches!(
         store.create_subject(&new_subject(&collection("missing"), "x")).await,
-        Err(StoreError::Missing("collection"))
+        Err(StoreError::Missing(Entity::Collection))
     ));
 }
 
@@ -268,7 +268,7 @@ async fn templates_are_stored_all_or_none_and_counted(backend: &Backend) {
 
     // One template of an unknown subject spoils the whole batch.
     let batch = [template(subject.id, None), template(Uuid::now_v7(), None)];
-    assert!(matches!(store.add_templates(&batch).await, Err(StoreError::Missing("subject"))));
+    assert!(matches!(store.add_templates(&batch).await, Err(StoreError::Missing(Entity::Subject))));
     assert_eq!(store.list_templates(subject.id).await.unwrap().len(), 2);
 
     let all = store.all_templates().await.unwrap();
@@ -337,7 +337,7 @@ async fn api_keys_are_found_listed_and_revoked_once(backend: &Backend) {
     store.create_api_key(&key("b", CollectionScope::Only(vec![collection("staff")]))).await.unwrap();
     assert!(matches!(
         store.create_api_key(&key("a", CollectionScope::All)).await,
-        Err(StoreError::Conflict("api key"))
+        Err(StoreError::Conflict(Entity::ApiKey))
     ));
     let b = store.get_api_key("b").await.unwrap().unwrap();
     assert_eq!((b.name.as_str(), b.role, b.secret_hash.as_slice()), ("key b", Role::Enrol, &[9; 32][..]));
@@ -414,7 +414,7 @@ async fn concurrent_enrolments_neither_collide_nor_get_lost(backend: &Backend) {
     let (one, two) = tokio::join!(store.create_subject(&first), store.create_subject(&second));
     let outcomes = [one.is_ok(), two.is_ok()];
     assert_eq!(outcomes.iter().filter(|ok| **ok).count(), 1, "exactly one of two racing creations wins");
-    assert!(matches!(one.err().or(two.err()), Some(StoreError::Conflict("subject"))));
+    assert!(matches!(one.err().or(two.err()), Some(StoreError::Conflict(Entity::Subject))));
 
     let subject = store.find_subject(&default, "twice").await.unwrap().unwrap();
     let first = [template(subject.id, None), template(subject.id, None)];
