@@ -122,8 +122,8 @@ pub fn create_key(config: &Config, name: &str, role: Role, collections: &[String
         store
             .append_audit(&visage_store::NewAuditEvent {
                 api_key_id: None,
-                action: "key.create",
-                outcome: "ok",
+                action: visage_store::AuditAction::KeyCreate,
+                outcome: visage_store::AuditOutcome::Ok,
                 collection: None,
                 subject_id: None,
                 detail: serde_json::json!({ "key_id": key.id, "role": role.as_str(), "collections": scope.to_string() }),
@@ -163,8 +163,8 @@ pub fn revoke_key(config: &Config, id: &str) -> anyhow::Result<()> {
         store
             .append_audit(&visage_store::NewAuditEvent {
                 api_key_id: None,
-                action: "key.revoke",
-                outcome: "ok",
+                action: visage_store::AuditAction::KeyRevoke,
+                outcome: visage_store::AuditOutcome::Ok,
                 collection: None,
                 subject_id: None,
                 detail: serde_json::json!({ "key_id": id }),

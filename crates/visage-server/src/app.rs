@@ -23,7 +23,8 @@ use visage_face::{EngineConfig, FaceEngine, LivenessModel, ModelPaths};
 use visage_objects::ImageStore;
 use visage_store::crypto::{KeyRing, TemplateKey};
 use visage_store::{
-    CollectionId, NewAuditEvent, PostgresOptions, PostgresStore, SqliteStore, Store, StoreError,
+    AuditAction, AuditOutcome, CollectionId, NewAuditEvent, PostgresOptions, PostgresStore, SqliteStore,
+    Store, StoreError,
 };
 
 use crate::auth::Caller;
@@ -64,8 +65,8 @@ impl App {
     pub async fn audit(
         &self,
         caller: Option<&Caller>,
-        action: &'static str,
-        outcome: &'static str,
+        action: AuditAction,
+        outcome: AuditOutcome,
         collection: Option<&CollectionId>,
         subject_id: Option<Uuid>,
         detail: serde_json::Value,
@@ -79,7 +80,7 @@ impl App {
             detail,
         };
         if let Err(err) = self.store.append_audit(&event).await {
-            tracing::error!(action, error = %err, "audit event lost");
+            tracing::error!(action = action.as_str(), error = %err, "audit event lost");
         }
     }
 

@@ -18,7 +18,7 @@ use uuid::Uuid;
 use visage_face::RecognizerKind;
 use visage_objects::{ImageError, ImageStore};
 use visage_store::crypto::KeyRing;
-use visage_store::{ModelStatus, NewAuditEvent, Store, Template, TwinFilter};
+use visage_store::{AuditAction, AuditOutcome, ModelStatus, NewAuditEvent, Store, Template, TwinFilter};
 
 use crate::app::{key_ring, load_pipeline, open_store};
 use crate::config::Config;
@@ -157,7 +157,7 @@ pub async fn reembed(
     summary.status = store.model_status(&model).await?.into();
     audit(
         store.as_ref(),
-        "model.reembed",
+        AuditAction::ModelReembed,
         json!({
             "to": model,
             "done": summary.done,
@@ -303,7 +303,7 @@ pub async fn prune(
     summary.status = store.model_status(&model).await?.into();
     audit(
         store.as_ref(),
-        "model.prune",
+        AuditAction::ModelPrune,
         json!({ "to": model, "deleted": summary.deleted, "kept": summary.kept_image_not_deleted, "force": force }),
     )
     .await;
@@ -311,10 +311,16 @@ pub async fn prune(
     Ok(summary)
 }
 
-async fn audit(store: &dyn Store, action: &'static str, detail: serde_json::Value) {
-    let event =
-        NewAuditEvent { api_key_id: None, action, outcome: "ok", collection: None, subject_id: None, detail };
+async fn audit(store: &dyn Store, action: AuditAction, detail: serde_json::Value) {
+    let event = NewAuditEvent {
+        api_key_id: None,
+        action,
+        outcome: AuditOutcome::Ok,
+        collection: None,
+        subject_id: None,
+        detail,
+    };
     if let Err(err) = store.append_audit(&event).await {
-        tracing::error!(action, error = %err, "audit event lost");
+        tracing::error!(action = action.as_str(), error = %err, "audit event lost");
     }
 }

@@ -14,7 +14,8 @@ use chrono::Utc;
 use serde_json::json;
 use uuid::Uuid;
 use visage_store::{
-    CollectionId, Consent, Labelling, NewSubject, Role, Template, Truth, VerificationMode, VerificationRecord,
+    AuditAction, AuditOutcome, CollectionId, Consent, Labelling, NewSubject, Role, Template, Truth,
+    VerificationMode, VerificationRecord,
 };
 
 use crate::app::{App, AppState};
@@ -85,8 +86,8 @@ impl App {
                     let attack = enum_name(attack_type);
                     self.audit(
                         Some(caller),
-                        "liveness.spoof",
-                        "refused",
+                        AuditAction::LivenessSpoof,
+                        AuditOutcome::Refused,
                         None,
                         None,
                         json!({ "attack_type": attack }),
@@ -152,7 +153,7 @@ impl App {
     /// Keeps a decision for later ground truth and writes its audit event; returns its id.
     async fn record_decision(&self, caller: &Caller, d: Decision<'_>) -> ApiResult<Uuid> {
         let id = Uuid::now_v7();
-        let outcome = if d.matched { "match" } else { "no_match" };
+        let decision = visage_store::Decision::of(d.matched);
         self.store
             .record_verification(&VerificationRecord {
                 id,
@@ -164,7 +165,7 @@ impl App {
                 similarity: d.similarity,
                 threshold: d.point.threshold,
                 far_target: Some(d.point.far),
-                decision: outcome.into(),
+                decision,
                 liveness_score: d.liveness.and_then(|l| l.score),
             })
             .await?;
@@ -172,7 +173,7 @@ impl App {
         detail["verification_id"] = json!(id);
         // An identification names no subject in the audit trail: it claimed nobody.
         let audited_subject = if d.mode == VerificationMode::Verify { d.subject_id } else { None };
-        self.audit(Some(caller), d.mode.as_str(), outcome, d.collection, audited_subject, detail).await;
+        self.audit(Some(caller), d.mode.into(), decision.into(), d.collection, audited_subject, detail).await;
         Ok(id)
     }
 
@@ -254,7 +255,15 @@ pub async fn liveness(
     let bytes = form.take(IMAGE_FIELD).ok_or(ApiError::ImageMissing)?;
     let (probe, liveness) = app.probe(&caller, bytes, Pick::Configured, LivenessMode::Report).await?;
     let liveness = liveness.expect("report mode judges liveness");
-    app.audit(Some(&caller), "liveness.check", "ok", None, None, json!({ "result": liveness.result })).await;
+    app.audit(
+        Some(&caller),
+        AuditAction::LivenessCheck,
+        AuditOutcome::Ok,
+        None,
+        None,
+        json!({ "result": liveness.result }),
+    )
+    .await;
     Ok(Json(LivenessResponse { liveness, face: (&probe.face).into() }))
 }
 
@@ -475,7 +484,8 @@ pub async fn create_collection(
     caller.require(Role::Admin)?;
     let id = CollectionId::parse(request.id).map_err(ApiError::InvalidRequest)?;
     let created = app.store.create_collection(&id).await?;
-    app.audit(Some(&caller), "collection.create", "ok", Some(&id), None, json!({})).await;
+    app.audit(Some(&caller), AuditAction::CollectionCreate, AuditOutcome::Ok, Some(&id), None, json!({}))
+        .await;
     Ok((
         StatusCode::CREATED,
         Json(CollectionDto { id: id.to_string(), created_at: created.created_at, templates: 0 }),
@@ -530,8 +540,8 @@ pub async fn create_subject(
         None if app.config.enrolment.require_consent => {
             app.audit(
                 Some(&caller),
-                "subject.create",
-                "refused",
+                AuditAction::SubjectCreate,
+                AuditOutcome::Refused,
                 Some(&collection),
                 None,
                 json!({ "reason": "consent_required" }),
@@ -557,8 +567,8 @@ pub async fn create_subject(
         .await?;
     app.audit(
         Some(&caller),
-        "subject.create",
-        "ok",
+        AuditAction::SubjectCreate,
+        AuditOutcome::Ok,
         Some(&collection),
         Some(subject.id),
         json!({ "consent": subject.consent.is_some() }),
@@ -623,8 +633,8 @@ pub async fn erase_subject(
     app.delete_images(erasure.image_refs.clone(), Deletion::Erasure).await;
     app.audit(
         Some(&caller),
-        "subject.erase",
-        "ok",
+        AuditAction::SubjectErase,
+        AuditOutcome::Ok,
         Some(&subject.collection),
         Some(id),
         json!({ "templates": erasure.templates.len(), "images": erasure.image_refs.len() }),
@@ -715,8 +725,8 @@ pub async fn enrol_faces(
     app.refresh_gallery().await;
     app.audit(
         Some(&caller),
-        "face.enrol",
-        "ok",
+        AuditAction::FaceEnrol,
+        AuditOutcome::Ok,
         Some(&subject.collection),
         Some(id),
         json!({ "faces": faces.len() }),
@@ -763,8 +773,8 @@ pub async fn delete_face(
         .await;
     app.audit(
         Some(&caller),
-        "face.delete",
-        "ok",
+        AuditAction::FaceDelete,
+        AuditOutcome::Ok,
         Some(&subject.collection),
         Some(id),
         json!({ "face_id": face_id, "templates": deleted.len() }),
@@ -817,7 +827,7 @@ pub async fn feedback(
         Labelling::AlreadyLabelled => return Err(ApiError::AlreadyLabelled),
         Labelling::Labelled(record) => record,
     };
-    let accepted = record.decision == "match";
+    let accepted = record.decision.is_match();
     let (outcome, severity) = match (request.truth, accepted) {
         (Truth::Genuine, true) => ("true_accept", None),
         (Truth::Impostor, false) => ("true_reject", None),
@@ -834,8 +844,8 @@ pub async fn feedback(
     };
     app.audit(
         Some(&caller),
-        "verification.feedback",
-        "ok",
+        AuditAction::VerificationFeedback,
+        AuditOutcome::Ok,
         record.collection.as_ref(),
         None,
         json!({ "verification_id": id, "truth": request.truth.as_str(), "outcome": outcome }),

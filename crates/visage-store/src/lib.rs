@@ -5,9 +5,11 @@
 //! template in the clear.
 
 pub mod apikey;
+mod audit;
 pub mod crypto;
 mod error;
 mod model;
+mod names;
 mod postgres;
 mod rows;
 mod sqlite;
@@ -18,8 +20,10 @@ mod twins;
 use async_trait::async_trait;
 use uuid::Uuid;
 
+pub use audit::{AuditAction, AuditEvent, AuditOutcome, NewAuditEvent};
 pub use error::{Entity, StoreError};
 pub use model::*;
+pub use names::UnknownName;
 pub use postgres::{PostgresOptions, PostgresStore};
 pub use sqlite::SqliteStore;
 

@@ -13,10 +13,10 @@ use crate::crypto::SealedTemplate;
 use crate::rows::{collection_id, record_mappers};
 use crate::twins;
 use crate::{
-    ApiKeyRecord, AuditEvent, Collection, CollectionCounts, CollectionId, CollectionScope, Entity, Erasure,
-    GalleryChange, GalleryTemplate, LabelledVerification, Labelling, ModelStatus, NewAuditEvent, NewSubject,
-    PoolStats, Role, Store, StoreError, StoreResult, Subject, Template, Truth, TwinFilter, VerificationMode,
-    VerificationRecord,
+    ApiKeyRecord, AuditAction, AuditEvent, Collection, CollectionCounts, CollectionId, CollectionScope,
+    Decision, Entity, Erasure, GalleryChange, GalleryTemplate, LabelledVerification, Labelling, ModelStatus,
+    NewAuditEvent, NewSubject, PoolStats, Role, Store, StoreError, StoreResult, Subject, Template, Truth,
+    TwinFilter, VerificationMode, VerificationRecord,
 };
 
 /// How the service reaches PostgreSQL.
@@ -332,12 +332,11 @@ impl Store for PostgresStore {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
-            "UPDATE audit_events SET subject_id = NULL WHERE subject_id = $1 AND action <> 'subject.erase'",
-        )
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query("UPDATE audit_events SET subject_id = NULL WHERE subject_id = $1 AND action <> $2")
+            .bind(id)
+            .bind(AuditAction::SubjectErase.as_str())
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("DELETE FROM subjects WHERE id = $1").bind(id).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(Some(erasure))
@@ -597,7 +596,7 @@ impl Store for PostgresStore {
         .bind(v.similarity)
         .bind(v.threshold)
         .bind(v.far_target)
-        .bind(&v.decision)
+        .bind(v.decision.as_str())
         .bind(v.liveness_score)
         .execute(&self.pool)
         .await?;
@@ -655,11 +654,11 @@ impl Store for PostgresStore {
         rows.iter()
             .map(|row| {
                 let truth: String = row.try_get("truth")?;
-                let decision: String = row.try_get("decision")?;
+                let decision: Decision = crate::rows::named(row.try_get("decision")?)?;
                 Ok(LabelledVerification {
                     genuine: truth == "genuine",
                     similarity: row.try_get("similarity")?,
-                    accepted: decision == "match",
+                    accepted: decision.is_match(),
                 })
             })
             .collect()
@@ -701,8 +700,8 @@ impl Store for PostgresStore {
         )
         .bind(stored(Utc::now()))
         .bind(&e.api_key_id)
-        .bind(e.action)
-        .bind(e.outcome)
+        .bind(e.action.as_str())
+        .bind(e.outcome.as_str())
         .bind(e.collection.as_ref().map(CollectionId::as_str))
         .bind(e.subject_id)
         .bind(&e.detail)

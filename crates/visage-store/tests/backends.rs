@@ -12,9 +12,9 @@ use uuid::Uuid;
 use visage_store::crypto::SealedTemplate;
 use visage_store::testing::TestDatabase;
 use visage_store::{
-    ApiKeyRecord, CollectionId, CollectionScope, Consent, Entity, Labelling, ModelStatus, NewAuditEvent,
-    NewSubject, PostgresOptions, PostgresStore, Role, SqliteStore, Store, StoreError, Template, Truth,
-    TwinFilter, VerificationMode, VerificationRecord,
+    ApiKeyRecord, AuditAction, AuditOutcome, CollectionId, CollectionScope, Consent, Decision, Entity,
+    Labelling, ModelStatus, NewAuditEvent, NewSubject, PostgresOptions, PostgresStore, Role, SqliteStore,
+    Store, StoreError, Template, Truth, TwinFilter, VerificationMode, VerificationRecord,
 };
 
 /// A store and what it keeps on its backend, for looking underneath the trait.
@@ -39,6 +39,21 @@ impl Backend {
         let db = TestDatabase::create().await;
         let store = PostgresStore::connect(&postgres_options(&db)).await.unwrap();
         Self { store: Box::new(store), raw: Raw::Postgres { db } }
+    }
+
+    /// Runs a statement beneath the store, as a bug or an intruder might.
+    async fn execute_raw(&self, sql: &'static str) {
+        match &self.raw {
+            Raw::Sqlite { dir } => {
+                let url = format!("sqlite://{}", dir.path().join("visage.db").display());
+                let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+                sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+            }
+            Raw::Postgres { db } => {
+                let mut conn = sqlx::PgConnection::connect(&db.url()).await.unwrap();
+                sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+            }
+        }
     }
 
     /// Stored rows (PostgreSQL) or database file bytes (SQLite) that contain `needle`.
@@ -110,6 +125,7 @@ on_both_backends!(
     api_keys_are_found_listed_and_revoked_once,
     verifications_are_labelled_once,
     audit_events_page_by_sequence,
+    a_name_no_variant_has_reads_back_as_corrupt,
     concurrent_enrolments_neither_collide_nor_get_lost,
     the_pool_reports_its_size_and_a_closed_store_is_unavailable,
     the_gallery_change_log_replays_every_write_in_order,
@@ -164,7 +180,7 @@ fn twin(source: &Template, model: &str) -> Template {
     }
 }
 
-fn verification(subject_id: Option<Uuid>, similarity: f32, decision: &str) -> VerificationRecord {
+fn verification(subject_id: Option<Uuid>, similarity: f32, decision: Decision) -> VerificationRecord {
     VerificationRecord {
         id: Uuid::now_v7(),
         created_at: Utc::now(),
@@ -175,16 +191,16 @@ fn verification(subject_id: Option<Uuid>, similarity: f32, decision: &str) -> Ve
         similarity: Some(similarity),
         threshold: 0.4,
         far_target: Some(1e-3),
-        decision: decision.into(),
+        decision,
         liveness_score: Some(0.9),
     }
 }
 
-fn audit(action: &'static str, subject_id: Option<Uuid>) -> NewAuditEvent {
+fn audit(action: AuditAction, subject_id: Option<Uuid>) -> NewAuditEvent {
     NewAuditEvent {
         api_key_id: Some("key1".into()),
         action,
-        outcome: "ok",
+        outcome: AuditOutcome::Ok,
         collection: Some(collection("default")),
         subject_id,
         detail: json!({ "templates": 1 }),
@@ -295,12 +311,12 @@ async fn erasure_leaves_nothing_of_the_subject(backend: &Backend) {
     let templates = [template(subject.id, Some("one.img")), template(subject.id, None)];
     store.add_templates(&templates).await.unwrap();
     store.add_templates(&[template(kept.id, None)]).await.unwrap();
-    let decision = verification(Some(subject.id), 0.8, "match");
+    let decision = verification(Some(subject.id), 0.8, Decision::Match);
     store.record_verification(&decision).await.unwrap();
-    store.append_audit(&audit("subject.create", Some(subject.id))).await.unwrap();
+    store.append_audit(&audit(AuditAction::SubjectCreate, Some(subject.id))).await.unwrap();
 
     let erasure = store.erase_subject(subject.id).await.unwrap().expect("the subject existed");
-    store.append_audit(&audit("subject.erase", Some(subject.id))).await.unwrap();
+    store.append_audit(&audit(AuditAction::SubjectErase, Some(subject.id))).await.unwrap();
     assert_eq!(erasure.templates, [templates[0].id, templates[1].id]);
     assert_eq!(erasure.image_refs, ["one.img"]);
 
@@ -311,7 +327,12 @@ async fn erasure_leaves_nothing_of_the_subject(backend: &Backend) {
     let record = store.get_verification(decision.id).await.unwrap().expect("the decision is kept");
     assert_eq!(record.subject_id, None, "the decision no longer points at the subject");
     let events = store.list_audit(None, 100).await.unwrap();
-    assert!(events.iter().filter(|e| e.subject_id == Some(subject.id)).all(|e| e.action == "subject.erase"));
+    assert!(
+        events
+            .iter()
+            .filter(|e| e.subject_id == Some(subject.id))
+            .all(|e| e.action == AuditAction::SubjectErase)
+    );
     assert_eq!(store.erase_subject(subject.id).await.unwrap(), None, "a second erasure finds nothing");
     assert_eq!(store.erase_subject(Uuid::now_v7()).await.unwrap(), None);
     assert_eq!(store.get_subject(kept.id).await.unwrap().unwrap().face_count, 1, "others are untouched");
@@ -354,8 +375,8 @@ async fn api_keys_are_found_listed_and_revoked_once(backend: &Backend) {
 
 async fn verifications_are_labelled_once(backend: &Backend) {
     let store = backend.store.as_ref();
-    let genuine = verification(None, 0.8, "match");
-    let impostor = verification(None, 0.3, "no_match");
+    let genuine = verification(None, 0.8, Decision::Match);
+    let impostor = verification(None, 0.3, Decision::NoMatch);
     store.record_verification(&genuine).await.unwrap();
     store.record_verification(&impostor).await.unwrap();
 
@@ -393,7 +414,7 @@ async fn verifications_are_labelled_once(backend: &Backend) {
 async fn audit_events_page_by_sequence(backend: &Backend) {
     let store = backend.store.as_ref();
     let subject = Uuid::now_v7();
-    for action in ["subject.create", "face.enrol", "subject.erase"] {
+    for action in [AuditAction::SubjectCreate, AuditAction::FaceEnrol, AuditAction::SubjectErase] {
         store.append_audit(&audit(action, Some(subject))).await.unwrap();
     }
     let first = store.list_audit(None, 2).await.unwrap();
@@ -403,8 +424,28 @@ async fn audit_events_page_by_sequence(backend: &Backend) {
     assert_eq!(first[0].collection.as_deref(), Some("default"));
     let rest = store.list_audit(Some(first[1].seq), 10).await.unwrap();
     assert_eq!(rest.len(), 1);
-    assert_eq!(rest[0].action, "subject.erase");
+    assert_eq!(rest[0].action, AuditAction::SubjectErase);
     assert!(rest[0].seq > first[1].seq);
+}
+
+async fn a_name_no_variant_has_reads_back_as_corrupt(backend: &Backend) {
+    let store = backend.store.as_ref();
+    store.append_audit(&audit(AuditAction::SubjectCreate, None)).await.unwrap();
+    let decided = verification(None, 0.8, Decision::Match);
+    store.record_verification(&decided).await.unwrap();
+    backend.execute_raw("UPDATE audit_events SET action = 'subject.delete'").await;
+    backend.execute_raw("UPDATE verifications SET decision = 'spoof'").await;
+    let Err(StoreError::Corrupt(audit)) = store.list_audit(None, 10).await else {
+        panic!("an unknown audit action is not read back as an action");
+    };
+    assert_eq!(audit, r#"unknown audit action "subject.delete""#);
+    assert!(matches!(store.get_verification(decided.id).await, Err(StoreError::Corrupt(_))));
+    let since = Utc::now() - chrono::Duration::hours(1);
+    backend.execute_raw("UPDATE verifications SET truth = 'genuine', labelled_at = created_at").await;
+    let Err(StoreError::Corrupt(decision)) = store.labelled_verifications(since, 10).await else {
+        panic!("an unknown decision is not read back as a decision");
+    };
+    assert_eq!(decision, r#"unknown decision "spoof""#);
 }
 
 async fn concurrent_enrolments_neither_collide_nor_get_lost(backend: &Backend) {
