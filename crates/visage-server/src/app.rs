@@ -181,7 +181,7 @@ pub(crate) fn load_pipeline(
     liveness_threshold: f32,
 ) -> anyhow::Result<Pipeline> {
     let paths = ModelPaths::new(&config.models.dir);
-    let backend = visage_face::BackendKind::from(config.models.backend).create(&paths, workers)?;
+    let backend = config.models.backend.create(&paths, workers)?;
     let engine_config = EngineConfig {
         recognizer: config.models.recognizer,
         decode: config.decode_limits(),
