@@ -19,6 +19,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 use tracing::Instrument;
 use uuid::Uuid;
+use visage_calibration::Calibration;
 use visage_face::{EngineConfig, FaceEngine, LivenessModel, ModelPaths};
 use visage_objects::ImageStore;
 use visage_store::crypto::{KeyRing, TemplateKey};
@@ -28,7 +29,6 @@ use visage_store::{
 };
 
 use crate::auth::Caller;
-use crate::calibration::Calibration;
 use crate::config::{Config, Profile};
 use crate::dto::enum_name;
 use crate::error::{ApiError, REQUEST_ID};

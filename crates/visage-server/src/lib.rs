@@ -3,7 +3,6 @@
 
 pub mod app;
 pub mod auth;
-pub mod calibration;
 pub mod config;
 pub mod dto;
 pub mod error;
@@ -19,6 +18,9 @@ pub mod reembed;
 pub mod routes;
 pub mod shared_state;
 pub mod telemetry;
+
+/// Thresholds and the calibration file, at their old path.
+pub use visage_calibration as calibration;
 
 pub use app::{App, AppState, Application};
 pub use config::{Config, Profile};

@@ -44,7 +44,7 @@ use crate::routes;
         routes::feedback,
         routes::prometheus_metrics,
     ),
-    components(schemas(crate::calibration::OperatingPoint, crate::config::LivenessMode)),
+    components(schemas(visage_calibration::OperatingPoint, crate::config::LivenessMode)),
     modifiers(&Security, &ErrorCodes, &IdempotencyKey),
     tags(
         (name = "analysis", description = "Detection, quality and liveness"),

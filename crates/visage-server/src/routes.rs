@@ -13,6 +13,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use serde_json::json;
 use uuid::Uuid;
+use visage_calibration::OperatingPoint;
 use visage_store::{
     AuditAction, AuditOutcome, CollectionId, Consent, Labelling, NewSubject, Role, Template, Truth,
     VerificationMode, VerificationRecord,
@@ -20,7 +21,6 @@ use visage_store::{
 
 use crate::app::{App, AppState};
 use crate::auth::Caller;
-use crate::calibration::OperatingPoint;
 use crate::config::LivenessMode;
 use crate::dto::*;
 use crate::error::{ApiError, ApiResult, ErrorBody};
