@@ -28,6 +28,18 @@ impl StoreError {
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::Unavailable(_))
     }
+
+    /// An error opening a PostgreSQL connection. At that moment one more SQLSTATE means "not
+    /// now": object_not_in_prerequisite_state (55000), the answer of a database that does not
+    /// accept connections (`ALTER DATABASE ... ALLOW_CONNECTIONS false`, during maintenance).
+    /// In a query the same code means the query is wrong for the state it found.
+    pub(crate) fn from_connect(err: sqlx::Error) -> Self {
+        let refused = err
+            .as_database_error()
+            .and_then(|db| db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>())
+            .is_some_and(|pg| postgres_refuses_connections_now(pg.code()));
+        if refused { Self::Unavailable(err) } else { err.into() }
+    }
 }
 
 /// What a [`StoreError::Conflict`] or [`StoreError::Missing`] is about.
@@ -153,6 +165,11 @@ fn postgres_unavailable(sqlstate: &str) -> bool {
     }
 }
 
+/// A connection attempt answered with `sqlstate` may succeed later.
+fn postgres_refuses_connections_now(sqlstate: &str) -> bool {
+    sqlstate == "55000" || postgres_unavailable(sqlstate)
+}
+
 /// SQLite result codes (extended; the primary code is the low byte) that mean "not now".
 fn sqlite_unavailable(code: i32) -> bool {
     const BUSY: i32 = 5;
@@ -237,6 +254,15 @@ mod tests {
         ] {
             assert!(!postgres_unavailable(sqlstate), "{sqlstate}");
         }
+        // Refused connections: not accepting connections, starting up, too many clients.
+        for sqlstate in ["55000", "57P03", "53300", "08006"] {
+            assert!(postgres_refuses_connections_now(sqlstate), "{sqlstate}");
+        }
+        // Wrong credentials or database are not fixed by waiting.
+        for sqlstate in ["28P01", "28000", "3D000"] {
+            assert!(!postgres_refuses_connections_now(sqlstate), "{sqlstate}");
+        }
+        assert!(!postgres_unavailable("55000"), "in a query, a state the query did not expect");
     }
 
     #[test]

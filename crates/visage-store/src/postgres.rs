@@ -62,7 +62,8 @@ impl PostgresStore {
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect)
-            .await?;
+            .await
+            .map_err(StoreError::from_connect)?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         let read_pool = match options.read_url.as_deref().filter(|url| !url.is_empty()) {
             // Lazy: a replica that is down at start must not keep the service from starting.

@@ -594,6 +594,24 @@ async fn futures_join<F: std::future::Future>(futures: impl Iterator<Item = F>) 
     outputs.into_iter().map(|o| o.expect("every future finished")).collect()
 }
 
+/// PostgreSQL: a database that does not accept connections yet (or for a while) is unavailable,
+/// so that start-up waits for it; a database that does not exist is not.
+#[tokio::test]
+async fn postgres_refusing_connections_is_unavailable_and_a_missing_database_is_not() {
+    let db = TestDatabase::create().await;
+    let name = &db.name;
+    db.admin(format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false")).await;
+    let refused = PostgresStore::connect(&postgres_options(&db)).await.err().expect("no connection");
+    assert!(refused.is_retryable(), "{refused}");
+    db.admin(format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true")).await;
+    PostgresStore::connect(&postgres_options(&db)).await.unwrap();
+
+    let mut missing = postgres_options(&db);
+    missing.url = format!("{}_missing", db.url());
+    let err = PostgresStore::connect(&missing).await.err().expect("no such database");
+    assert!(matches!(err, StoreError::Database(_)), "{err}");
+}
+
 /// PostgreSQL: a replica waiting for gallery changes is woken by another replica's write,
 /// long before its poll interval.
 #[tokio::test]
