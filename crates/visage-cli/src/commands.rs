@@ -120,7 +120,7 @@ pub fn liveness(ctx: &Context, images: &[PathBuf], threshold: Option<f32>) -> an
     let threshold = match threshold {
         Some(t) => t,
         None => {
-            visage_server::calibration::Calibration::load(&ctx.models_dir, ctx.recognizer, ctx.liveness)?
+            visage_calibration::Calibration::load(&ctx.models_dir, ctx.recognizer, ctx.liveness)?
                 .liveness_threshold
         }
     };
@@ -200,7 +200,7 @@ pub struct CalibrateArgs<'a> {
 /// Measures decision thresholds on a development split and writes them (with the liveness
 /// threshold) to the calibration file the service reads.
 pub fn calibrate(ctx: &Context, args: &CalibrateArgs) -> anyhow::Result<()> {
-    use visage_server::calibration::{
+    use visage_calibration::{
         CalibrationFile, EvaluationSummary, FILE_NAME, FORMAT_VERSION, LivenessCalibration, OperatingPoint,
         RecognizerCalibration,
     };

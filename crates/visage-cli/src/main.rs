@@ -15,7 +15,7 @@ use std::process::ExitCode;
 
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
-use visage_face::{BackendKind, DecodeLimits, FaceSelection, RecognizerKind};
+use visage_face::{BackendKind, DecodeLimits, FaceSelection, LivenessKind, RecognizerKind};
 
 #[derive(Parser)]
 #[command(name = "visage", version, about = "Self-hosted face verification and identification")]
@@ -25,13 +25,13 @@ struct Cli {
     models_dir: PathBuf,
     /// Inference runtime: onnxruntime (faster; library from scripts/models/fetch.sh) or tract (pure Rust).
     #[arg(long, global = true, value_enum, env = "VISAGE_BACKEND", default_value = "onnxruntime")]
-    backend: Backend,
+    backend: BackendKind,
     /// Face recognizer: sface (default) or mobilefacenet (scripts/models/fetch.sh --mobilefacenet).
     #[arg(long, global = true, value_enum, env = "VISAGE_RECOGNIZER", default_value = "sface")]
-    recognizer: Recognizer,
+    recognizer: RecognizerKind,
     /// Which face a single-face command uses when a photo holds several.
     #[arg(long, global = true, value_enum, env = "VISAGE_FACE_SELECTION", default_value = "central")]
-    select: Selection,
+    select: FaceSelection,
     /// Largest accepted image file, in bytes (checked before decoding).
     #[arg(long, global = true, env = "VISAGE_MAX_IMAGE_BYTES", default_value_t = DecodeLimits::default().max_bytes)]
     max_image_bytes: usize,
@@ -41,26 +41,9 @@ struct Cli {
     /// Liveness model: ensemble (MiniFASNet and faceplugin), minifasnet (V2 + V1SE) or
     /// faceplugin.
     #[arg(long, global = true, value_enum, env = "VISAGE_LIVENESS_MODEL", default_value = "ensemble")]
-    liveness_model: LivenessChoice,
+    liveness_model: LivenessKind,
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum LivenessChoice {
-    Minifasnet,
-    Faceplugin,
-    Ensemble,
-}
-
-impl From<LivenessChoice> for visage_face::LivenessKind {
-    fn from(choice: LivenessChoice) -> Self {
-        match choice {
-            LivenessChoice::Minifasnet => Self::Minifasnet,
-            LivenessChoice::Faceplugin => Self::Faceplugin,
-            LivenessChoice::Ensemble => Self::Ensemble,
-        }
-    }
 }
 
 #[derive(Subcommand)]
@@ -206,7 +189,7 @@ enum Command {
         service: ServiceArgs,
         /// The new recognizer.
         #[arg(long, value_enum)]
-        to: Recognizer,
+        to: RecognizerKind,
         /// Templates read and embedded together (in parallel on inference.workers threads).
         #[arg(long, default_value_t = 32)]
         batch: u32,
@@ -279,53 +262,6 @@ fn parse_role(text: &str) -> Result<visage_store::Role, String> {
     text.parse()
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum Backend {
-    Tract,
-    Onnxruntime,
-}
-
-impl From<Backend> for BackendKind {
-    fn from(b: Backend) -> Self {
-        match b {
-            Backend::Tract => BackendKind::Tract,
-            Backend::Onnxruntime => BackendKind::OnnxRuntime,
-        }
-    }
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum Recognizer {
-    Sface,
-    Mobilefacenet,
-}
-
-impl From<Recognizer> for RecognizerKind {
-    fn from(r: Recognizer) -> Self {
-        match r {
-            Recognizer::Sface => RecognizerKind::Sface,
-            Recognizer::Mobilefacenet => RecognizerKind::Mobilefacenet,
-        }
-    }
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum Selection {
-    Single,
-    Central,
-    Largest,
-}
-
-impl From<Selection> for FaceSelection {
-    fn from(s: Selection) -> Self {
-        match s {
-            Selection::Single => FaceSelection::Single,
-            Selection::Central => FaceSelection::Central,
-            Selection::Largest => FaceSelection::Largest,
-        }
-    }
-}
-
 /// Global flags given explicitly override the service configuration; their defaults do not.
 fn service_overrides(
     cli: &Cli,
@@ -340,26 +276,12 @@ fn service_overrides(
         listen,
         data_dir,
         models_dir: explicit("models_dir").then(|| cli.models_dir.clone()),
-        backend: explicit("backend").then_some(match cli.backend {
-            Backend::Tract => "tract",
-            Backend::Onnxruntime => "onnxruntime",
-        }),
-        recognizer: explicit("recognizer").then_some(match cli.recognizer {
-            Recognizer::Sface => "sface",
-            Recognizer::Mobilefacenet => "mobilefacenet",
-        }),
-        face_selection: explicit("select").then_some(match cli.select {
-            Selection::Single => "single",
-            Selection::Central => "central",
-            Selection::Largest => "largest",
-        }),
+        backend: explicit("backend").then_some(cli.backend),
+        recognizer: explicit("recognizer").then_some(cli.recognizer),
+        face_selection: explicit("select").then_some(cli.select),
         max_image_bytes: explicit("max_image_bytes").then_some(cli.max_image_bytes),
         max_pixels: explicit("max_pixels").then_some(cli.max_pixels),
-        liveness_model: explicit("liveness_model").then_some(match cli.liveness_model {
-            LivenessChoice::Minifasnet => "minifasnet",
-            LivenessChoice::Faceplugin => "faceplugin",
-            LivenessChoice::Ensemble => "ensemble",
-        }),
+        liveness_model: explicit("liveness_model").then_some(cli.liveness_model),
     }
 }
 
@@ -371,11 +293,11 @@ fn main() -> ExitCode {
     };
     let ctx = commands::Context {
         models_dir: cli.models_dir.clone(),
-        backend: cli.backend.into(),
-        recognizer: cli.recognizer.into(),
+        backend: cli.backend,
+        recognizer: cli.recognizer,
         decode: DecodeLimits { max_bytes: cli.max_image_bytes, max_pixels: cli.max_pixels },
-        selection: cli.select.into(),
-        liveness: cli.liveness_model.into(),
+        selection: cli.select,
+        liveness: cli.liveness_model,
     };
     let result = match cli.command {
         Command::Detect { images } => commands::detect(&ctx, &images),
@@ -472,7 +394,7 @@ fn main() -> ExitCode {
         Command::Reembed { ref service, to, batch, prune, force } => {
             let overrides = service_overrides(&cli, &matches, service.data_dir.clone(), None);
             service::load_config(service.config.as_deref(), &overrides)
-                .and_then(|config| reembed::run(&config, to.into(), batch, prune, force))
+                .and_then(|config| reembed::run(&config, to, batch, prune, force))
         }
         Command::Images { ref service, action: ImagesAction::Sweep { older_than_hours } } => {
             let overrides = service_overrides(&cli, &matches, service.data_dir.clone(), None);
@@ -496,5 +418,42 @@ fn main() -> ExitCode {
             eprintln!("visage: {err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::ValueEnum;
+
+    use super::*;
+
+    /// The command line passes its choices to `visage serve`'s configuration by serde name.
+    fn names_agree<T: ValueEnum + serde::Serialize>() {
+        for value in T::value_variants() {
+            let on_the_command_line = value.to_possible_value().expect("no variant is skipped");
+            let in_the_configuration = serde_json::to_value(value).unwrap();
+            assert_eq!(Some(on_the_command_line.get_name()), in_the_configuration.as_str());
+        }
+    }
+
+    #[test]
+    fn the_command_line_names_the_kinds_as_the_configuration_does() {
+        names_agree::<BackendKind>();
+        names_agree::<RecognizerKind>();
+        names_agree::<FaceSelection>();
+        names_agree::<LivenessKind>();
+    }
+
+    #[test]
+    fn the_defaults_are_those_of_the_service() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from(["visage", "models"]).unwrap();
+        assert_eq!(cli.backend, BackendKind::OnnxRuntime);
+        assert_eq!(cli.recognizer, RecognizerKind::Sface);
+        assert_eq!(cli.select, FaceSelection::Central);
+        assert_eq!(cli.liveness_model, LivenessKind::Ensemble);
+        let cli =
+            Cli::try_parse_from(["visage", "--backend", "tract", "--select", "largest", "models"]).unwrap();
+        assert_eq!((cli.backend, cli.select), (BackendKind::Tract, FaceSelection::Largest));
     }
 }

@@ -9,9 +9,9 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use serde::Serialize;
+use visage_calibration::Calibration;
 use visage_face::{BackendKind, RecognizerKind};
 use visage_plot::{Curve, DetChart, HistogramChart, Marker, percent_label};
-use visage_server::calibration::Calibration;
 use visage_stats::{CrossValidation, Eer, Interval, ScoreSet, TarAtFar, pad::PadReport};
 
 use crate::commands::Context;

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use chrono::Utc;
 use figment::Figment;
 use figment::providers::Serialized;
+use visage_face::{BackendKind, FaceSelection, LivenessKind, RecognizerKind};
 use visage_server::observability::telemetry::{self, LogOptions};
 use visage_server::resources::open_store;
 use visage_server::{Application, Config};
@@ -17,12 +18,12 @@ pub struct Overrides {
     pub listen: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub models_dir: Option<PathBuf>,
-    pub backend: Option<&'static str>,
-    pub recognizer: Option<&'static str>,
-    pub face_selection: Option<&'static str>,
+    pub backend: Option<BackendKind>,
+    pub recognizer: Option<RecognizerKind>,
+    pub face_selection: Option<FaceSelection>,
     pub max_image_bytes: Option<usize>,
     pub max_pixels: Option<u64>,
-    pub liveness_model: Option<&'static str>,
+    pub liveness_model: Option<LivenessKind>,
 }
 
 impl Overrides {
@@ -36,12 +37,13 @@ impl Overrides {
         set("server.listen", self.listen.clone().map(Into::into));
         set("storage.data_dir", self.data_dir.as_ref().map(|p| p.display().to_string().into()));
         set("models.dir", self.models_dir.as_ref().map(|p| p.display().to_string().into()));
-        set("models.backend", self.backend.map(Into::into));
-        set("models.recognizer", self.recognizer.map(Into::into));
-        set("models.face_selection", self.face_selection.map(Into::into));
+        // By their serde names: the names the configuration reads.
+        set("models.backend", self.backend.map(|kind| serde_json::json!(kind)));
+        set("models.recognizer", self.recognizer.map(|kind| serde_json::json!(kind)));
+        set("models.face_selection", self.face_selection.map(|kind| serde_json::json!(kind)));
         set("limits.max_image_bytes", self.max_image_bytes.map(Into::into));
         set("limits.max_pixels", self.max_pixels.map(Into::into));
-        set("liveness.model", self.liveness_model.map(Into::into));
+        set("liveness.model", self.liveness_model.map(|kind| serde_json::json!(kind)));
         figment
     }
 }
@@ -122,8 +124,8 @@ pub fn create_key(config: &Config, name: &str, role: Role, collections: &[String
         store
             .append_audit(&visage_store::NewAuditEvent {
                 api_key_id: None,
-                action: "key.create",
-                outcome: "ok",
+                action: visage_store::AuditAction::KeyCreate,
+                outcome: visage_store::AuditOutcome::Ok,
                 collection: None,
                 subject_id: None,
                 detail: serde_json::json!({ "key_id": key.id, "role": role.as_str(), "collections": scope.to_string() }),
@@ -163,8 +165,8 @@ pub fn revoke_key(config: &Config, id: &str) -> anyhow::Result<()> {
         store
             .append_audit(&visage_store::NewAuditEvent {
                 api_key_id: None,
-                action: "key.revoke",
-                outcome: "ok",
+                action: visage_store::AuditAction::KeyRevoke,
+                outcome: visage_store::AuditOutcome::Ok,
                 collection: None,
                 subject_id: None,
                 detail: serde_json::json!({ "key_id": id }),

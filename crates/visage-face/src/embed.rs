@@ -13,6 +13,7 @@ const MOBILEFACENET_THRESHOLD: f32 = 0.46;
 
 /// The recognizers visage can run, with the input convention each was trained with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum RecognizerKind {
     /// SFace 2021dec (OpenCV zoo): NCHW, RGB 0..255 (normalisation is inside the graph), 128-d.

@@ -12,6 +12,7 @@ use crate::{DecodeLimits, FaceError, InferenceBackend, ModelPaths, decode_image,
 
 /// Which face of a photo a single-face operation (embed, compare) uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum FaceSelection {
     /// Exactly one face must be present, else `multiple_faces`.

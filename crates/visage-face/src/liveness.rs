@@ -29,6 +29,7 @@ pub const CROP_SIZE: u32 = 80;
 /// 0001-0004 (`visage evaluate-liveness`): the ensemble had the lowest EER (0.16%, faceplugin
 /// 0.36%, MiniFASNet 1.44%) and no live face refused at APCER <= 1% (MiniFASNet: 3.24%).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "snake_case")]
 pub enum LivenessKind {
     /// MiniFASNet V2 (2.7x crop) + V1SE (4.0x crop), softmax averaged.

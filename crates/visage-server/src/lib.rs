@@ -19,7 +19,8 @@ pub mod shared;
 pub mod startup;
 pub mod state;
 
-pub mod calibration;
+/// Thresholds and the calibration file, at their old path.
+pub use visage_calibration as calibration;
 
 pub use config::{Config, Profile};
 pub use startup::Application;

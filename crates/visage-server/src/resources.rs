@@ -95,7 +95,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
 /// Loads the models and warms them up (blocking: call from a blocking thread).
 pub fn load_pipeline(config: &Config, workers: usize, liveness_threshold: f32) -> anyhow::Result<Pipeline> {
     let paths = ModelPaths::new(&config.models.dir);
-    let backend = visage_face::BackendKind::from(config.models.backend).create(&paths, workers)?;
+    let backend = config.models.backend.create(&paths, workers)?;
     let engine_config = EngineConfig {
         recognizer: config.models.recognizer,
         decode: config.decode_limits(),

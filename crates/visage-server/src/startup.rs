@@ -12,7 +12,6 @@ use axum::Router;
 use tokio::net::TcpListener;
 use visage_objects::ImageStore;
 
-use crate::calibration::Calibration;
 use crate::config::Config;
 use crate::inference::InferencePool;
 use crate::observability::metrics::{Metrics, ObservedRates};
@@ -20,6 +19,7 @@ use crate::resources::{key_ring, load_gallery, load_pipeline, open_store};
 use crate::service::{enum_name, gallery_sync};
 use crate::shared::SharedState;
 use crate::state::{App, AppState};
+use visage_calibration::Calibration;
 
 pub struct Application {
     listener: TcpListener,

@@ -7,12 +7,12 @@ use visage_objects::ImageStore;
 use visage_store::Store;
 use visage_store::crypto::KeyRing;
 
-use crate::calibration::Calibration;
 use crate::config::Config;
 use crate::gallery::GalleryIndex;
 use crate::inference::InferencePool;
 use crate::observability::Metrics;
 use crate::shared::SharedState;
+use visage_calibration::Calibration;
 
 pub struct App {
     pub config: Config,

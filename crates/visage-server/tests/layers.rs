@@ -13,7 +13,7 @@ const LAYERS: &[&[&str]] = &[
     &["state", "resources"],
     &["shared", "gallery", "inference"],
     &["observability"],
-    &["config", "calibration"],
+    &["config"],
 ];
 
 fn layer_of(module: &str) -> usize {

@@ -5,8 +5,11 @@
 //! template in the clear.
 
 pub mod apikey;
+mod audit;
 pub mod crypto;
+mod error;
 mod model;
+mod names;
 mod postgres;
 mod rows;
 mod sqlite;
@@ -17,35 +20,12 @@ mod twins;
 use async_trait::async_trait;
 use uuid::Uuid;
 
+pub use audit::{AuditAction, AuditEvent, AuditOutcome, NewAuditEvent};
+pub use error::{Entity, StoreError};
 pub use model::*;
+pub use names::UnknownName;
 pub use postgres::{PostgresOptions, PostgresStore};
 pub use sqlite::SqliteStore;
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The database cannot be reached or failed; the request may be retried.
-    #[error("storage unavailable: {0}")]
-    Unavailable(#[source] sqlx::Error),
-    #[error("{0} already exists")]
-    Conflict(&'static str),
-    #[error("{0} does not exist")]
-    Missing(&'static str),
-    /// Stored data that cannot be read back (a bug or tampering).
-    #[error("stored data is corrupt: {0}")]
-    Corrupt(String),
-}
-
-impl From<sqlx::Error> for StoreError {
-    fn from(err: sqlx::Error) -> Self {
-        Self::Unavailable(err)
-    }
-}
-
-impl From<sqlx::migrate::MigrateError> for StoreError {
-    fn from(err: sqlx::migrate::MigrateError) -> Self {
-        Self::Unavailable(err.into())
-    }
-}
 
 pub type StoreResult<T> = Result<T, StoreError>;
 

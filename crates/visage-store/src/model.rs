@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::crypto::SealedTemplate;
+use crate::names::named_enum;
 
 /// A gallery name: 1-64 characters of `a-z`, `0-9`, `-` and `_`, so it is safe in paths,
 /// URLs and metric labels.
@@ -293,8 +294,26 @@ pub struct VerificationRecord {
     pub similarity: Option<f32>,
     pub threshold: f32,
     pub far_target: Option<f64>,
-    pub decision: String,
+    pub decision: Decision,
     pub liveness_score: Option<f32>,
+}
+
+named_enum! {
+    /// What the service answered a verification or identification.
+    pub enum Decision("decision") {
+        Match = "match",
+        NoMatch = "no_match",
+    }
+}
+
+impl Decision {
+    pub fn of(matched: bool) -> Self {
+        if matched { Self::Match } else { Self::NoMatch }
+    }
+
+    pub fn is_match(self) -> bool {
+        self == Self::Match
+    }
 }
 
 /// Ground truth for a past decision, from manual review, a chargeback or an operator.
@@ -345,29 +364,6 @@ pub struct CollectionCounts {
 pub struct PoolStats {
     pub in_use: u32,
     pub max: u32,
-}
-
-/// An audit event: who (key id), what, when, the outcome. Never biometric data or names.
-#[derive(Debug, Clone, Serialize)]
-pub struct AuditEvent {
-    pub seq: i64,
-    pub at: DateTime<Utc>,
-    pub api_key_id: Option<String>,
-    pub action: String,
-    pub outcome: String,
-    pub collection: Option<String>,
-    pub subject_id: Option<Uuid>,
-    pub detail: serde_json::Value,
-}
-
-#[derive(Debug, Clone)]
-pub struct NewAuditEvent {
-    pub api_key_id: Option<String>,
-    pub action: &'static str,
-    pub outcome: &'static str,
-    pub collection: Option<CollectionId>,
-    pub subject_id: Option<Uuid>,
-    pub detail: serde_json::Value,
 }
 
 #[cfg(test)]

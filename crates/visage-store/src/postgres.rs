@@ -13,10 +13,10 @@ use crate::crypto::SealedTemplate;
 use crate::rows::{collection_id, record_mappers};
 use crate::twins;
 use crate::{
-    ApiKeyRecord, AuditEvent, Collection, CollectionCounts, CollectionId, CollectionScope, Erasure,
-    GalleryChange, GalleryTemplate, LabelledVerification, Labelling, ModelStatus, NewAuditEvent, NewSubject,
-    PoolStats, Role, Store, StoreError, StoreResult, Subject, Template, Truth, TwinFilter, VerificationMode,
-    VerificationRecord,
+    ApiKeyRecord, AuditAction, AuditEvent, Collection, CollectionCounts, CollectionId, CollectionScope,
+    Decision, Entity, Erasure, GalleryChange, GalleryTemplate, LabelledVerification, Labelling, ModelStatus,
+    NewAuditEvent, NewSubject, PoolStats, Role, Store, StoreError, StoreResult, Subject, Template, Truth,
+    TwinFilter, VerificationMode, VerificationRecord,
 };
 
 /// How the service reaches PostgreSQL.
@@ -62,7 +62,8 @@ impl PostgresStore {
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect)
-            .await?;
+            .await
+            .map_err(StoreError::from_connect)?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         let read_pool = match options.read_url.as_deref().filter(|url| !url.is_empty()) {
             // Lazy: a replica that is down at start must not keep the service from starting.
@@ -197,7 +198,7 @@ impl Store for PostgresStore {
                 .execute(&self.pool)
                 .await?;
         if inserted.rows_affected() == 0 {
-            return Err(StoreError::Conflict("collection"));
+            return Err(StoreError::Conflict(Entity::Collection));
         }
         Ok(Collection { id: id.clone(), created_at })
     }
@@ -239,8 +240,10 @@ impl Store for PostgresStore {
         .execute(&self.pool)
         .await
         .map_err(|err| match &err {
-            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict("subject"),
-            sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::Missing("collection"),
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(Entity::Subject),
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+                StoreError::Missing(Entity::Collection)
+            }
             _ => err.into(),
         })?;
         Ok(Subject {
@@ -330,12 +333,11 @@ impl Store for PostgresStore {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
-            "UPDATE audit_events SET subject_id = NULL WHERE subject_id = $1 AND action <> 'subject.erase'",
-        )
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query("UPDATE audit_events SET subject_id = NULL WHERE subject_id = $1 AND action <> $2")
+            .bind(id)
+            .bind(AuditAction::SubjectErase.as_str())
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("DELETE FROM subjects WHERE id = $1").bind(id).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(Some(erasure))
@@ -345,7 +347,9 @@ impl Store for PostgresStore {
         let mut tx = self.pool.begin().await?;
         for template in templates {
             insert_template(&mut *tx, template).await.map_err(|err| match &err {
-                sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::Missing("subject"),
+                sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+                    StoreError::Missing(Entity::Subject)
+                }
                 _ => err.into(),
             })?;
         }
@@ -551,7 +555,7 @@ impl Store for PostgresStore {
         .execute(&self.pool)
         .await
         .map_err(|err| match &err {
-            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict("api key"),
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(Entity::ApiKey),
             _ => err.into(),
         })?;
         Ok(())
@@ -593,7 +597,7 @@ impl Store for PostgresStore {
         .bind(v.similarity)
         .bind(v.threshold)
         .bind(v.far_target)
-        .bind(&v.decision)
+        .bind(v.decision.as_str())
         .bind(v.liveness_score)
         .execute(&self.pool)
         .await?;
@@ -651,11 +655,11 @@ impl Store for PostgresStore {
         rows.iter()
             .map(|row| {
                 let truth: String = row.try_get("truth")?;
-                let decision: String = row.try_get("decision")?;
+                let decision: Decision = crate::rows::named(row.try_get("decision")?)?;
                 Ok(LabelledVerification {
                     genuine: truth == "genuine",
                     similarity: row.try_get("similarity")?,
-                    accepted: decision == "match",
+                    accepted: decision.is_match(),
                 })
             })
             .collect()
@@ -697,8 +701,8 @@ impl Store for PostgresStore {
         )
         .bind(stored(Utc::now()))
         .bind(&e.api_key_id)
-        .bind(e.action)
-        .bind(e.outcome)
+        .bind(e.action.as_str())
+        .bind(e.outcome.as_str())
         .bind(e.collection.as_ref().map(CollectionId::as_str))
         .bind(e.subject_id)
         .bind(&e.detail)

@@ -2,7 +2,7 @@
 //! and differ in JSON (PostgreSQL `JSONB`, SQLite text), which each supplies as a function
 //! `json_column(row, column)` next to where it invokes [`record_mappers!`].
 
-use crate::{CollectionId, StoreError, StoreResult};
+use crate::{CollectionId, StoreError, StoreResult, UnknownName};
 
 pub(crate) fn corrupt(what: &str, err: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {err}"))
@@ -10,6 +10,11 @@ pub(crate) fn corrupt(what: &str, err: impl std::fmt::Display) -> StoreError {
 
 pub(crate) fn collection_id(value: String) -> StoreResult<CollectionId> {
     CollectionId::parse(value).map_err(|e| corrupt("collection", e))
+}
+
+/// A column holding the name of a [`named_enum!`](crate::names::named_enum) variant.
+pub(crate) fn named<T: TryFrom<String, Error = UnknownName>>(value: String) -> StoreResult<T> {
+    T::try_from(value).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 /// A JSON column that must not be NULL.
@@ -90,7 +95,7 @@ macro_rules! record_mappers {
                 similarity: row.try_get("similarity")?,
                 threshold: row.try_get("threshold")?,
                 far_target: row.try_get("far_target")?,
-                decision: row.try_get("decision")?,
+                decision: $crate::rows::named(row.try_get("decision")?)?,
                 liveness_score: row.try_get("liveness_score")?,
             })
         }
@@ -100,8 +105,8 @@ macro_rules! record_mappers {
                 seq: row.try_get("seq")?,
                 at: row.try_get("at")?,
                 api_key_id: row.try_get("api_key_id")?,
-                action: row.try_get("action")?,
-                outcome: row.try_get("outcome")?,
+                action: $crate::rows::named(row.try_get("action")?)?,
+                outcome: $crate::rows::named(row.try_get("outcome")?)?,
                 collection: row.try_get("collection_id")?,
                 subject_id: row.try_get("subject_id")?,
                 detail: $crate::rows::required_json(json_column(row, "detail")?, "audit detail")?,

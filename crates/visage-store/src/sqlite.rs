@@ -14,10 +14,10 @@ use crate::crypto::SealedTemplate;
 use crate::rows::{corrupt, record_mappers};
 use crate::twins;
 use crate::{
-    ApiKeyRecord, AuditEvent, Collection, CollectionCounts, CollectionId, CollectionScope, Erasure,
-    GalleryChange, GalleryTemplate, LabelledVerification, Labelling, ModelStatus, NewAuditEvent, NewSubject,
-    PoolStats, Role, Store, StoreError, StoreResult, Subject, Template, Truth, TwinFilter, VerificationMode,
-    VerificationRecord,
+    ApiKeyRecord, AuditAction, AuditEvent, Collection, CollectionCounts, CollectionId, CollectionScope,
+    Decision, Entity, Erasure, GalleryChange, GalleryTemplate, LabelledVerification, Labelling, ModelStatus,
+    NewAuditEvent, NewSubject, PoolStats, Role, Store, StoreError, StoreResult, Subject, Template, Truth,
+    TwinFilter, VerificationMode, VerificationRecord,
 };
 
 const MAX_CONNECTIONS: u32 = 8;
@@ -127,7 +127,7 @@ impl Store for SqliteStore {
                 .execute(&self.pool)
                 .await?;
         if inserted.rows_affected() == 0 {
-            return Err(StoreError::Conflict("collection"));
+            return Err(StoreError::Conflict(Entity::Collection));
         }
         Ok(Collection { id: id.clone(), created_at })
     }
@@ -169,8 +169,10 @@ impl Store for SqliteStore {
         .execute(&self.pool)
         .await
         .map_err(|err| match &err {
-            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict("subject"),
-            sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::Missing("collection"),
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(Entity::Subject),
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+                StoreError::Missing(Entity::Collection)
+            }
             _ => err.into(),
         })?;
         Ok(Subject {
@@ -244,12 +246,11 @@ impl Store for SqliteStore {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
-            "UPDATE audit_events SET subject_id = NULL WHERE subject_id = ? AND action <> 'subject.erase'",
-        )
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query("UPDATE audit_events SET subject_id = NULL WHERE subject_id = ? AND action <> ?")
+            .bind(id)
+            .bind(AuditAction::SubjectErase.as_str())
+            .execute(&mut *tx)
+            .await?;
         let deleted = sqlx::query("DELETE FROM subjects WHERE id = ?").bind(id).execute(&mut *tx).await?;
         if deleted.rows_affected() == 0 {
             // Release the write lock now rather than when the pool recycles the connection.
@@ -266,7 +267,9 @@ impl Store for SqliteStore {
         let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
         for template in templates {
             insert_template(&mut *tx, template).await.map_err(|err| match &err {
-                sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::Missing("subject"),
+                sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+                    StoreError::Missing(Entity::Subject)
+                }
                 _ => err.into(),
             })?;
         }
@@ -459,7 +462,7 @@ impl Store for SqliteStore {
         .execute(&self.pool)
         .await
         .map_err(|err| match &err {
-            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict("api key"),
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(Entity::ApiKey),
             _ => err.into(),
         })?;
         Ok(())
@@ -501,7 +504,7 @@ impl Store for SqliteStore {
         .bind(v.similarity)
         .bind(v.threshold)
         .bind(v.far_target)
-        .bind(&v.decision)
+        .bind(v.decision.as_str())
         .bind(v.liveness_score)
         .execute(&self.pool)
         .await?;
@@ -556,11 +559,11 @@ impl Store for SqliteStore {
         rows.iter()
             .map(|row| {
                 let truth: String = row.try_get("truth")?;
-                let decision: String = row.try_get("decision")?;
+                let decision: Decision = crate::rows::named(row.try_get("decision")?)?;
                 Ok(LabelledVerification {
                     genuine: truth == "genuine",
                     similarity: row.try_get("similarity")?,
-                    accepted: decision == "match",
+                    accepted: decision.is_match(),
                 })
             })
             .collect()
@@ -600,8 +603,8 @@ impl Store for SqliteStore {
         )
         .bind(Utc::now())
         .bind(&e.api_key_id)
-        .bind(e.action)
-        .bind(e.outcome)
+        .bind(e.action.as_str())
+        .bind(e.outcome.as_str())
         .bind(e.collection.as_ref().map(CollectionId::as_str))
         .bind(e.subject_id)
         .bind(e.detail.to_string())

@@ -12,9 +12,9 @@ use uuid::Uuid;
 use visage_store::crypto::SealedTemplate;
 use visage_store::testing::TestDatabase;
 use visage_store::{
-    ApiKeyRecord, CollectionId, CollectionScope, Consent, Labelling, ModelStatus, NewAuditEvent, NewSubject,
-    PostgresOptions, PostgresStore, Role, SqliteStore, Store, StoreError, Template, Truth, TwinFilter,
-    VerificationMode, VerificationRecord,
+    ApiKeyRecord, AuditAction, AuditOutcome, CollectionId, CollectionScope, Consent, Decision, Entity,
+    Labelling, ModelStatus, NewAuditEvent, NewSubject, PostgresOptions, PostgresStore, Role, SqliteStore,
+    Store, StoreError, Template, Truth, TwinFilter, VerificationMode, VerificationRecord,
 };
 
 /// A store and what it keeps on its backend, for looking underneath the trait.
@@ -39,6 +39,21 @@ impl Backend {
         let db = TestDatabase::create().await;
         let store = PostgresStore::connect(&postgres_options(&db)).await.unwrap();
         Self { store: Box::new(store), raw: Raw::Postgres { db } }
+    }
+
+    /// Runs a statement beneath the store, as a bug or an intruder might.
+    async fn execute_raw(&self, sql: &'static str) {
+        match &self.raw {
+            Raw::Sqlite { dir } => {
+                let url = format!("sqlite://{}", dir.path().join("visage.db").display());
+                let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+                sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+            }
+            Raw::Postgres { db } => {
+                let mut conn = sqlx::PgConnection::connect(&db.url()).await.unwrap();
+                sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+            }
+        }
     }
 
     /// Stored rows (PostgreSQL) or database file bytes (SQLite) that contain `needle`.
@@ -110,6 +125,7 @@ on_both_backends!(
     api_keys_are_found_listed_and_revoked_once,
     verifications_are_labelled_once,
     audit_events_page_by_sequence,
+    a_name_no_variant_has_reads_back_as_corrupt,
     concurrent_enrolments_neither_collide_nor_get_lost,
     the_pool_reports_its_size_and_a_closed_store_is_unavailable,
     the_gallery_change_log_replays_every_write_in_order,
@@ -164,7 +180,7 @@ fn twin(source: &Template, model: &str) -> Template {
     }
 }
 
-fn verification(subject_id: Option<Uuid>, similarity: f32, decision: &str) -> VerificationRecord {
+fn verification(subject_id: Option<Uuid>, similarity: f32, decision: Decision) -> VerificationRecord {
     VerificationRecord {
         id: Uuid::now_v7(),
         created_at: Utc::now(),
@@ -175,16 +191,16 @@ fn verification(subject_id: Option<Uuid>, similarity: f32, decision: &str) -> Ve
         similarity: Some(similarity),
         threshold: 0.4,
         far_target: Some(1e-3),
-        decision: decision.into(),
+        decision,
         liveness_score: Some(0.9),
     }
 }
 
-fn audit(action: &'static str, subject_id: Option<Uuid>) -> NewAuditEvent {
+fn audit(action: AuditAction, subject_id: Option<Uuid>) -> NewAuditEvent {
     NewAuditEvent {
         api_key_id: Some("key1".into()),
         action,
-        outcome: "ok",
+        outcome: AuditOutcome::Ok,
         collection: Some(collection("default")),
         subject_id,
         detail: json!({ "templates": 1 }),
@@ -199,7 +215,7 @@ async fn collections_are_created_once_and_listed(backend: &Backend) {
     let created = store.create_collection(&collection("staff")).await.unwrap();
     assert!(matches!(
         store.create_collection(&collection("staff")).await,
-        Err(StoreError::Conflict("collection"))
+        Err(StoreError::Conflict(Entity::Collection))
     ));
     let listed = store.list_collections().await.unwrap();
     let ids: Vec<&str> = listed.iter().map(|c| c.id.as_str()).collect();
@@ -237,14 +253,14 @@ async fn a_taken_external_id_or_an_unknown_collection_is_refused(backend: &Backe
     store.create_subject(&new_subject(&default, "same")).await.unwrap();
     assert!(matches!(
         store.create_subject(&new_subject(&default, "same")).await,
-        Err(StoreError::Conflict("subject"))
+        Err(StoreError::Conflict(Entity::Subject))
     ));
     // The same external id in another collection is someone else.
     store.create_collection(&collection("other")).await.unwrap();
     store.create_subject(&new_subject(&collection("other"), "same")).await.unwrap();
     assert!(matches!(
         store.create_subject(&new_subject(&collection("missing"), "x")).await,
-        Err(StoreError::Missing("collection"))
+        Err(StoreError::Missing(Entity::Collection))
     ));
 }
 
@@ -268,7 +284,7 @@ async fn templates_are_stored_all_or_none_and_counted(backend: &Backend) {
 
     // One template of an unknown subject spoils the whole batch.
     let batch = [template(subject.id, None), template(Uuid::now_v7(), None)];
-    assert!(matches!(store.add_templates(&batch).await, Err(StoreError::Missing("subject"))));
+    assert!(matches!(store.add_templates(&batch).await, Err(StoreError::Missing(Entity::Subject))));
     assert_eq!(store.list_templates(subject.id).await.unwrap().len(), 2);
 
     let all = store.all_templates().await.unwrap();
@@ -295,12 +311,12 @@ async fn erasure_leaves_nothing_of_the_subject(backend: &Backend) {
     let templates = [template(subject.id, Some("one.img")), template(subject.id, None)];
     store.add_templates(&templates).await.unwrap();
     store.add_templates(&[template(kept.id, None)]).await.unwrap();
-    let decision = verification(Some(subject.id), 0.8, "match");
+    let decision = verification(Some(subject.id), 0.8, Decision::Match);
     store.record_verification(&decision).await.unwrap();
-    store.append_audit(&audit("subject.create", Some(subject.id))).await.unwrap();
+    store.append_audit(&audit(AuditAction::SubjectCreate, Some(subject.id))).await.unwrap();
 
     let erasure = store.erase_subject(subject.id).await.unwrap().expect("the subject existed");
-    store.append_audit(&audit("subject.erase", Some(subject.id))).await.unwrap();
+    store.append_audit(&audit(AuditAction::SubjectErase, Some(subject.id))).await.unwrap();
     assert_eq!(erasure.templates, [templates[0].id, templates[1].id]);
     assert_eq!(erasure.image_refs, ["one.img"]);
 
@@ -311,7 +327,12 @@ async fn erasure_leaves_nothing_of_the_subject(backend: &Backend) {
     let record = store.get_verification(decision.id).await.unwrap().expect("the decision is kept");
     assert_eq!(record.subject_id, None, "the decision no longer points at the subject");
     let events = store.list_audit(None, 100).await.unwrap();
-    assert!(events.iter().filter(|e| e.subject_id == Some(subject.id)).all(|e| e.action == "subject.erase"));
+    assert!(
+        events
+            .iter()
+            .filter(|e| e.subject_id == Some(subject.id))
+            .all(|e| e.action == AuditAction::SubjectErase)
+    );
     assert_eq!(store.erase_subject(subject.id).await.unwrap(), None, "a second erasure finds nothing");
     assert_eq!(store.erase_subject(Uuid::now_v7()).await.unwrap(), None);
     assert_eq!(store.get_subject(kept.id).await.unwrap().unwrap().face_count, 1, "others are untouched");
@@ -337,7 +358,7 @@ async fn api_keys_are_found_listed_and_revoked_once(backend: &Backend) {
     store.create_api_key(&key("b", CollectionScope::Only(vec![collection("staff")]))).await.unwrap();
     assert!(matches!(
         store.create_api_key(&key("a", CollectionScope::All)).await,
-        Err(StoreError::Conflict("api key"))
+        Err(StoreError::Conflict(Entity::ApiKey))
     ));
     let b = store.get_api_key("b").await.unwrap().unwrap();
     assert_eq!((b.name.as_str(), b.role, b.secret_hash.as_slice()), ("key b", Role::Enrol, &[9; 32][..]));
@@ -354,8 +375,8 @@ async fn api_keys_are_found_listed_and_revoked_once(backend: &Backend) {
 
 async fn verifications_are_labelled_once(backend: &Backend) {
     let store = backend.store.as_ref();
-    let genuine = verification(None, 0.8, "match");
-    let impostor = verification(None, 0.3, "no_match");
+    let genuine = verification(None, 0.8, Decision::Match);
+    let impostor = verification(None, 0.3, Decision::NoMatch);
     store.record_verification(&genuine).await.unwrap();
     store.record_verification(&impostor).await.unwrap();
 
@@ -393,7 +414,7 @@ async fn verifications_are_labelled_once(backend: &Backend) {
 async fn audit_events_page_by_sequence(backend: &Backend) {
     let store = backend.store.as_ref();
     let subject = Uuid::now_v7();
-    for action in ["subject.create", "face.enrol", "subject.erase"] {
+    for action in [AuditAction::SubjectCreate, AuditAction::FaceEnrol, AuditAction::SubjectErase] {
         store.append_audit(&audit(action, Some(subject))).await.unwrap();
     }
     let first = store.list_audit(None, 2).await.unwrap();
@@ -403,8 +424,28 @@ async fn audit_events_page_by_sequence(backend: &Backend) {
     assert_eq!(first[0].collection.as_deref(), Some("default"));
     let rest = store.list_audit(Some(first[1].seq), 10).await.unwrap();
     assert_eq!(rest.len(), 1);
-    assert_eq!(rest[0].action, "subject.erase");
+    assert_eq!(rest[0].action, AuditAction::SubjectErase);
     assert!(rest[0].seq > first[1].seq);
+}
+
+async fn a_name_no_variant_has_reads_back_as_corrupt(backend: &Backend) {
+    let store = backend.store.as_ref();
+    store.append_audit(&audit(AuditAction::SubjectCreate, None)).await.unwrap();
+    let decided = verification(None, 0.8, Decision::Match);
+    store.record_verification(&decided).await.unwrap();
+    backend.execute_raw("UPDATE audit_events SET action = 'subject.delete'").await;
+    backend.execute_raw("UPDATE verifications SET decision = 'spoof'").await;
+    let Err(StoreError::Corrupt(audit)) = store.list_audit(None, 10).await else {
+        panic!("an unknown audit action is not read back as an action");
+    };
+    assert_eq!(audit, r#"unknown audit action "subject.delete""#);
+    assert!(matches!(store.get_verification(decided.id).await, Err(StoreError::Corrupt(_))));
+    let since = Utc::now() - chrono::Duration::hours(1);
+    backend.execute_raw("UPDATE verifications SET truth = 'genuine', labelled_at = created_at").await;
+    let Err(StoreError::Corrupt(decision)) = store.labelled_verifications(since, 10).await else {
+        panic!("an unknown decision is not read back as a decision");
+    };
+    assert_eq!(decision, r#"unknown decision "spoof""#);
 }
 
 async fn concurrent_enrolments_neither_collide_nor_get_lost(backend: &Backend) {
@@ -414,7 +455,7 @@ async fn concurrent_enrolments_neither_collide_nor_get_lost(backend: &Backend) {
     let (one, two) = tokio::join!(store.create_subject(&first), store.create_subject(&second));
     let outcomes = [one.is_ok(), two.is_ok()];
     assert_eq!(outcomes.iter().filter(|ok| **ok).count(), 1, "exactly one of two racing creations wins");
-    assert!(matches!(one.err().or(two.err()), Some(StoreError::Conflict("subject"))));
+    assert!(matches!(one.err().or(two.err()), Some(StoreError::Conflict(Entity::Subject))));
 
     let subject = store.find_subject(&default, "twice").await.unwrap().unwrap();
     let first = [template(subject.id, None), template(subject.id, None)];
@@ -551,6 +592,24 @@ async fn futures_join<F: std::future::Future>(futures: impl Iterator<Item = F>) 
     })
     .await;
     outputs.into_iter().map(|o| o.expect("every future finished")).collect()
+}
+
+/// PostgreSQL: a database that does not accept connections yet (or for a while) is unavailable,
+/// so that start-up waits for it; a database that does not exist is not.
+#[tokio::test]
+async fn postgres_refusing_connections_is_unavailable_and_a_missing_database_is_not() {
+    let db = TestDatabase::create().await;
+    let name = &db.name;
+    db.admin(format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false")).await;
+    let refused = PostgresStore::connect(&postgres_options(&db)).await.err().expect("no connection");
+    assert!(refused.is_retryable(), "{refused}");
+    db.admin(format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true")).await;
+    PostgresStore::connect(&postgres_options(&db)).await.unwrap();
+
+    let mut missing = postgres_options(&db);
+    missing.url = format!("{}_missing", db.url());
+    let err = PostgresStore::connect(&missing).await.err().expect("no such database");
+    assert!(matches!(err, StoreError::Database(_)), "{err}");
 }
 
 /// PostgreSQL: a replica waiting for gallery changes is woken by another replica's write,

@@ -28,11 +28,13 @@ impl Tensor {
 
 /// The inference runtimes visage can be built with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
     /// Pure Rust; always available.
     Tract,
     /// ONNX Runtime loaded from the models directory (cargo feature `onnxruntime`).
+    #[cfg_attr(feature = "clap", value(name = "onnxruntime"))]
     OnnxRuntime,
 }
 

@@ -81,26 +81,10 @@ pub struct ServerConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModelsConfig {
     pub dir: PathBuf,
-    pub backend: BackendChoice,
+    pub backend: BackendKind,
     pub recognizer: RecognizerKind,
     /// Which face a single-face request uses when the photo holds several.
     pub face_selection: FaceSelection,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BackendChoice {
-    Onnxruntime,
-    Tract,
-}
-
-impl From<BackendChoice> for BackendKind {
-    fn from(choice: BackendChoice) -> Self {
-        match choice {
-            BackendChoice::Onnxruntime => BackendKind::OnnxRuntime,
-            BackendChoice::Tract => BackendKind::Tract,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -327,7 +311,7 @@ impl Config {
             },
             models: ModelsConfig {
                 dir: "models".into(),
-                backend: BackendChoice::Onnxruntime,
+                backend: BackendKind::OnnxRuntime,
                 recognizer: RecognizerKind::Sface,
                 face_selection: FaceSelection::Central,
             },

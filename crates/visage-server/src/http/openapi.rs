@@ -46,7 +46,7 @@ use crate::state::AppState;
         matching::feedback,
         metrics::prometheus_metrics,
     ),
-    components(schemas(crate::calibration::OperatingPoint, crate::config::LivenessMode)),
+    components(schemas(visage_calibration::OperatingPoint, crate::config::LivenessMode)),
     modifiers(&Security, &ErrorCodes, &IdempotencyKey),
     tags(
         (name = "analysis", description = "Detection, quality and liveness"),

@@ -18,13 +18,13 @@ use uuid::Uuid;
 use visage_face::RecognizerKind;
 use visage_objects::{ImageError, ImageStore};
 use visage_store::crypto::KeyRing;
-use visage_store::{ModelStatus, NewAuditEvent, Store, Template, TwinFilter};
+use visage_store::{AuditAction, AuditOutcome, ModelStatus, NewAuditEvent, Store, Template, TwinFilter};
 
 use crate::config::Config;
 use crate::inference::{InferencePool, Pick};
 use crate::resources::{key_ring, load_pipeline, open_store};
-use crate::service::enum_name;
 use crate::service::images::{Deletion, delete_images};
+use crate::service::{self, enum_name};
 
 /// Reports how far a run is; the command line draws a progress bar with it.
 pub trait Progress: Sync {
@@ -156,7 +156,7 @@ pub async fn reembed(
     summary.status = store.model_status(&model).await?.into();
     audit(
         store.as_ref(),
-        "model.reembed",
+        AuditAction::ModelReembed,
         json!({
             "to": model,
             "done": summary.done,
@@ -302,7 +302,7 @@ pub async fn prune(
     summary.status = store.model_status(&model).await?.into();
     audit(
         store.as_ref(),
-        "model.prune",
+        AuditAction::ModelPrune,
         json!({ "to": model, "deleted": summary.deleted, "kept": summary.kept_image_not_deleted, "force": force }),
     )
     .await;
@@ -310,10 +310,14 @@ pub async fn prune(
     Ok(summary)
 }
 
-async fn audit(store: &dyn Store, action: &'static str, detail: serde_json::Value) {
-    let event =
-        NewAuditEvent { api_key_id: None, action, outcome: "ok", collection: None, subject_id: None, detail };
-    if let Err(err) = store.append_audit(&event).await {
-        tracing::error!(action, error = %err, "audit event lost");
-    }
+async fn audit(store: &dyn Store, action: AuditAction, detail: serde_json::Value) {
+    let event = NewAuditEvent {
+        api_key_id: None,
+        action,
+        outcome: AuditOutcome::Ok,
+        collection: None,
+        subject_id: None,
+        detail,
+    };
+    service::audit::append(store, &event).await;
 }

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 use visage_objects::ImageStore;
-use visage_store::NewAuditEvent;
+use visage_store::{AuditAction, AuditOutcome, NewAuditEvent};
 
 use crate::config::Config;
 use crate::resources::open_store;
@@ -49,8 +49,8 @@ pub async fn sweep(config: &Config, grace: std::time::Duration) -> anyhow::Resul
     summary.deleted = (orphans.len() - failed.len()) as u64;
     let event = NewAuditEvent {
         api_key_id: None,
-        action: "image.sweep",
-        outcome: "ok",
+        action: AuditAction::ImageSweep,
+        outcome: AuditOutcome::Ok,
         collection: None,
         subject_id: None,
         detail: json!({ "deleted": summary.deleted, "recent": summary.recent, "failed": summary.failed }),

@@ -4,6 +4,8 @@
 use bytes::Bytes;
 use serde_json::json;
 
+use visage_store::{AuditAction, AuditOutcome};
+
 use super::{Caller, ServiceError, ServiceResult, SpoofKind, audit, enum_name};
 use crate::config::LivenessMode;
 use crate::inference::{Detection, LivenessVerdict, Pick, Probe};
@@ -30,8 +32,8 @@ pub async fn probe(
                 audit::record(
                     app,
                     Some(caller),
-                    "liveness.spoof",
-                    "refused",
+                    AuditAction::LivenessSpoof,
+                    AuditOutcome::Refused,
                     None,
                     None,
                     json!({ "attack_type": attack }),
@@ -62,7 +64,16 @@ pub async fn detect(app: &App, bytes: Bytes, with_liveness: bool) -> ServiceResu
 pub async fn check_liveness(app: &App, caller: &Caller, bytes: Bytes) -> ServiceResult<Probe> {
     let probe = probe(app, caller, bytes, Pick::Configured, LivenessMode::Report).await?;
     let result = probe.liveness.as_ref().map(LivenessVerdict::result);
-    audit::record(app, Some(caller), "liveness.check", "ok", None, None, json!({ "result": result })).await;
+    audit::record(
+        app,
+        Some(caller),
+        AuditAction::LivenessCheck,
+        AuditOutcome::Ok,
+        None,
+        None,
+        json!({ "result": result }),
+    )
+    .await;
     Ok(probe)
 }
 

@@ -2,7 +2,7 @@
 //! external ids, images or embeddings.
 
 use uuid::Uuid;
-use visage_store::{AuditEvent, CollectionId, NewAuditEvent, Role, Store};
+use visage_store::{AuditAction, AuditEvent, AuditOutcome, CollectionId, NewAuditEvent, Role, Store};
 
 use super::{Caller, ServiceResult};
 use crate::state::App;
@@ -12,8 +12,8 @@ use crate::state::App;
 pub async fn record(
     app: &App,
     caller: Option<&Caller>,
-    action: &'static str,
-    outcome: &'static str,
+    action: AuditAction,
+    outcome: AuditOutcome,
     collection: Option<&CollectionId>,
     subject_id: Option<Uuid>,
     detail: serde_json::Value,
@@ -32,7 +32,7 @@ pub async fn record(
 /// Writes an event of the service itself (no caller: a job, a background task).
 pub async fn append(store: &dyn Store, event: &NewAuditEvent) {
     if let Err(err) = store.append_audit(event).await {
-        tracing::error!(action = event.action, error = %err, "audit event lost");
+        tracing::error!(action = event.action.as_str(), error = %err, "audit event lost");
     }
 }
 

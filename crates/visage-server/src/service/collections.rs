@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use visage_store::{CollectionId, Role};
+use visage_store::{AuditAction, AuditOutcome, CollectionId, Role};
 
 use super::{Caller, ServiceResult, audit};
 use crate::state::App;
@@ -18,7 +18,16 @@ pub struct CollectionSummary {
 pub async fn create(app: &App, caller: &Caller, id: CollectionId) -> ServiceResult<CollectionSummary> {
     caller.require(Role::Admin)?;
     let created = app.store.create_collection(&id).await?;
-    audit::record(app, Some(caller), "collection.create", "ok", Some(&id), None, json!({})).await;
+    audit::record(
+        app,
+        Some(caller),
+        AuditAction::CollectionCreate,
+        AuditOutcome::Ok,
+        Some(&id),
+        None,
+        json!({}),
+    )
+    .await;
     Ok(CollectionSummary { id, created_at: created.created_at, templates: 0 })
 }
 

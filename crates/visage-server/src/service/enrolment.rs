@@ -4,7 +4,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use serde_json::json;
 use uuid::Uuid;
-use visage_store::{Role, Template};
+use visage_store::{AuditAction, AuditOutcome, Role, Template};
 
 use super::images::{self, Deletion};
 use super::{Caller, ServiceError, ServiceResult, analysis, audit, gallery_sync, subjects};
@@ -93,7 +93,15 @@ pub async fn enrol(
     }
     gallery_sync::refresh(app).await;
     let detail = json!({ "faces": faces.len() });
-    audit::record(app, Some(caller), "face.enrol", "ok", Some(&subject.collection), Some(subject_id), detail)
-        .await;
+    audit::record(
+        app,
+        Some(caller),
+        AuditAction::FaceEnrol,
+        AuditOutcome::Ok,
+        Some(&subject.collection),
+        Some(subject_id),
+        detail,
+    )
+    .await;
     Ok(faces)
 }

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 use visage_face::{FaceError, FaceErrorCode, QualityIssue};
-use visage_store::StoreError;
+use visage_store::{Entity, StoreError};
 
 use crate::inference::InferenceError;
 
@@ -191,15 +191,19 @@ impl ServiceError {
 impl From<StoreError> for ServiceError {
     fn from(err: StoreError) -> Self {
         match err {
-            StoreError::Unavailable(_) => {
-                tracing::error!(error = %err, "storage failed");
+            // A database error that is not an outage (a constraint, a query the database
+            // refuses) is still answered 503: retrying is harmless, and the log says which.
+            StoreError::Unavailable(_) | StoreError::Database(_) => {
+                tracing::error!(error = %err, retryable = err.is_retryable(), "storage failed");
                 Self::StorageUnavailable
             }
-            StoreError::Conflict("subject") => Self::SubjectExists,
-            StoreError::Conflict("collection") => Self::CollectionExists,
-            StoreError::Missing("subject") => Self::SubjectNotFound,
-            StoreError::Missing("collection") => Self::CollectionNotFound,
-            other => Self::Internal(other.to_string()),
+            StoreError::Conflict(Entity::Subject) => Self::SubjectExists,
+            StoreError::Conflict(Entity::Collection) => Self::CollectionExists,
+            StoreError::Missing(Entity::Subject) => Self::SubjectNotFound,
+            StoreError::Missing(Entity::Collection) => Self::CollectionNotFound,
+            StoreError::Conflict(Entity::ApiKey)
+            | StoreError::Missing(Entity::ApiKey)
+            | StoreError::Corrupt(_) => Self::Internal(err.to_string()),
         }
     }
 }

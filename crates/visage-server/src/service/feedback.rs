@@ -3,7 +3,7 @@
 
 use serde_json::json;
 use uuid::Uuid;
-use visage_store::{Labelling, Role, Truth};
+use visage_store::{AuditAction, AuditOutcome, Labelling, Role, Truth};
 
 use super::{Caller, ServiceError, ServiceResult, audit};
 use crate::observability::metrics::severity;
@@ -43,7 +43,7 @@ pub async fn label(
         Labelling::AlreadyLabelled => return Err(ServiceError::AlreadyLabelled),
         Labelling::Labelled(record) => record,
     };
-    let accepted = record.decision == "match";
+    let accepted = record.decision.is_match();
     let labelled = match (truth, accepted) {
         (Truth::Genuine, true) => Labelled { outcome: "true_accept", severity: None },
         (Truth::Impostor, false) => Labelled { outcome: "true_reject", severity: None },
@@ -59,7 +59,15 @@ pub async fn label(
         }
     };
     let detail = json!({ "verification_id": id, "truth": truth.as_str(), "outcome": labelled.outcome });
-    audit::record(app, Some(caller), "verification.feedback", "ok", record.collection.as_ref(), None, detail)
-        .await;
+    audit::record(
+        app,
+        Some(caller),
+        AuditAction::VerificationFeedback,
+        AuditOutcome::Ok,
+        record.collection.as_ref(),
+        None,
+        detail,
+    )
+    .await;
     Ok(labelled)
 }

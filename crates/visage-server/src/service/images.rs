@@ -4,7 +4,7 @@
 use serde_json::json;
 use uuid::Uuid;
 use visage_objects::{ImageError, ImageStore};
-use visage_store::{NewAuditEvent, Store};
+use visage_store::{AuditAction, AuditOutcome, NewAuditEvent, Store};
 use zeroize::Zeroizing;
 
 use super::{ServiceError, ServiceResult};
@@ -96,8 +96,8 @@ pub async fn delete_images(
     );
     let event = NewAuditEvent {
         api_key_id: None,
-        action: "image.delete",
-        outcome: "failed",
+        action: AuditAction::ImageDelete,
+        outcome: AuditOutcome::Failed,
         collection: None,
         subject_id: None,
         detail: json!({ "reason": why.as_str(), "backend": images.kind(), "objects": failed }),

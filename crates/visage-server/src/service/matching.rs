@@ -7,13 +7,13 @@ use bytes::Bytes;
 use chrono::Utc;
 use serde_json::json;
 use uuid::Uuid;
-use visage_store::{CollectionId, Role, Subject, Template, VerificationMode, VerificationRecord};
+use visage_store::{CollectionId, Decision, Role, Subject, Template, VerificationMode, VerificationRecord};
 
 use super::{Caller, ServiceError, ServiceResult, analysis, audit, subjects};
-use crate::calibration::OperatingPoint;
 use crate::config::LivenessMode;
 use crate::inference::{LivenessVerdict, Pick, Probe, StageTimes};
 use crate::state::App;
+use visage_calibration::OperatingPoint;
 
 /// What a probe is compared with in a 1:1 verification.
 pub enum Claim {
@@ -120,7 +120,7 @@ async fn verify_inner(app: &App, caller: &Caller, request: Verification) -> Serv
     };
     let search = search_started.elapsed().as_secs_f64();
     let is_match = similarity >= point.threshold;
-    let decision = Decision {
+    let decision = DecisionMade {
         mode: VerificationMode::Verify,
         collection: subject.as_ref().map(|s| &s.collection),
         subject_id: subject.as_ref().map(|s| s.id),
@@ -212,7 +212,7 @@ async fn identify_inner(
         }
     }
     let top = candidates.first();
-    let decision = Decision {
+    let decision = DecisionMade {
         mode: VerificationMode::Identify,
         collection: Some(&collection),
         subject_id: top.map(|c| c.subject_id),
@@ -234,7 +234,7 @@ fn liveness_score(probe: &Probe) -> Option<f32> {
 }
 
 /// A decision as it is kept and audited.
-struct Decision<'a> {
+struct DecisionMade<'a> {
     mode: VerificationMode,
     collection: Option<&'a CollectionId>,
     subject_id: Option<Uuid>,
@@ -246,9 +246,9 @@ struct Decision<'a> {
 }
 
 /// Keeps a decision for later ground truth and writes its audit event; returns its id.
-async fn record_decision(app: &App, caller: &Caller, d: Decision<'_>) -> ServiceResult<Uuid> {
+async fn record_decision(app: &App, caller: &Caller, d: DecisionMade<'_>) -> ServiceResult<Uuid> {
     let id = Uuid::now_v7();
-    let outcome = if d.matched { "match" } else { "no_match" };
+    let decision = Decision::of(d.matched);
     app.store
         .record_verification(&VerificationRecord {
             id,
@@ -260,7 +260,7 @@ async fn record_decision(app: &App, caller: &Caller, d: Decision<'_>) -> Service
             similarity: d.similarity,
             threshold: d.point.threshold,
             far_target: Some(d.point.far),
-            decision: outcome.into(),
+            decision,
             liveness_score: d.liveness_score,
         })
         .await?;
@@ -268,7 +268,8 @@ async fn record_decision(app: &App, caller: &Caller, d: Decision<'_>) -> Service
     detail["verification_id"] = json!(id);
     // An identification names no subject in the audit trail: it claimed nobody.
     let audited_subject = if d.mode == VerificationMode::Verify { d.subject_id } else { None };
-    audit::record(app, Some(caller), d.mode.as_str(), outcome, d.collection, audited_subject, detail).await;
+    audit::record(app, Some(caller), d.mode.into(), decision.into(), d.collection, audited_subject, detail)
+        .await;
     Ok(id)
 }
 

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use uuid::Uuid;
-use visage_store::{CollectionId, Consent, NewSubject, Role, Subject, Template};
+use visage_store::{AuditAction, AuditOutcome, CollectionId, Consent, NewSubject, Role, Subject, Template};
 
 use super::images::{self, Deletion};
 use super::{Caller, ServiceError, ServiceResult, audit, gallery_sync};
@@ -60,8 +60,16 @@ pub async fn create(app: &App, caller: &Caller, request: NewSubjectRequest) -> S
         Some(_) => return Err(ServiceError::ConsentRequired),
         None if app.config.enrolment.require_consent => {
             let detail = json!({ "reason": "consent_required" });
-            audit::record(app, Some(caller), "subject.create", "refused", Some(&collection), None, detail)
-                .await;
+            audit::record(
+                app,
+                Some(caller),
+                AuditAction::SubjectCreate,
+                AuditOutcome::Refused,
+                Some(&collection),
+                None,
+                detail,
+            )
+            .await;
             return Err(ServiceError::ConsentRequired);
         }
         None => None,
@@ -81,8 +89,16 @@ pub async fn create(app: &App, caller: &Caller, request: NewSubjectRequest) -> S
         })
         .await?;
     let detail = json!({ "consent": subject.consent.is_some() });
-    audit::record(app, Some(caller), "subject.create", "ok", Some(&collection), Some(subject.id), detail)
-        .await;
+    audit::record(
+        app,
+        Some(caller),
+        AuditAction::SubjectCreate,
+        AuditOutcome::Ok,
+        Some(&collection),
+        Some(subject.id),
+        detail,
+    )
+    .await;
     Ok(subject)
 }
 
@@ -122,8 +138,16 @@ pub async fn erase(app: &App, caller: &Caller, id: Uuid) -> ServiceResult<()> {
     gallery_sync::refresh(app).await;
     images::delete(app, erasure.image_refs.clone(), Deletion::Erasure).await;
     let detail = json!({ "templates": erasure.templates.len(), "images": erasure.image_refs.len() });
-    audit::record(app, Some(caller), "subject.erase", "ok", Some(&subject.collection), Some(id), detail)
-        .await;
+    audit::record(
+        app,
+        Some(caller),
+        AuditAction::SubjectErase,
+        AuditOutcome::Ok,
+        Some(&subject.collection),
+        Some(id),
+        detail,
+    )
+    .await;
     Ok(())
 }
 
@@ -149,6 +173,15 @@ pub async fn delete_face(app: &App, caller: &Caller, id: Uuid, face_id: Uuid) ->
     let references = deleted.iter().filter_map(|t| t.image_ref.clone()).collect();
     images::delete(app, references, Deletion::FaceDelete).await;
     let detail = json!({ "face_id": face_id, "templates": deleted.len() });
-    audit::record(app, Some(caller), "face.delete", "ok", Some(&subject.collection), Some(id), detail).await;
+    audit::record(
+        app,
+        Some(caller),
+        AuditAction::FaceDelete,
+        AuditOutcome::Ok,
+        Some(&subject.collection),
+        Some(id),
+        detail,
+    )
+    .await;
     Ok(())
 }

@@ -1,8 +1,9 @@
 //! Decision thresholds and the false-accept rates they stand for. Read from
 //! `<models>/calibration.json` when present (written by a calibration run on the development
 //! split), else the operating points measured for each recognizer and documented in the README.
+//! `visage calibrate` writes the file, `visage serve` and the evaluations read it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use visage_face::{LivenessKind, RecognizerKind};
@@ -10,7 +11,8 @@ use visage_face::{LivenessKind, RecognizerKind};
 pub const FILE_NAME: &str = "calibration.json";
 pub const FORMAT_VERSION: u32 = 1;
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct OperatingPoint {
     /// Target false-accept rate.
     pub far: f64,
@@ -58,6 +60,17 @@ pub struct CalibrationFile {
     pub liveness: Option<LivenessCalibration>,
 }
 
+/// A calibration file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CalibrationError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{} is not a calibration file: {source}", path.display())]
+    Format { path: PathBuf, source: serde_json::Error },
+    #[error("{} has format version {found}, this visage reads {FORMAT_VERSION}", path.display())]
+    Version { path: PathBuf, found: u32 },
+}
+
 #[derive(Debug, Clone)]
 pub struct Calibration {
     pub source: String,
@@ -73,25 +86,26 @@ impl Calibration {
         models_dir: &Path,
         recognizer: RecognizerKind,
         liveness: LivenessKind,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, CalibrationError> {
         let path = models_dir.join(FILE_NAME);
-        let name = serde_json::to_value(recognizer)?.as_str().unwrap_or_default().to_owned();
         if !path.exists() {
             return Ok(Self::built_in(recognizer, liveness));
         }
-        let text = std::fs::read_to_string(&path)?;
-        let file: CalibrationFile = serde_json::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("{} is not a calibration file: {e}", path.display()))?;
-        anyhow::ensure!(
-            file.version == FORMAT_VERSION,
-            "{} has format version {}, this visage reads {FORMAT_VERSION}",
-            path.display(),
-            file.version
-        );
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(source) => return Err(CalibrationError::Read { path, source }),
+        };
+        let file: CalibrationFile = match serde_json::from_str(&text) {
+            Ok(file) => file,
+            Err(source) => return Err(CalibrationError::Format { path, source }),
+        };
+        if file.version != FORMAT_VERSION {
+            return Err(CalibrationError::Version { path, found: file.version });
+        }
         let built_in = Self::built_in(recognizer, liveness);
         // A threshold calibrated for another liveness model means nothing for this one.
         let liveness_calibration = file.liveness.filter(|l| l.model == liveness);
-        let recognizer_points = file.recognizers.get(&name);
+        let recognizer_points = file.recognizers.get(&recognizer_name(recognizer));
         Ok(Self {
             source: match recognizer_points {
                 Some(c) => format!("{} ({})", path.display(), c.dataset),
@@ -132,6 +146,12 @@ impl Calibration {
     }
 }
 
+/// The key of a recognizer's entry in the file: its serde name, as in the configuration.
+fn recognizer_name(recognizer: RecognizerKind) -> String {
+    let name = serde_json::to_value(recognizer).ok();
+    name.as_ref().and_then(serde_json::Value::as_str).unwrap_or_default().to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,6 +183,12 @@ mod tests {
             Calibration::load(dir.path(), RecognizerKind::Mobilefacenet, LivenessKind::Minifasnet).unwrap();
         assert_eq!(other.point(1e-3).unwrap().threshold, RecognizerKind::Mobilefacenet.default_threshold());
         std::fs::write(dir.path().join(FILE_NAME), r#"{"version":9,"recognizers":{}}"#).unwrap();
-        assert!(Calibration::load(dir.path(), RecognizerKind::Sface, LivenessKind::Minifasnet).is_err());
+        assert!(matches!(
+            Calibration::load(dir.path(), RecognizerKind::Sface, LivenessKind::Minifasnet),
+            Err(CalibrationError::Version { found: 9, .. })
+        ));
+        std::fs::write(dir.path().join(FILE_NAME), "{").unwrap();
+        let err = Calibration::load(dir.path(), RecognizerKind::Sface, LivenessKind::Minifasnet).unwrap_err();
+        assert!(err.to_string().contains("is not a calibration file"), "{err}");
     }
 }
