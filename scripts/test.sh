@@ -26,6 +26,10 @@ VISAGE_TEST_BACKEND=postgres cargo test --workspace --locked --test api
 # Deployment and monitoring files: compose, Prometheus rules and their unit tests, Alertmanager
 # routes, the dashboard, and a Prometheus scraping a running visage.
 scripts/check/deploy.sh
+# The OpenAPI document against the running server (schemathesis, every check, a bounded number
+# of examples per operation): the document says what the server accepts, and the server
+# answers what the document says.
+VISAGE_BIN="${CARGO_TARGET_DIR:-target}/debug/visage" scripts/check/schemathesis.sh
 # High availability on loopback (docs/ha-test.md): Traefik over 3 replicas, PostgreSQL and
 # Redis with replicas, an S3 server, all started and stopped by the script; a replica killed,
 # Redis and PostgreSQL stopped under load. It runs the debug binary that
