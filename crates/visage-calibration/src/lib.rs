@@ -1,6 +1,6 @@
 //! Decision thresholds and the false-accept rates they stand for. Read from
 //! `<models>/calibration.json` when present (written by a calibration run on the development
-//! split), else the operating points measured for each recognizer and documented in the README.
+//! split), else the operating points measured for each recognizer and documented in docs/accuracy.md.
 //! `visage calibrate` writes the file, `visage serve` and the evaluations read it.
 
 use std::path::{Path, PathBuf};
@@ -121,7 +121,7 @@ impl Calibration {
     }
 
     /// The thresholds at FAR <= 0.1% measured on LFW pairsDevTrain (with 300,000 sampled
-    /// impostor pairs) by `visage calibrate`; see README "Accuracy".
+    /// impostor pairs) by `visage calibrate`; see docs/accuracy.md.
     pub fn built_in(recognizer: RecognizerKind, liveness: LivenessKind) -> Self {
         Self {
             source: "built-in (LFW pairsDevTrain)".into(),

@@ -149,7 +149,7 @@ const MINIFASNET: [(&str, &str, f32, u32, usize); 2] = [
     ("minifasnet_v1se", models::MINIFASNET_V1SE, 4.0, CROP_SIZE, 1),
 ];
 // Index 0 is "live" in the package's own code (fr_liveness.js); BGR input measured far
-// better than RGB on NUAA (../shared/MODELS.md and the README's liveness figures).
+// better than RGB on NUAA (docs/accuracy.md has the liveness figures).
 const FACEPLUGIN: (&str, &str, f32, u32, usize) = ("faceplugin", models::FACEPLUGIN_LIVENESS, 2.7, 128, 0);
 
 pub struct LivenessModel {

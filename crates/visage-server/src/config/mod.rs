@@ -366,7 +366,7 @@ impl Config {
         }
     }
 
-    /// Defaults for the profile named by `VISAGE_PROFILE` (or the seed's `ENVIRONMENT`), then
+    /// Defaults for the profile named by `VISAGE_PROFILE` (or `ENVIRONMENT=production`), then
     /// `file`, then `VISAGE_*` variables, then `overrides` (explicit command-line values).
     pub fn load(file: Option<&Path>, overrides: Figment) -> Result<Self, ConfigError> {
         let mut figment = Figment::new();

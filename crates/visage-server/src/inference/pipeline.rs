@@ -34,7 +34,7 @@ pub enum LivenessVerdict {
 }
 
 impl LivenessVerdict {
-    /// The value of the seed's `liveness_checks_total{result}` label.
+    /// The value of the `liveness_checks_total{result}` label.
     pub fn result(&self) -> &'static str {
         match self {
             Self::Live { .. } => "pass",

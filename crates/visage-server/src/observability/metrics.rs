@@ -1,4 +1,4 @@
-//! Prometheus metrics under the names of the product description. Labels take fixed values
+//! Prometheus metrics under the names the dashboards and alerts use. Labels take fixed values
 //! (or route templates and collection names), never ids, names or other unbounded values.
 //! Error-rate gauges come from ground truth only and are absent while too little is known.
 

@@ -6,6 +6,7 @@ use serde_json::json;
 
 use visage_store::{AuditAction, AuditOutcome};
 
+use super::audit::Entry;
 use super::{Caller, ServiceError, ServiceResult, SpoofKind, audit, enum_name};
 use crate::config::LivenessMode;
 use crate::inference::{Detection, LivenessVerdict, Pick, Probe};
@@ -31,12 +32,9 @@ pub async fn probe(
                 let attack = enum_name(attack_type);
                 audit::record(
                     app,
-                    Some(caller),
-                    AuditAction::LivenessSpoof,
-                    AuditOutcome::Refused,
-                    None,
-                    None,
-                    json!({ "attack_type": attack }),
+                    caller,
+                    Entry::new(AuditAction::LivenessSpoof, AuditOutcome::Refused)
+                        .detail(json!({ "attack_type": attack })),
                 )
                 .await;
                 let attack_type = if attack == "print" { SpoofKind::Print } else { SpoofKind::Unknown };
@@ -66,12 +64,8 @@ pub async fn check_liveness(app: &App, caller: &Caller, bytes: Bytes) -> Service
     let result = probe.liveness.as_ref().map(LivenessVerdict::result);
     audit::record(
         app,
-        Some(caller),
-        AuditAction::LivenessCheck,
-        AuditOutcome::Ok,
-        None,
-        None,
-        json!({ "result": result }),
+        caller,
+        Entry::new(AuditAction::LivenessCheck, AuditOutcome::Ok).detail(json!({ "result": result })),
     )
     .await;
     Ok(probe)

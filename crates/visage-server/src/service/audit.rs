@@ -7,24 +7,57 @@ use visage_store::{AuditAction, AuditEvent, AuditOutcome, CollectionId, NewAudit
 use super::{Caller, ServiceResult};
 use crate::state::App;
 
-/// Writes an audit event; a failure is logged, not returned, because the action it describes
-/// has already happened.
-pub async fn record(
-    app: &App,
-    caller: Option<&Caller>,
+/// One event of the trail, built where the action happens.
+pub struct Entry {
     action: AuditAction,
     outcome: AuditOutcome,
-    collection: Option<&CollectionId>,
+    collection: Option<CollectionId>,
     subject_id: Option<Uuid>,
     detail: serde_json::Value,
-) {
+}
+
+impl Entry {
+    pub fn new(action: AuditAction, outcome: AuditOutcome) -> Self {
+        Self { action, outcome, collection: None, subject_id: None, detail: serde_json::json!({}) }
+    }
+
+    /// The collection acted on.
+    pub fn on(self, collection: &CollectionId) -> Self {
+        self.on_maybe(Some(collection))
+    }
+
+    pub fn on_maybe(mut self, collection: Option<&CollectionId>) -> Self {
+        self.collection = collection.cloned();
+        self
+    }
+
+    /// The subject acted on (its id only: never a name or external id).
+    pub fn subject(self, id: Uuid) -> Self {
+        self.subject_maybe(Some(id))
+    }
+
+    pub fn subject_maybe(mut self, id: Option<Uuid>) -> Self {
+        self.subject_id = id;
+        self
+    }
+
+    /// Counts and ids that say what happened (no personal data).
+    pub fn detail(mut self, detail: serde_json::Value) -> Self {
+        self.detail = detail;
+        self
+    }
+}
+
+/// Writes the caller's audit event; a failure is logged, not returned, because the action it
+/// describes has already happened.
+pub async fn record(app: &App, caller: &Caller, entry: Entry) {
     let event = NewAuditEvent {
-        api_key_id: caller.map(|c| c.key_id.clone()),
-        action,
-        outcome,
-        collection: collection.cloned(),
-        subject_id,
-        detail,
+        api_key_id: Some(caller.key_id.clone()),
+        action: entry.action,
+        outcome: entry.outcome,
+        collection: entry.collection,
+        subject_id: entry.subject_id,
+        detail: entry.detail,
     };
     append(app.store.as_ref(), &event).await;
 }
@@ -36,13 +69,25 @@ pub async fn append(store: &dyn Store, event: &NewAuditEvent) {
     }
 }
 
+/// Events per page when the request does not say.
+pub const DEFAULT_PAGE: u32 = 100;
+
+/// A page of the trail, and the cursor of the next page while pages may follow.
+pub struct AuditPage {
+    pub items: Vec<AuditEvent>,
+    pub next_cursor: Option<i64>,
+}
+
 /// A page of the trail, oldest first, after `cursor`. Admin only.
 pub async fn list(
     app: &App,
     caller: &Caller,
     cursor: Option<i64>,
-    limit: u32,
-) -> ServiceResult<Vec<AuditEvent>> {
+    limit: Option<u32>,
+) -> ServiceResult<AuditPage> {
     caller.require(Role::Admin)?;
-    Ok(app.store.list_audit(cursor, limit).await?)
+    let limit = limit.unwrap_or(DEFAULT_PAGE);
+    let items = app.store.list_audit(cursor, limit).await?;
+    let next_cursor = (items.len() == limit as usize).then(|| items.last().map(|e| e.seq)).flatten();
+    Ok(AuditPage { items, next_cursor })
 }

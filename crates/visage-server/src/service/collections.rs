@@ -1,9 +1,9 @@
 //! Collections: separate galleries, each searched on its own.
 
 use chrono::{DateTime, Utc};
-use serde_json::json;
 use visage_store::{AuditAction, AuditOutcome, CollectionId, Role};
 
+use super::audit::Entry;
 use super::{Caller, ServiceResult, audit};
 use crate::state::App;
 
@@ -18,16 +18,7 @@ pub struct CollectionSummary {
 pub async fn create(app: &App, caller: &Caller, id: CollectionId) -> ServiceResult<CollectionSummary> {
     caller.require(Role::Admin)?;
     let created = app.store.create_collection(&id).await?;
-    audit::record(
-        app,
-        Some(caller),
-        AuditAction::CollectionCreate,
-        AuditOutcome::Ok,
-        Some(&id),
-        None,
-        json!({}),
-    )
-    .await;
+    audit::record(app, caller, Entry::new(AuditAction::CollectionCreate, AuditOutcome::Ok).on(&id)).await;
     Ok(CollectionSummary { id, created_at: created.created_at, templates: 0 })
 }
 

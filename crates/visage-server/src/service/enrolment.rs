@@ -6,6 +6,7 @@ use serde_json::json;
 use uuid::Uuid;
 use visage_store::{AuditAction, AuditOutcome, Role, Template};
 
+use super::audit::Entry;
 use super::images::{self, Deletion};
 use super::{Caller, ServiceError, ServiceResult, analysis, audit, gallery_sync, subjects};
 use crate::config::LivenessMode;
@@ -95,12 +96,11 @@ pub async fn enrol(
     let detail = json!({ "faces": faces.len() });
     audit::record(
         app,
-        Some(caller),
-        AuditAction::FaceEnrol,
-        AuditOutcome::Ok,
-        Some(&subject.collection),
-        Some(subject_id),
-        detail,
+        caller,
+        Entry::new(AuditAction::FaceEnrol, AuditOutcome::Ok)
+            .on(&subject.collection)
+            .subject(subject_id)
+            .detail(detail),
     )
     .await;
     Ok(faces)

@@ -5,6 +5,7 @@ use serde_json::json;
 use uuid::Uuid;
 use visage_store::{AuditAction, AuditOutcome, Labelling, Role, Truth};
 
+use super::audit::Entry;
 use super::{Caller, ServiceError, ServiceResult, audit};
 use crate::observability::metrics::severity;
 use crate::state::App;
@@ -61,12 +62,10 @@ pub async fn label(
     let detail = json!({ "verification_id": id, "truth": truth.as_str(), "outcome": labelled.outcome });
     audit::record(
         app,
-        Some(caller),
-        AuditAction::VerificationFeedback,
-        AuditOutcome::Ok,
-        record.collection.as_ref(),
-        None,
-        detail,
+        caller,
+        Entry::new(AuditAction::VerificationFeedback, AuditOutcome::Ok)
+            .on_maybe(record.collection.as_ref())
+            .detail(detail),
     )
     .await;
     Ok(labelled)

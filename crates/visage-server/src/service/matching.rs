@@ -9,11 +9,15 @@ use serde_json::json;
 use uuid::Uuid;
 use visage_store::{CollectionId, Decision, Role, Subject, Template, VerificationMode, VerificationRecord};
 
+use super::audit::Entry;
 use super::{Caller, ServiceError, ServiceResult, analysis, audit, subjects};
 use crate::config::LivenessMode;
 use crate::inference::{LivenessVerdict, Pick, Probe, StageTimes};
 use crate::state::App;
 use visage_calibration::OperatingPoint;
+
+/// Candidates an identification returns when the request does not say.
+pub const DEFAULT_TOP_K: usize = 5;
 
 /// What a probe is compared with in a 1:1 verification.
 pub enum Claim {
@@ -44,8 +48,8 @@ pub struct Identification {
     pub image: Bytes,
     pub collection: CollectionId,
     pub far_target: Option<f64>,
-    /// Most candidates wanted; at most `verification.max_top_k` are returned.
-    pub top_k: usize,
+    /// Most candidates wanted (5 when absent); at most `verification.max_top_k` are returned.
+    pub top_k: Option<usize>,
     pub liveness: Option<LivenessMode>,
 }
 
@@ -192,7 +196,7 @@ async fn identify_inner(
         return Err(ServiceError::CollectionNotFound);
     }
     let point = operating_point(app, request.far_target)?;
-    let top_k = request.top_k.clamp(1, app.config.verification.max_top_k);
+    let top_k = request.top_k.unwrap_or(DEFAULT_TOP_K).clamp(1, app.config.verification.max_top_k);
     let mode = LivenessMode::for_request(request.liveness, app.config.liveness.identify, app.config.profile);
     let probe = analysis::probe(app, caller, request.image, Pick::Configured, mode).await?;
     let search_started = Instant::now();
@@ -268,8 +272,15 @@ async fn record_decision(app: &App, caller: &Caller, d: DecisionMade<'_>) -> Ser
     detail["verification_id"] = json!(id);
     // An identification names no subject in the audit trail: it claimed nobody.
     let audited_subject = if d.mode == VerificationMode::Verify { d.subject_id } else { None };
-    audit::record(app, Some(caller), d.mode.into(), decision.into(), d.collection, audited_subject, detail)
-        .await;
+    audit::record(
+        app,
+        caller,
+        Entry::new(d.mode.into(), decision.into())
+            .on_maybe(d.collection)
+            .subject_maybe(audited_subject)
+            .detail(detail),
+    )
+    .await;
     Ok(id)
 }
 

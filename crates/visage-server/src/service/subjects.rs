@@ -5,6 +5,7 @@ use serde_json::json;
 use uuid::Uuid;
 use visage_store::{AuditAction, AuditOutcome, CollectionId, Consent, NewSubject, Role, Subject, Template};
 
+use super::audit::Entry;
 use super::images::{self, Deletion};
 use super::{Caller, ServiceError, ServiceResult, audit, gallery_sync};
 use crate::state::App;
@@ -62,12 +63,8 @@ pub async fn create(app: &App, caller: &Caller, request: NewSubjectRequest) -> S
             let detail = json!({ "reason": "consent_required" });
             audit::record(
                 app,
-                Some(caller),
-                AuditAction::SubjectCreate,
-                AuditOutcome::Refused,
-                Some(&collection),
-                None,
-                detail,
+                caller,
+                Entry::new(AuditAction::SubjectCreate, AuditOutcome::Refused).on(&collection).detail(detail),
             )
             .await;
             return Err(ServiceError::ConsentRequired);
@@ -91,12 +88,11 @@ pub async fn create(app: &App, caller: &Caller, request: NewSubjectRequest) -> S
     let detail = json!({ "consent": subject.consent.is_some() });
     audit::record(
         app,
-        Some(caller),
-        AuditAction::SubjectCreate,
-        AuditOutcome::Ok,
-        Some(&collection),
-        Some(subject.id),
-        detail,
+        caller,
+        Entry::new(AuditAction::SubjectCreate, AuditOutcome::Ok)
+            .on(&collection)
+            .subject(subject.id)
+            .detail(detail),
     )
     .await;
     Ok(subject)
@@ -108,15 +104,20 @@ pub struct SubjectPage {
     pub next_cursor: Option<Uuid>,
 }
 
-/// Subjects of a collection a page at a time, or the one with an external id.
+/// Subjects per page when the request does not say.
+pub const DEFAULT_PAGE: u32 = 100;
+
+/// Subjects of a collection a page at a time (`limit`, [`DEFAULT_PAGE`] when absent), or the
+/// one with an external id.
 pub async fn list(
     app: &App,
     caller: &Caller,
     collection: &CollectionId,
     external_id: Option<&str>,
     cursor: Option<Uuid>,
-    limit: u32,
+    limit: Option<u32>,
 ) -> ServiceResult<SubjectPage> {
+    let limit = limit.unwrap_or(DEFAULT_PAGE);
     caller.require_in(Role::Read, collection)?;
     if let Some(external_id) = external_id {
         let found = app.store.find_subject(collection, external_id).await?;
@@ -140,12 +141,11 @@ pub async fn erase(app: &App, caller: &Caller, id: Uuid) -> ServiceResult<()> {
     let detail = json!({ "templates": erasure.templates.len(), "images": erasure.image_refs.len() });
     audit::record(
         app,
-        Some(caller),
-        AuditAction::SubjectErase,
-        AuditOutcome::Ok,
-        Some(&subject.collection),
-        Some(id),
-        detail,
+        caller,
+        Entry::new(AuditAction::SubjectErase, AuditOutcome::Ok)
+            .on(&subject.collection)
+            .subject(id)
+            .detail(detail),
     )
     .await;
     Ok(())
@@ -175,12 +175,11 @@ pub async fn delete_face(app: &App, caller: &Caller, id: Uuid, face_id: Uuid) ->
     let detail = json!({ "face_id": face_id, "templates": deleted.len() });
     audit::record(
         app,
-        Some(caller),
-        AuditAction::FaceDelete,
-        AuditOutcome::Ok,
-        Some(&subject.collection),
-        Some(id),
-        detail,
+        caller,
+        Entry::new(AuditAction::FaceDelete, AuditOutcome::Ok)
+            .on(&subject.collection)
+            .subject(id)
+            .detail(detail),
     )
     .await;
     Ok(())

@@ -17,8 +17,7 @@ pub async fn list_audit(
     Query(query): Query<AuditQuery>,
 ) -> ApiResult<Json<AuditPage>> {
     query.check()?;
-    let limit = query.limit.unwrap_or(100);
-    let events = audit::list(&app, &caller, query.cursor, limit).await?;
-    let next_cursor = (events.len() == limit as usize).then(|| events.last().map(|e| e.seq)).flatten();
-    Ok(Json(AuditPage { items: events.into_iter().map(AuditEventDto::from).collect(), next_cursor }))
+    let page = audit::list(&app, &caller, query.cursor, query.limit).await?;
+    let items = page.items.into_iter().map(AuditEventDto::from).collect();
+    Ok(Json(AuditPage { items, next_cursor: page.next_cursor }))
 }

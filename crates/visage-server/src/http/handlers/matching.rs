@@ -64,7 +64,7 @@ pub async fn identify(
     request.check()?;
     let collection = collection_or_default(request.collection.as_deref())?;
     let image = form.take(IMAGE_FIELD).ok_or(ServiceError::ImageMissing)?;
-    let top_k = request.top_k.unwrap_or(5) as usize;
+    let top_k = request.top_k.map(|k| k as usize);
     let identification = Identification {
         image,
         collection,

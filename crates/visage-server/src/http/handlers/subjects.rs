@@ -45,9 +45,9 @@ pub async fn list_subjects(
 ) -> ApiResult<Json<SubjectPage>> {
     query.check()?;
     let collection = collection_or_default(query.collection.as_deref())?;
-    let limit = query.limit.unwrap_or(100);
     let page =
-        subjects::list(&app, &caller, &collection, query.external_id.as_deref(), query.cursor, limit).await?;
+        subjects::list(&app, &caller, &collection, query.external_id.as_deref(), query.cursor, query.limit)
+            .await?;
     Ok(Json(SubjectPage {
         items: page.items.iter().map(SubjectDto::from).collect(),
         next_cursor: page.next_cursor,
