@@ -7,6 +7,7 @@ use uuid::Uuid;
 use super::{ImageField, LivenessDto, ProbeFaceDto, check_range, lenient_number};
 use crate::config::LivenessMode;
 use crate::http::error::ApiError;
+use crate::service::matching::{Identified, Verified};
 
 /// 1:1 verification of `image` against a subject (`subject_id`) or a second image
 /// (`reference_image`): exactly one of the two.
@@ -45,6 +46,22 @@ pub struct VerifyResponse {
     pub face: ProbeFaceDto,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub liveness: Option<LivenessDto>,
+}
+
+impl VerifyResponse {
+    pub fn new(v: Verified, model: &str, liveness_threshold: f32) -> Self {
+        Self {
+            verification_id: v.verification_id,
+            is_match: v.is_match,
+            similarity: v.similarity,
+            threshold: v.point.threshold,
+            far_target: v.point.far,
+            model: model.to_owned(),
+            subject_id: v.subject_id,
+            face: (&v.probe.face).into(),
+            liveness: v.probe.liveness.as_ref().map(|l| LivenessDto::new(l, liveness_threshold)),
+        }
+    }
 }
 
 /// 1:N identification of `image` in a collection.
@@ -94,6 +111,30 @@ pub struct IdentifyResponse {
     pub face: ProbeFaceDto,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub liveness: Option<LivenessDto>,
+}
+
+impl IdentifyResponse {
+    pub fn new(i: Identified, model: &str, liveness_threshold: f32) -> Self {
+        let candidates = i
+            .candidates
+            .into_iter()
+            .map(|c| CandidateDto {
+                subject_id: c.subject_id,
+                external_id: c.external_id,
+                similarity: c.similarity,
+            })
+            .collect();
+        Self {
+            verification_id: i.verification_id,
+            candidates,
+            threshold: i.point.threshold,
+            far_target: i.point.far,
+            model: model.to_owned(),
+            collection: i.collection.to_string(),
+            face: (&i.probe.face).into(),
+            liveness: i.probe.liveness.as_ref().map(|l| LivenessDto::new(l, liveness_threshold)),
+        }
+    }
 }
 
 #[derive(Deserialize, ToSchema)]

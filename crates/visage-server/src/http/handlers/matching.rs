@@ -6,8 +6,7 @@ use uuid::Uuid;
 
 use super::collection_or_default;
 use crate::http::dto::{
-    CandidateDto, FeedbackRequest, FeedbackResponse, IdentifyRequest, IdentifyResponse, LivenessDto,
-    VerifyRequest, VerifyResponse,
+    FeedbackRequest, FeedbackResponse, IdentifyRequest, IdentifyResponse, VerifyRequest, VerifyResponse,
 };
 use crate::http::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::extract::{IMAGE_FIELD, ImageForm, REFERENCE_FIELD};
@@ -35,18 +34,8 @@ pub async fn verify(
     };
     let verification =
         Verification { image, claim, far_target: request.far_target, liveness: request.liveness };
-    let v = matching::verify(&app, &caller, verification).await?;
-    Ok(Json(VerifyResponse {
-        verification_id: v.verification_id,
-        is_match: v.is_match,
-        similarity: v.similarity,
-        threshold: v.point.threshold,
-        far_target: v.point.far,
-        model: app.model.clone(),
-        subject_id: v.subject_id,
-        face: (&v.probe.face).into(),
-        liveness: v.probe.liveness.as_ref().map(|l| LivenessDto::new(l, app.liveness_threshold)),
-    }))
+    let verified = matching::verify(&app, &caller, verification).await?;
+    Ok(Json(VerifyResponse::new(verified, &app.model, app.liveness_threshold)))
 }
 
 #[utoipa::path(post, path = "/v1/identify", tag = "matching",
@@ -72,26 +61,8 @@ pub async fn identify(
         top_k,
         liveness: request.liveness,
     };
-    let i = matching::identify(&app, &caller, identification).await?;
-    let candidates = i
-        .candidates
-        .into_iter()
-        .map(|c| CandidateDto {
-            subject_id: c.subject_id,
-            external_id: c.external_id,
-            similarity: c.similarity,
-        })
-        .collect();
-    Ok(Json(IdentifyResponse {
-        verification_id: i.verification_id,
-        candidates,
-        threshold: i.point.threshold,
-        far_target: i.point.far,
-        model: app.model.clone(),
-        collection: i.collection.to_string(),
-        face: (&i.probe.face).into(),
-        liveness: i.probe.liveness.as_ref().map(|l| LivenessDto::new(l, app.liveness_threshold)),
-    }))
+    let identified = matching::identify(&app, &caller, identification).await?;
+    Ok(Json(IdentifyResponse::new(identified, &app.model, app.liveness_threshold)))
 }
 
 #[utoipa::path(post, path = "/v1/verifications/{id}/feedback", tag = "matching", params(("id" = Uuid, Path)),
