@@ -34,6 +34,14 @@ pub enum LivenessVerdict {
 }
 
 impl LivenessVerdict {
+    /// The liveness score, when the models judged the face.
+    pub fn score(&self) -> Option<f32> {
+        match self {
+            Self::Live { score } | Self::Spoof { score, .. } => Some(*score),
+            Self::Inconclusive { .. } => None,
+        }
+    }
+
     /// The value of the `liveness_checks_total{result}` label.
     pub fn result(&self) -> &'static str {
         match self {

@@ -7,6 +7,8 @@ use bytes::Bytes;
 use chrono::Utc;
 use serde_json::json;
 use uuid::Uuid;
+use visage_calibration::OperatingPoint;
+use visage_face::AnalyzedFace;
 use visage_store::{CollectionId, Decision, Role, Subject, Template, VerificationMode, VerificationRecord};
 
 use super::audit::Entry;
@@ -14,7 +16,6 @@ use super::{Caller, ServiceError, ServiceResult, analysis, audit, subjects};
 use crate::config::LivenessMode;
 use crate::inference::{LivenessVerdict, Pick, Probe, StageTimes};
 use crate::state::App;
-use visage_calibration::OperatingPoint;
 
 /// Candidates an identification returns when the request does not say.
 pub const DEFAULT_TOP_K: usize = 5;
@@ -204,17 +205,7 @@ async fn identify_inner(
         app.gallery.search(&collection, probe.face.embedding.as_slice(), point.threshold, top_k)
     });
     let search = search_started.elapsed().as_secs_f64();
-    let mut candidates = Vec::with_capacity(hits.len());
-    for hit in hits {
-        // A subject erased since the search started is simply left out.
-        if let Some(subject) = app.store.get_subject(hit.subject_id).await? {
-            candidates.push(Candidate {
-                subject_id: hit.subject_id,
-                external_id: subject.external_id,
-                similarity: hit.similarity,
-            });
-        }
-    }
+    let candidates = candidates_of(app, hits).await?;
     let top = candidates.first();
     let decision = DecisionMade {
         mode: VerificationMode::Identify,
@@ -230,11 +221,118 @@ async fn identify_inner(
     Ok((Identified { verification_id, candidates, point, collection, probe }, search))
 }
 
-fn liveness_score(probe: &Probe) -> Option<f32> {
-    match probe.liveness {
-        Some(LivenessVerdict::Live { score } | LivenessVerdict::Spoof { score, .. }) => Some(score),
-        _ => None,
+/// One face of a photo identified on its own.
+pub struct IdentifiedFace {
+    pub face: AnalyzedFace,
+    pub liveness: Option<LivenessVerdict>,
+    /// Whether the face was searched: it passed the quality gate and, when liveness is
+    /// required, was judged live. Faces that were not have no candidates and no decision.
+    pub searched: bool,
+    pub candidates: Vec<Candidate>,
+    /// The decision kept for this face, for feedback; absent when it was not searched.
+    pub verification_id: Option<Uuid>,
+}
+
+pub struct IdentifiedAll {
+    pub width: u32,
+    pub height: u32,
+    /// Every detected face, best detection first.
+    pub faces: Vec<IdentifiedFace>,
+    pub point: OperatingPoint,
+    pub collection: CollectionId,
+}
+
+/// 1:N for every face of a photo: each face good enough to match is searched on its own and
+/// gets its own decision (one verification record each, so each can be labelled); faces that
+/// fail the quality gate, or liveness when it is required, are returned unsearched.
+pub async fn identify_all(
+    app: &App,
+    caller: &Caller,
+    request: Identification,
+) -> ServiceResult<IdentifiedAll> {
+    let started = Instant::now();
+    let outcome = identify_all_inner(app, caller, request).await;
+    let mode = VerificationMode::Identify;
+    match &outcome {
+        Ok(all) => {
+            for face in all.faces.iter().filter(|f| f.searched) {
+                let similarity = face.candidates.first().map(|c| c.similarity);
+                let result = if face.candidates.is_empty() { "no_match" } else { "match" };
+                app.metrics.verification_requests.with_label_values(&[mode.as_str(), result]).inc();
+                if let Some(similarity) = similarity {
+                    app.metrics.confidence.with_label_values(&[mode.as_str()]).observe(f64::from(similarity));
+                }
+            }
+            app.metrics
+                .verification_duration
+                .with_label_values(&[mode.as_str(), "total"])
+                .observe(started.elapsed().as_secs_f64());
+        }
+        Err(err) => observe(app, mode, started, Err(err)),
     }
+    outcome
+}
+
+async fn identify_all_inner(
+    app: &App,
+    caller: &Caller,
+    request: Identification,
+) -> ServiceResult<IdentifiedAll> {
+    let collection = request.collection;
+    caller.require_in(Role::Verify, &collection)?;
+    if !app.store.collection_exists(&collection).await? {
+        return Err(ServiceError::CollectionNotFound);
+    }
+    let point = operating_point(app, request.far_target)?;
+    let top_k = request.top_k.unwrap_or(DEFAULT_TOP_K).clamp(1, app.config.verification.max_top_k);
+    let mode = LivenessMode::for_request(request.liveness, app.config.liveness.identify, app.config.profile);
+    let detection = analysis::detect(app, request.image, mode != LivenessMode::Off).await?;
+    let mut faces = Vec::with_capacity(detection.faces.len());
+    for (face, liveness) in detection.faces {
+        let live_enough =
+            mode != LivenessMode::Require || matches!(liveness, Some(LivenessVerdict::Live { .. }));
+        let searched = face.quality.passed() && live_enough;
+        let mut identified =
+            IdentifiedFace { face, liveness, searched, candidates: Vec::new(), verification_id: None };
+        if searched {
+            let embedding = identified.face.embedding.as_slice();
+            let hits = app.gallery.search(&collection, embedding, point.threshold, top_k);
+            identified.candidates = candidates_of(app, hits).await?;
+            let top = identified.candidates.first();
+            let decision = DecisionMade {
+                mode: VerificationMode::Identify,
+                collection: Some(&collection),
+                subject_id: top.map(|c| c.subject_id),
+                similarity: top.map(|c| c.similarity),
+                point,
+                matched: top.is_some(),
+                liveness_score: identified.liveness.as_ref().and_then(LivenessVerdict::score),
+                detail: json!({ "candidates": identified.candidates.len(), "faces": "all" }),
+            };
+            identified.verification_id = Some(record_decision(app, caller, decision).await?);
+        }
+        faces.push(identified);
+    }
+    Ok(IdentifiedAll { width: detection.width, height: detection.height, faces, point, collection })
+}
+
+/// The subjects behind search hits; a subject erased since the search is left out.
+async fn candidates_of(app: &App, hits: Vec<visage_index::Candidate>) -> ServiceResult<Vec<Candidate>> {
+    let mut candidates = Vec::with_capacity(hits.len());
+    for hit in hits {
+        if let Some(subject) = app.store.get_subject(hit.subject_id).await? {
+            candidates.push(Candidate {
+                subject_id: hit.subject_id,
+                external_id: subject.external_id,
+                similarity: hit.similarity,
+            });
+        }
+    }
+    Ok(candidates)
+}
+
+fn liveness_score(probe: &Probe) -> Option<f32> {
+    probe.liveness.as_ref().and_then(LivenessVerdict::score)
 }
 
 /// A decision as it is kept and audited.

@@ -4,10 +4,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{ImageField, LivenessDto, ProbeFaceDto, check_range, lenient_number};
+use super::{FaceDto, ImageField, LivenessDto, ProbeFaceDto, check_range, lenient_number};
 use crate::config::LivenessMode;
 use crate::http::error::ApiError;
-use crate::service::matching::{Identified, Verified};
+use crate::service::matching::{Candidate, Identified, IdentifiedAll, Verified};
 
 /// 1:1 verification of `image` against a subject (`subject_id`) or a second image
 /// (`reference_image`): exactly one of the two.
@@ -84,6 +84,19 @@ pub struct IdentifyRequest {
     #[serde(default, deserialize_with = "lenient_number")]
     #[schema(nullable = false)]
     pub far_target: Option<f64>,
+    /// `one` (default): the face the selection rule picks; `all`: every face of the photo, each
+    /// searched on its own (the answer lists `faces`).
+    #[schema(nullable = false)]
+    pub faces: Option<FacesToIdentify>,
+}
+
+/// Which faces of the photo an identification searches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FacesToIdentify {
+    #[default]
+    One,
+    All,
 }
 
 impl IdentifyRequest {
@@ -113,17 +126,75 @@ pub struct IdentifyResponse {
     pub liveness: Option<LivenessDto>,
 }
 
-impl IdentifyResponse {
-    pub fn new(i: Identified, model: &str, liveness_threshold: f32) -> Self {
-        let candidates = i
-            .candidates
+/// The answer of an identification: one face, or every face (`faces=all`).
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum IdentifyAnswer {
+    One(IdentifyResponse),
+    All(IdentifyAllResponse),
+}
+
+/// Every face of the photo with its box and, for those searched, its candidates.
+#[derive(Serialize, ToSchema)]
+pub struct IdentifyAllResponse {
+    pub width: u32,
+    pub height: u32,
+    /// Best detection first.
+    pub faces: Vec<IdentifiedFaceDto>,
+    pub threshold: f32,
+    pub far_target: f64,
+    pub model: String,
+    pub collection: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct IdentifiedFaceDto {
+    pub face: FaceDto,
+    /// Whether the face was searched: it passed the quality gate (and liveness, when
+    /// required). An unsearched face has no candidates and no decision.
+    pub searched: bool,
+    /// Subjects at or above the threshold, best first.
+    pub candidates: Vec<CandidateDto>,
+    /// This face's decision, for feedback; absent when it was not searched.
+    pub verification_id: Option<Uuid>,
+}
+
+impl IdentifyAllResponse {
+    pub fn new(all: IdentifiedAll, model: &str, liveness_threshold: f32) -> Self {
+        let faces = all
+            .faces
             .into_iter()
-            .map(|c| CandidateDto {
-                subject_id: c.subject_id,
-                external_id: c.external_id,
-                similarity: c.similarity,
+            .map(|f| IdentifiedFaceDto {
+                face: FaceDto::new(
+                    &f.face,
+                    f.liveness.as_ref().map(|l| LivenessDto::new(l, liveness_threshold)),
+                ),
+                searched: f.searched,
+                candidates: f.candidates.into_iter().map(CandidateDto::from).collect(),
+                verification_id: f.verification_id,
             })
             .collect();
+        Self {
+            width: all.width,
+            height: all.height,
+            faces,
+            threshold: all.point.threshold,
+            far_target: all.point.far,
+            model: model.to_owned(),
+            collection: all.collection.to_string(),
+        }
+    }
+}
+
+impl From<Candidate> for CandidateDto {
+    fn from(c: Candidate) -> Self {
+        Self { subject_id: c.subject_id, external_id: c.external_id, similarity: c.similarity }
+    }
+}
+
+impl IdentifyResponse {
+    pub fn new(i: Identified, model: &str, liveness_threshold: f32) -> Self {
+        let candidates = i.candidates.into_iter().map(CandidateDto::from).collect();
         Self {
             verification_id: i.verification_id,
             candidates,

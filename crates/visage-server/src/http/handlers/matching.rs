@@ -6,7 +6,8 @@ use uuid::Uuid;
 
 use super::collection_or_default;
 use crate::http::dto::{
-    FeedbackRequest, FeedbackResponse, IdentifyRequest, IdentifyResponse, VerifyRequest, VerifyResponse,
+    FacesToIdentify, FeedbackRequest, FeedbackResponse, IdentifyAllResponse, IdentifyAnswer, IdentifyRequest,
+    IdentifyResponse, VerifyRequest, VerifyResponse,
 };
 use crate::http::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::extract::{IMAGE_FIELD, ImageForm, REFERENCE_FIELD};
@@ -40,15 +41,16 @@ pub async fn verify(
 
 #[utoipa::path(post, path = "/v1/identify", tag = "matching",
     request_body(content((IdentifyRequest = "multipart/form-data"), (IdentifyRequest = "application/json"))),
-    responses((status = 200, body = IdentifyResponse), (status = "4XX", body = ErrorBody)),
+    responses((status = 200, body = IdentifyAnswer), (status = "4XX", body = ErrorBody)),
     security(("api_key" = [])))]
 /// 1:N: who in the collection is this? Candidates at or above the threshold, best first; an
-/// unknown person gets an empty list, never the nearest stranger.
+/// unknown person gets an empty list, never the nearest stranger. With `faces=all`, every face
+/// of the photo is searched on its own and answered with its box.
 pub async fn identify(
     State(app): State<AppState>,
     caller: Caller,
     mut form: ImageForm,
-) -> ApiResult<Json<IdentifyResponse>> {
+) -> ApiResult<Json<IdentifyAnswer>> {
     let request: IdentifyRequest = form.params()?;
     request.check()?;
     let collection = collection_or_default(request.collection.as_deref())?;
@@ -61,8 +63,17 @@ pub async fn identify(
         top_k,
         liveness: request.liveness,
     };
-    let identified = matching::identify(&app, &caller, identification).await?;
-    Ok(Json(IdentifyResponse::new(identified, &app.model, app.liveness_threshold)))
+    let (model, threshold) = (&app.model, app.liveness_threshold);
+    Ok(Json(match request.faces.unwrap_or_default() {
+        FacesToIdentify::One => {
+            let identified = matching::identify(&app, &caller, identification).await?;
+            IdentifyAnswer::One(IdentifyResponse::new(identified, model, threshold))
+        }
+        FacesToIdentify::All => {
+            let identified = matching::identify_all(&app, &caller, identification).await?;
+            IdentifyAnswer::All(IdentifyAllResponse::new(identified, model, threshold))
+        }
+    }))
 }
 
 #[utoipa::path(post, path = "/v1/verifications/{id}/feedback", tag = "matching", params(("id" = Uuid, Path)),
