@@ -147,7 +147,8 @@ fn service_status(err: &ServiceError) -> StatusCode {
         ServiceError::SubjectNotFound
         | ServiceError::FaceNotFound
         | ServiceError::CollectionNotFound
-        | ServiceError::VerificationNotFound => StatusCode::NOT_FOUND,
+        | ServiceError::VerificationNotFound
+        | ServiceError::KeyNotFound => StatusCode::NOT_FOUND,
         ServiceError::SubjectExists
         | ServiceError::CollectionExists
         | ServiceError::ModelMismatch { .. }

@@ -6,7 +6,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
-use super::handlers::{analysis, audit, collections, health, matching, metrics, subjects};
+use super::handlers::{analysis, audit, collections, health, keys, matching, metrics, subjects};
 use super::middleware::idempotency;
 use crate::service::ErrorCode;
 use crate::state::AppState;
@@ -43,6 +43,9 @@ use crate::state::AppState;
         subjects::list_faces,
         subjects::delete_face,
         audit::list_audit,
+        keys::create_key,
+        keys::list_keys,
+        keys::revoke_key,
         matching::feedback,
         metrics::prometheus_metrics,
     ),
@@ -54,6 +57,7 @@ use crate::state::AppState;
         (name = "subjects", description = "Enrolment and erasure"),
         (name = "collections", description = "Separate galleries"),
         (name = "audit", description = "Who did what, when"),
+        (name = "keys", description = "API keys (admin)"),
         (name = "health", description = "Liveness and readiness probes (no key needed)"),
     )
 )]

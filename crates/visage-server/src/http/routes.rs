@@ -14,7 +14,7 @@ use tower_http::timeout::TimeoutLayer;
 use visage_store::Role;
 
 use super::error::ApiError;
-use super::handlers::{analysis, audit, collections, health, matching, metrics, subjects};
+use super::handlers::{analysis, audit, collections, health, keys, matching, metrics, subjects};
 use super::middleware::{idempotency, request_context, role};
 use super::openapi;
 use crate::state::AppState;
@@ -72,4 +72,6 @@ fn routes(state: &AppState) -> Router<AppState> {
         )
         .route("/v1/subjects/{id}/faces/{face_id}", keyed(Role::Enrol, delete(subjects::delete_face)))
         .route("/v1/audit", keyed(Role::Admin, get(audit::list_audit)))
+        .route("/v1/keys", keyed(Role::Admin, post(keys::create_key).merge(get(keys::list_keys))))
+        .route("/v1/keys/{id}", keyed(Role::Admin, delete(keys::revoke_key)))
 }

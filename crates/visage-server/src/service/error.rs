@@ -50,6 +50,7 @@ error_codes! {
     ConsentRequired => "consent_required",
     SubjectHasNoFaces => "subject_has_no_faces",
     VerificationNotFound => "verification_not_found",
+    KeyNotFound => "key_not_found",
     AlreadyLabelled => "already_labelled",
     ModelMismatch => "model_mismatch",
     Unauthorized => "unauthorized",
@@ -131,6 +132,8 @@ pub enum ServiceError {
     CollectionExists,
     #[error("verification not found")]
     VerificationNotFound,
+    #[error("API key not found")]
+    KeyNotFound,
     #[error("this verification already has feedback")]
     AlreadyLabelled,
     #[error("the subject has no enrolled faces")]
@@ -170,6 +173,7 @@ impl ServiceError {
             Self::SubjectExists => ErrorCode::SubjectExists,
             Self::CollectionExists => ErrorCode::CollectionExists,
             Self::VerificationNotFound => ErrorCode::VerificationNotFound,
+            Self::KeyNotFound => ErrorCode::KeyNotFound,
             Self::AlreadyLabelled => ErrorCode::AlreadyLabelled,
             Self::SubjectHasNoFaces => ErrorCode::SubjectHasNoFaces,
             Self::ConsentRequired => ErrorCode::ConsentRequired,

@@ -11,6 +11,7 @@ pub mod error;
 pub mod feedback;
 pub mod gallery_sync;
 pub mod images;
+pub mod keys;
 pub mod matching;
 pub mod monitoring;
 pub mod subjects;

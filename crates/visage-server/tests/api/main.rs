@@ -30,6 +30,7 @@ use helpers::*;
 mod audit;
 mod auth;
 mod errors;
+mod keys;
 mod liveness;
 mod matching;
 mod monitoring;

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod collections;
 pub mod face;
 pub mod health;
+pub mod keys;
 pub mod matching;
 pub mod subjects;
 
@@ -18,6 +19,7 @@ pub use audit::*;
 pub use collections::*;
 pub use face::*;
 pub use health::*;
+pub use keys::*;
 pub use matching::*;
 pub use subjects::*;
 

@@ -5,6 +5,7 @@ pub mod analysis;
 pub mod audit;
 pub mod collections;
 pub mod health;
+pub mod keys;
 pub mod matching;
 pub mod metrics;
 pub mod subjects;
