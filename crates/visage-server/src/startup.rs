@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use axum::Router;
 use tokio::net::TcpListener;
+use visage_calibration::Calibration;
 use visage_objects::ImageStore;
 
 use crate::config::Config;
@@ -19,7 +20,6 @@ use crate::resources::{key_ring, load_gallery, load_pipeline, open_store};
 use crate::service::{enum_name, gallery_sync};
 use crate::shared::SharedState;
 use crate::state::{App, AppState};
-use visage_calibration::Calibration;
 
 pub struct Application {
     listener: TcpListener,

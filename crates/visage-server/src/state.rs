@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+use visage_calibration::Calibration;
 use visage_objects::ImageStore;
 use visage_store::Store;
 use visage_store::crypto::KeyRing;
@@ -12,7 +13,6 @@ use crate::gallery::GalleryIndex;
 use crate::inference::InferencePool;
 use crate::observability::Metrics;
 use crate::shared::SharedState;
-use visage_calibration::Calibration;
 
 pub struct App {
     pub config: Config,
