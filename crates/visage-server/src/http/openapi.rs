@@ -45,6 +45,7 @@ use crate::state::AppState;
         audit::list_audit,
         keys::create_key,
         keys::list_keys,
+        keys::own_key,
         keys::revoke_key,
         matching::feedback,
         metrics::prometheus_metrics,

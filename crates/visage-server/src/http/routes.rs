@@ -73,5 +73,6 @@ fn routes(state: &AppState) -> Router<AppState> {
         .route("/v1/subjects/{id}/faces/{face_id}", keyed(Role::Enrol, delete(subjects::delete_face)))
         .route("/v1/audit", keyed(Role::Admin, get(audit::list_audit)))
         .route("/v1/keys", keyed(Role::Admin, post(keys::create_key).merge(get(keys::list_keys))))
+        .route("/v1/keys/me", keyed(Role::Read, get(keys::own_key)))
         .route("/v1/keys/{id}", keyed(Role::Admin, delete(keys::revoke_key)))
 }

@@ -70,6 +70,12 @@ pub async fn create(app: &App, caller: &Caller, request: NewKeyRequest) -> Servi
     Ok(CreatedKey { record, token: key.token })
 }
 
+/// The caller's own key (never its secret): what it may do, for a client to show.
+pub async fn own(app: &App, caller: &Caller) -> ServiceResult<ApiKeyRecord> {
+    // Authenticated a moment ago; gone only if deleted since, which reads as revoked.
+    app.store.get_api_key(&caller.key_id).await?.ok_or(ServiceError::Forbidden)
+}
+
 /// The keys the caller may manage, revoked ones included (never their secrets).
 pub async fn list(app: &App, caller: &Caller) -> ServiceResult<Vec<ApiKeyRecord>> {
     caller.require(Role::Admin)?;

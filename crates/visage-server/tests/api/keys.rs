@@ -14,6 +14,11 @@ async fn an_admin_creates_lists_and_revokes_keys_and_a_revoked_key_is_refused_at
     assert_eq!(created["key"]["role"], "verify");
     assert_eq!(created["key"]["collections"], json!(["staff"]));
     assert!(token.starts_with("vsg_") && token.contains(id), "the token names its key");
+    // It can ask what it may do.
+    let own = expect(app.get("/v1/keys/me", token).await, StatusCode::OK).await;
+    assert_eq!((own["id"].as_str(), own["role"].as_str()), (Some(id), Some("verify")), "{own}");
+    assert_eq!(own["collections"], json!(["staff"]));
+    assert!(!own.to_string().contains(token.rsplit('_').next().unwrap()), "no secret");
     // The new key works, within its role and collections.
     let form = Form::new().part("image", jpeg(lfw("Bob_Graham_0005"))).text("collection", "staff");
     expect(app.post_form("/v1/identify", token, form).await, StatusCode::OK).await;
@@ -27,6 +32,7 @@ async fn an_admin_creates_lists_and_revokes_keys_and_a_revoked_key_is_refused_at
     // Revoked: the next request is refused, and the audit trail has both.
     expect(app.delete(&format!("/v1/keys/{id}"), &app.admin).await, StatusCode::NO_CONTENT).await;
     expect_error(app.get("/v1/subjects", token).await, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    expect_error(app.get("/v1/keys/me", token).await, StatusCode::UNAUTHORIZED, "unauthorized").await;
     expect_error(
         app.delete("/v1/keys/0123456789ab", &app.admin).await,
         StatusCode::NOT_FOUND,

@@ -22,6 +22,14 @@ pub async fn create_key(
     Ok((StatusCode::CREATED, Json(answer)))
 }
 
+#[utoipa::path(get, path = "/v1/keys/me", tag = "keys",
+    responses((status = 200, body = KeyDto), (status = "4XX", body = ErrorBody)), security(("api_key" = [])))]
+/// The key this request was made with: its name, role and collections (never its secret), so a
+/// client can show what it may do. Any valid key.
+pub async fn own_key(State(app): State<AppState>, caller: Caller) -> ApiResult<Json<KeyDto>> {
+    Ok(Json(KeyDto::from(&keys::own(&app, &caller).await?)))
+}
+
 #[utoipa::path(get, path = "/v1/keys", tag = "keys",
     responses((status = 200, body = KeyList), (status = "4XX", body = ErrorBody)), security(("api_key" = [])))]
 /// The keys this admin may manage, revoked ones included; never their secrets.
