@@ -191,34 +191,81 @@ async fn identify_inner(
     caller: &Caller,
     request: Identification,
 ) -> ServiceResult<(Identified, f64)> {
-    let collection = request.collection;
-    caller.require_in(Role::Verify, &collection)?;
-    if !app.store.collection_exists(&collection).await? {
-        return Err(ServiceError::CollectionNotFound);
-    }
-    let point = operating_point(app, request.far_target)?;
-    let top_k = request.top_k.unwrap_or(DEFAULT_TOP_K).clamp(1, app.config.verification.max_top_k);
-    let mode = LivenessMode::for_request(request.liveness, app.config.liveness.identify, app.config.profile);
-    let probe = analysis::probe(app, caller, request.image, Pick::Configured, mode).await?;
-    let search_started = Instant::now();
-    let hits = tracing::info_span!("search").in_scope(|| {
-        app.gallery.search(&collection, probe.face.embedding.as_slice(), point.threshold, top_k)
-    });
-    let search = search_started.elapsed().as_secs_f64();
-    let candidates = candidates_of(app, hits).await?;
-    let top = candidates.first();
-    let decision = DecisionMade {
-        mode: VerificationMode::Identify,
-        collection: Some(&collection),
-        subject_id: top.map(|c| c.subject_id),
-        similarity: top.map(|c| c.similarity),
+    let search = Search::prepare(app, caller, &request).await?;
+    let probe = analysis::probe(app, caller, request.image, Pick::Configured, search.mode).await?;
+    let found = search.face(app, caller, &probe.face, probe.liveness.as_ref(), json!({})).await?;
+    let Search { collection, point, .. } = search;
+    let identified = Identified {
+        verification_id: found.verification_id,
+        candidates: found.candidates,
         point,
-        matched: top.is_some(),
-        liveness_score: liveness_score(&probe),
-        detail: json!({ "candidates": candidates.len() }),
+        collection,
+        probe,
     };
-    let verification_id = record_decision(app, caller, decision).await?;
-    Ok((Identified { verification_id, candidates, point, collection, probe }, search))
+    Ok((identified, found.seconds))
+}
+
+/// What an identification searches with, checked once per request.
+struct Search {
+    collection: CollectionId,
+    point: OperatingPoint,
+    top_k: usize,
+    mode: LivenessMode,
+}
+
+/// One face searched, and the decision kept for it.
+struct Found {
+    candidates: Vec<Candidate>,
+    verification_id: Uuid,
+    /// Seconds in the index search alone.
+    seconds: f64,
+}
+
+impl Search {
+    async fn prepare(app: &App, caller: &Caller, request: &Identification) -> ServiceResult<Self> {
+        let collection = request.collection.clone();
+        caller.require_in(Role::Verify, &collection)?;
+        if !app.store.collection_exists(&collection).await? {
+            return Err(ServiceError::CollectionNotFound);
+        }
+        let point = operating_point(app, request.far_target)?;
+        let top_k = request.top_k.unwrap_or(DEFAULT_TOP_K).clamp(1, app.config.verification.max_top_k);
+        let mode =
+            LivenessMode::for_request(request.liveness, app.config.liveness.identify, app.config.profile);
+        Ok(Self { collection, point, top_k, mode })
+    }
+
+    /// Searches the collection for one face and keeps the decision (audited, ready for feedback).
+    async fn face(
+        &self,
+        app: &App,
+        caller: &Caller,
+        face: &AnalyzedFace,
+        liveness: Option<&LivenessVerdict>,
+        detail: serde_json::Value,
+    ) -> ServiceResult<Found> {
+        let started = Instant::now();
+        let hits = tracing::info_span!("search").in_scope(|| {
+            app.gallery.search(&self.collection, face.embedding.as_slice(), self.point.threshold, self.top_k)
+        });
+        let seconds = started.elapsed().as_secs_f64();
+        let candidates = candidates_of(app, hits).await?;
+        let top = candidates.first();
+        let mut detail = detail;
+        detail["candidates"] = json!(candidates.len());
+        let decision = DecisionMade {
+            mode: VerificationMode::Identify,
+            collection: Some(&self.collection),
+            subject_id: top.map(|c| c.subject_id),
+            similarity: top.map(|c| c.similarity),
+            point: self.point,
+            matched: top.is_some(),
+            liveness_score: liveness.and_then(LivenessVerdict::score),
+            detail,
+        };
+        let verification_id = record_decision(app, caller, decision).await?;
+        Ok(Found { candidates, verification_id, seconds })
+    }
 }
 
 /// One face of a photo identified on its own.
@@ -254,19 +301,17 @@ pub async fn identify_all(
     let outcome = identify_all_inner(app, caller, request).await;
     let mode = VerificationMode::Identify;
     match &outcome {
+        // Each searched face is a decision of its own; the request is timed once.
         Ok(all) => {
             for face in all.faces.iter().filter(|f| f.searched) {
-                let similarity = face.candidates.first().map(|c| c.similarity);
-                let result = if face.candidates.is_empty() { "no_match" } else { "match" };
-                app.metrics.verification_requests.with_label_values(&[mode.as_str(), result]).inc();
-                if let Some(similarity) = similarity {
-                    app.metrics.confidence.with_label_values(&[mode.as_str()]).observe(f64::from(similarity));
-                }
+                count_decision(
+                    app,
+                    mode,
+                    face.candidates.first().map(|c| c.similarity),
+                    !face.candidates.is_empty(),
+                );
             }
-            app.metrics
-                .verification_duration
-                .with_label_values(&[mode.as_str(), "total"])
-                .observe(started.elapsed().as_secs_f64());
+            observe_total(app, mode, started);
         }
         Err(err) => observe(app, mode, started, Err(err)),
     }
@@ -278,41 +323,22 @@ async fn identify_all_inner(
     caller: &Caller,
     request: Identification,
 ) -> ServiceResult<IdentifiedAll> {
-    let collection = request.collection;
-    caller.require_in(Role::Verify, &collection)?;
-    if !app.store.collection_exists(&collection).await? {
-        return Err(ServiceError::CollectionNotFound);
-    }
-    let point = operating_point(app, request.far_target)?;
-    let top_k = request.top_k.unwrap_or(DEFAULT_TOP_K).clamp(1, app.config.verification.max_top_k);
-    let mode = LivenessMode::for_request(request.liveness, app.config.liveness.identify, app.config.profile);
-    let detection = analysis::detect(app, request.image, mode != LivenessMode::Off).await?;
+    let search = Search::prepare(app, caller, &request).await?;
+    let detection = analysis::detect(app, request.image, search.mode != LivenessMode::Off).await?;
     let mut faces = Vec::with_capacity(detection.faces.len());
     for (face, liveness) in detection.faces {
         let live_enough =
-            mode != LivenessMode::Require || matches!(liveness, Some(LivenessVerdict::Live { .. }));
+            search.mode != LivenessMode::Require || matches!(liveness, Some(LivenessVerdict::Live { .. }));
         let searched = face.quality.passed() && live_enough;
-        let mut identified =
-            IdentifiedFace { face, liveness, searched, candidates: Vec::new(), verification_id: None };
-        if searched {
-            let embedding = identified.face.embedding.as_slice();
-            let hits = app.gallery.search(&collection, embedding, point.threshold, top_k);
-            identified.candidates = candidates_of(app, hits).await?;
-            let top = identified.candidates.first();
-            let decision = DecisionMade {
-                mode: VerificationMode::Identify,
-                collection: Some(&collection),
-                subject_id: top.map(|c| c.subject_id),
-                similarity: top.map(|c| c.similarity),
-                point,
-                matched: top.is_some(),
-                liveness_score: identified.liveness.as_ref().and_then(LivenessVerdict::score),
-                detail: json!({ "candidates": identified.candidates.len(), "faces": "all" }),
-            };
-            identified.verification_id = Some(record_decision(app, caller, decision).await?);
-        }
-        faces.push(identified);
+        let (candidates, verification_id) = if searched {
+            let found = search.face(app, caller, &face, liveness.as_ref(), json!({ "faces": "all" })).await?;
+            (found.candidates, Some(found.verification_id))
+        } else {
+            (Vec::new(), None)
+        };
+        faces.push(IdentifiedFace { face, liveness, searched, candidates, verification_id });
     }
+    let Search { collection, point, .. } = search;
     Ok(IdentifiedAll { width: detection.width, height: detection.height, faces, point, collection })
 }
 
@@ -393,7 +419,7 @@ struct Observed {
 fn observe(app: &App, mode: VerificationMode, started: Instant, outcome: Result<Observed, &ServiceError>) {
     let mode_label = mode.as_str();
     let metrics = &app.metrics;
-    let result = match outcome {
+    match outcome {
         Ok(observed) => {
             let times = &observed.times;
             let stages = [
@@ -407,18 +433,31 @@ fn observe(app: &App, mode: VerificationMode, started: Instant, outcome: Result<
                     metrics.verification_duration.with_label_values(&[mode_label, stage]).observe(seconds);
                 }
             }
-            if let Some(similarity) = observed.similarity {
-                metrics.confidence.with_label_values(&[mode_label]).observe(f64::from(similarity));
-            }
-            if observed.matched { "match" } else { "no_match" }
+            count_decision(app, mode, observed.similarity, observed.matched);
         }
-        Err(ServiceError::SpoofDetected { .. } | ServiceError::LivenessInconclusive { .. }) => "spoof",
-        Err(_) => "error",
-    };
-    metrics.verification_requests.with_label_values(&[mode_label, result]).inc();
-    metrics
+        Err(err) => {
+            let result = match err {
+                ServiceError::SpoofDetected { .. } | ServiceError::LivenessInconclusive { .. } => "spoof",
+                _ => "error",
+            };
+            metrics.verification_requests.with_label_values(&[mode_label, result]).inc();
+        }
+    }
+    observe_total(app, mode, started);
+}
+/// Counts one decision and its score.
+fn count_decision(app: &App, mode: VerificationMode, similarity: Option<f32>, matched: bool) {
+    if let Some(similarity) = similarity {
+        app.metrics.confidence.with_label_values(&[mode.as_str()]).observe(f64::from(similarity));
+    }
+    let result = if matched { "match" } else { "no_match" };
+    app.metrics.verification_requests.with_label_values(&[mode.as_str(), result]).inc();
+}
+
+fn observe_total(app: &App, mode: VerificationMode, started: Instant) {
+    app.metrics
         .verification_duration
-        .with_label_values(&[mode_label, "total"])
+        .with_label_values(&[mode.as_str(), "total"])
         .observe(started.elapsed().as_secs_f64());
 }
 
