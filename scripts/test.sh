@@ -30,6 +30,9 @@ scripts/check/deploy.sh
 # of examples per operation): the document says what the server accepts, and the server
 # answers what the document says.
 VISAGE_BIN="${CARGO_TARGET_DIR:-target}/debug/visage" scripts/check/schemathesis.sh
+# The web console in headless Chromium (installed when missing) with a fake camera fed from
+# fixture photos, axe-core on every page; screenshots in target/console-screenshots.
+VISAGE_BIN="${CARGO_TARGET_DIR:-target}/debug/visage" scripts/check/console.sh
 # High availability on loopback (docs/ha-test.md): Traefik over 3 replicas, PostgreSQL and
 # Redis with replicas, an S3 server, all started and stopped by the script; a replica killed,
 # Redis and PostgreSQL stopped under load. It runs the debug binary that

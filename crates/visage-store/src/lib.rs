@@ -8,6 +8,7 @@ pub mod apikey;
 mod audit;
 pub mod crypto;
 mod error;
+mod filters;
 mod model;
 mod names;
 mod postgres;
@@ -22,6 +23,7 @@ use uuid::Uuid;
 
 pub use audit::{AuditAction, AuditEvent, AuditOutcome, NewAuditEvent};
 pub use error::{Entity, StoreError};
+pub use filters::{AuditFilter, DecisionFilter, DecisionOrder, ReviewedDecision};
 pub use model::*;
 pub use names::UnknownName;
 pub use postgres::{PostgresOptions, PostgresStore};
@@ -123,6 +125,8 @@ pub trait Store: Send + Sync {
         since: chrono::DateTime<chrono::Utc>,
         limit: u32,
     ) -> StoreResult<Vec<LabelledVerification>>;
+    /// Decisions with their labels, for the review queue.
+    async fn list_decisions(&self, filter: &DecisionFilter) -> StoreResult<Vec<ReviewedDecision>>;
     /// Subjects and templates per collection.
     async fn counts(&self) -> StoreResult<Vec<CollectionCounts>>;
     fn pool_stats(&self) -> PoolStats {
@@ -130,6 +134,11 @@ pub trait Store: Send + Sync {
     }
 
     async fn append_audit(&self, event: &NewAuditEvent) -> StoreResult<()>;
-    /// Events after `after_seq`, oldest first.
-    async fn list_audit(&self, after_seq: Option<i64>, limit: u32) -> StoreResult<Vec<AuditEvent>>;
+    /// Events after `after_seq` that pass `filter`, oldest first.
+    async fn list_audit(
+        &self,
+        filter: &AuditFilter,
+        after_seq: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<AuditEvent>>;
 }

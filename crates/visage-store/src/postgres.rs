@@ -13,10 +13,11 @@ use crate::crypto::SealedTemplate;
 use crate::rows::{collection_id, record_mappers};
 use crate::twins;
 use crate::{
-    ApiKeyRecord, AuditAction, AuditEvent, Collection, CollectionCounts, CollectionId, CollectionScope,
-    Decision, Entity, Erasure, GalleryChange, GalleryTemplate, LabelledVerification, Labelling, ModelStatus,
-    NewAuditEvent, NewSubject, PoolStats, Role, Store, StoreError, StoreResult, Subject, Template, Truth,
-    TwinFilter, VerificationMode, VerificationRecord,
+    ApiKeyRecord, AuditAction, AuditEvent, AuditFilter, Collection, CollectionCounts, CollectionId,
+    CollectionScope, Decision, DecisionFilter, Entity, Erasure, GalleryChange, GalleryTemplate,
+    LabelledVerification, Labelling, ModelStatus, NewAuditEvent, NewSubject, PoolStats, ReviewedDecision,
+    Role, Store, StoreError, StoreResult, Subject, Template, Truth, TwinFilter, VerificationMode,
+    VerificationRecord,
 };
 
 /// How the service reaches PostgreSQL.
@@ -665,6 +666,11 @@ impl Store for PostgresStore {
             .collect()
     }
 
+    async fn list_decisions(&self, filter: &DecisionFilter) -> StoreResult<Vec<ReviewedDecision>> {
+        let rows = crate::filters::decisions_query::<Postgres>(filter).build().fetch_all(&self.pool).await?;
+        rows.iter().map(reviewed_decision_from_row).collect()
+    }
+
     async fn counts(&self) -> StoreResult<Vec<CollectionCounts>> {
         let rows = self
             .fetch_all_read(|| {
@@ -711,13 +717,15 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn list_audit(&self, after_seq: Option<i64>, limit: u32) -> StoreResult<Vec<AuditEvent>> {
-        let rows = self
-            .fetch_all_read(|| {
-                sqlx::query("SELECT * FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2")
-                    .bind(after_seq.unwrap_or(0))
-                    .bind(i64::from(limit))
-            })
+    async fn list_audit(
+        &self,
+        filter: &AuditFilter,
+        after_seq: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<AuditEvent>> {
+        let rows = crate::filters::audit_query::<Postgres>(filter, after_seq, limit)
+            .build()
+            .fetch_all(&self.pool)
             .await?;
         rows.iter().map(audit_event_from_row).collect()
     }

@@ -26,7 +26,7 @@ pub(crate) fn required_json(
 }
 
 /// Defines `subject_from_row`, `template_from_row`, `gallery_template_from_row`,
-/// `gallery_change_from_row`, `verification_from_row`, `audit_event_from_row`,
+/// `gallery_change_from_row`, `verification_from_row`, `reviewed_decision_from_row`, `audit_event_from_row`,
 /// `model_status_from_row` and `api_key_from_row` for the backend's row type. A macro rather
 /// than generic functions: sqlx's decoding bounds differ per database and would have to be
 /// spelled out for every column type.
@@ -97,6 +97,21 @@ macro_rules! record_mappers {
                 far_target: row.try_get("far_target")?,
                 decision: $crate::rows::named(row.try_get("decision")?)?,
                 liveness_score: row.try_get("liveness_score")?,
+            })
+        }
+
+        fn reviewed_decision_from_row(row: &$row) -> StoreResult<ReviewedDecision> {
+            let truth: Option<String> = row.try_get("truth")?;
+            Ok(ReviewedDecision {
+                record: verification_from_row(row)?,
+                truth: match truth.as_deref() {
+                    None => None,
+                    Some("genuine") => Some(Truth::Genuine),
+                    Some("impostor") => Some(Truth::Impostor),
+                    Some(other) => return Err($crate::rows::corrupt("truth", other)),
+                },
+                truth_source: row.try_get("truth_source")?,
+                labelled_at: row.try_get("labelled_at")?,
             })
         }
 

@@ -12,9 +12,10 @@ use uuid::Uuid;
 use visage_store::crypto::SealedTemplate;
 use visage_store::testing::TestDatabase;
 use visage_store::{
-    ApiKeyRecord, AuditAction, AuditOutcome, CollectionId, CollectionScope, Consent, Decision, Entity,
-    Labelling, ModelStatus, NewAuditEvent, NewSubject, PostgresOptions, PostgresStore, Role, SqliteStore,
-    Store, StoreError, Template, Truth, TwinFilter, VerificationMode, VerificationRecord,
+    ApiKeyRecord, AuditAction, AuditFilter, AuditOutcome, CollectionId, CollectionScope, Consent, Decision,
+    DecisionFilter, DecisionOrder, Entity, Labelling, ModelStatus, NewAuditEvent, NewSubject,
+    PostgresOptions, PostgresStore, Role, SqliteStore, Store, StoreError, Template, Truth, TwinFilter,
+    VerificationMode, VerificationRecord,
 };
 
 /// A store and what it keeps on its backend, for looking underneath the trait.
@@ -125,6 +126,8 @@ on_both_backends!(
     api_keys_are_found_listed_and_revoked_once,
     verifications_are_labelled_once,
     audit_events_page_by_sequence,
+    the_review_queue_filters_and_puts_the_closest_calls_first,
+    audit_events_filter_by_action_subject_key_collection_and_time,
     a_name_no_variant_has_reads_back_as_corrupt,
     concurrent_enrolments_neither_collide_nor_get_lost,
     the_pool_reports_its_size_and_a_closed_store_is_unavailable,
@@ -326,7 +329,7 @@ async fn erasure_leaves_nothing_of_the_subject(backend: &Backend) {
     assert!(store.all_templates().await.unwrap().iter().all(|g| g.template.subject_id == kept.id));
     let record = store.get_verification(decision.id).await.unwrap().expect("the decision is kept");
     assert_eq!(record.subject_id, None, "the decision no longer points at the subject");
-    let events = store.list_audit(None, 100).await.unwrap();
+    let events = store.list_audit(&Default::default(), None, 100).await.unwrap();
     assert!(
         events
             .iter()
@@ -417,15 +420,100 @@ async fn audit_events_page_by_sequence(backend: &Backend) {
     for action in [AuditAction::SubjectCreate, AuditAction::FaceEnrol, AuditAction::SubjectErase] {
         store.append_audit(&audit(action, Some(subject))).await.unwrap();
     }
-    let first = store.list_audit(None, 2).await.unwrap();
+    let first = store.list_audit(&Default::default(), None, 2).await.unwrap();
     assert_eq!(first.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(), ["subject.create", "face.enrol"]);
     assert_eq!(first[0].detail, json!({ "templates": 1 }));
     assert_eq!(first[0].subject_id, Some(subject));
     assert_eq!(first[0].collection.as_deref(), Some("default"));
-    let rest = store.list_audit(Some(first[1].seq), 10).await.unwrap();
+    let rest = store.list_audit(&Default::default(), Some(first[1].seq), 10).await.unwrap();
     assert_eq!(rest.len(), 1);
     assert_eq!(rest[0].action, AuditAction::SubjectErase);
     assert!(rest[0].seq > first[1].seq);
+}
+
+async fn the_review_queue_filters_and_puts_the_closest_calls_first(backend: &Backend) {
+    let store = backend.store.as_ref();
+    // Threshold 0.4: distances 0.35, 0.02, 0.15 and an identification 0.01 away in "door".
+    let far = verification(None, 0.05, Decision::NoMatch);
+    let close = verification(None, 0.42, Decision::Match);
+    let mid = verification(None, 0.55, Decision::Match);
+    let door = VerificationRecord {
+        mode: VerificationMode::Identify,
+        collection: Some(collection("door")),
+        ..verification(None, 0.39, Decision::NoMatch)
+    };
+    for v in [&far, &close, &mid, &door] {
+        store.record_verification(v).await.unwrap();
+    }
+    store.label_verification(mid.id, Truth::Genuine, "review").await.unwrap();
+    let ids = |filter: DecisionFilter| async move {
+        let rows = store.list_decisions(&filter).await.unwrap();
+        rows.into_iter().map(|r| r.record.id).collect::<Vec<_>>()
+    };
+    let all = DecisionFilter { limit: 10, ..Default::default() };
+    assert_eq!(ids(all.clone()).await, [door.id, close.id, mid.id, far.id]);
+    assert_eq!(ids(DecisionFilter { offset: 1, limit: 2, ..all.clone() }).await, [close.id, mid.id]);
+    let newest = ids(DecisionFilter { order: DecisionOrder::Newest, ..all.clone() }).await;
+    assert_eq!(newest, [door.id, mid.id, close.id, far.id]);
+    assert_eq!(
+        ids(DecisionFilter { labelled: Some(false), ..all.clone() }).await,
+        [door.id, close.id, far.id]
+    );
+    assert_eq!(ids(DecisionFilter { labelled: Some(true), ..all.clone() }).await, [mid.id]);
+    assert_eq!(
+        ids(DecisionFilter { mode: Some(VerificationMode::Identify), ..all.clone() }).await,
+        [door.id]
+    );
+    assert_eq!(
+        ids(DecisionFilter { decision: Some(Decision::Match), ..all.clone() }).await,
+        [close.id, mid.id]
+    );
+    let in_default = DecisionFilter { collections: Some(vec![collection("default")]), ..all.clone() };
+    assert_eq!(ids(in_default).await, [close.id, mid.id, far.id]);
+    assert!(ids(DecisionFilter { collections: Some(vec![]), ..all.clone() }).await.is_empty());
+    let later = DecisionFilter { since: Some(Utc::now() + chrono::Duration::hours(1)), ..all.clone() };
+    assert!(ids(later).await.is_empty());
+
+    let labelled = store.list_decisions(&DecisionFilter { labelled: Some(true), ..all }).await.unwrap();
+    assert_eq!(
+        (labelled[0].truth, labelled[0].truth_source.as_deref()),
+        (Some(Truth::Genuine), Some("review"))
+    );
+    assert!(labelled[0].labelled_at.is_some());
+}
+
+async fn audit_events_filter_by_action_subject_key_collection_and_time(backend: &Backend) {
+    let store = backend.store.as_ref();
+    let (alice, bob) = (Uuid::now_v7(), Uuid::now_v7());
+    store.append_audit(&audit(AuditAction::SubjectCreate, Some(alice))).await.unwrap();
+    store.append_audit(&audit(AuditAction::FaceEnrol, Some(alice))).await.unwrap();
+    let refused = NewAuditEvent {
+        api_key_id: Some("key2".into()),
+        outcome: AuditOutcome::Refused,
+        collection: Some(collection("door")),
+        ..audit(AuditAction::FaceEnrol, Some(bob))
+    };
+    store.append_audit(&refused).await.unwrap();
+    let seqs = |filter: AuditFilter| async move {
+        let events = store.list_audit(&filter, None, 100).await.unwrap();
+        events.iter().map(|e| (e.action.as_str(), e.subject_id)).collect::<Vec<_>>()
+    };
+    let by_action = AuditFilter { action: Some(AuditAction::FaceEnrol), ..Default::default() };
+    assert_eq!(seqs(by_action).await, [("face.enrol", Some(alice)), ("face.enrol", Some(bob))]);
+    let by_subject = AuditFilter { subject_id: Some(alice), ..Default::default() };
+    assert_eq!(seqs(by_subject).await, [("subject.create", Some(alice)), ("face.enrol", Some(alice))]);
+    let by_key = AuditFilter { api_key_id: Some("key2".into()), ..Default::default() };
+    assert_eq!(seqs(by_key).await, [("face.enrol", Some(bob))]);
+    let by_outcome = AuditFilter { outcome: Some(AuditOutcome::Refused), ..Default::default() };
+    assert_eq!(seqs(by_outcome).await, [("face.enrol", Some(bob))]);
+    let in_door = AuditFilter { collections: Some(vec![collection("door")]), ..Default::default() };
+    assert_eq!(seqs(in_door).await, [("face.enrol", Some(bob))]);
+    let hour = chrono::Duration::hours(1);
+    let past =
+        AuditFilter { from: Some(Utc::now() - hour), to: Some(Utc::now() + hour), ..Default::default() };
+    assert_eq!(seqs(past).await.len(), 3);
+    assert!(seqs(AuditFilter { from: Some(Utc::now() + hour), ..Default::default() }).await.is_empty());
+    assert!(seqs(AuditFilter { to: Some(Utc::now() - hour), ..Default::default() }).await.is_empty());
 }
 
 async fn a_name_no_variant_has_reads_back_as_corrupt(backend: &Backend) {
@@ -435,7 +523,7 @@ async fn a_name_no_variant_has_reads_back_as_corrupt(backend: &Backend) {
     store.record_verification(&decided).await.unwrap();
     backend.execute_raw("UPDATE audit_events SET action = 'subject.delete'").await;
     backend.execute_raw("UPDATE verifications SET decision = 'spoof'").await;
-    let Err(StoreError::Corrupt(audit)) = store.list_audit(None, 10).await else {
+    let Err(StoreError::Corrupt(audit)) = store.list_audit(&Default::default(), None, 10).await else {
         panic!("an unknown audit action is not read back as an action");
     };
     assert_eq!(audit, r#"unknown audit action "subject.delete""#);

@@ -264,6 +264,8 @@ pub struct MonitoringConfig {
     pub feedback_window_size: u32,
     /// Fewer labelled attempts than this of a class leave its gauge absent.
     pub min_labelled: usize,
+    /// The Grafana dashboard the console's overview links to; unset = no link.
+    pub grafana_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -361,6 +363,7 @@ impl Config {
                 feedback_window_hours: 24,
                 feedback_window_size: 10_000,
                 min_labelled: 30,
+                grafana_url: None,
             },
             tracing: TracingConfig { otlp_endpoint: None, service_name: "visage".into(), sample_ratio: 1.0 },
         }

@@ -5,8 +5,11 @@ use serde_json::json;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
+use visage_store::{AuditAction, AuditOutcome};
 
-use super::handlers::{analysis, audit, collections, health, keys, matching, metrics, subjects};
+use super::handlers::{
+    analysis, audit, collections, health, keys, matching, metrics, overview, review, subjects,
+};
 use super::middleware::idempotency;
 use crate::service::ErrorCode;
 use crate::state::AppState;
@@ -48,6 +51,8 @@ use crate::state::AppState;
         keys::own_key,
         keys::revoke_key,
         matching::feedback,
+        review::list_decisions,
+        overview::overview,
         metrics::prometheus_metrics,
     ),
     components(schemas(visage_calibration::OperatingPoint, crate::config::LivenessMode)),
@@ -57,6 +62,7 @@ use crate::state::AppState;
         (name = "matching", description = "1:1 verification and 1:N identification"),
         (name = "subjects", description = "Enrolment and erasure"),
         (name = "collections", description = "Separate galleries"),
+        (name = "review", description = "Past decisions for a reviewer to label (ground truth for FAR and FRR)"),
         (name = "audit", description = "Who did what, when"),
         (name = "keys", description = "API keys (admin)"),
         (name = "health", description = "Liveness and readiness probes (no key needed)"),
@@ -136,7 +142,8 @@ impl Modify for IdempotencyKey {
 /// service knows or what the derive cannot say:
 /// - `far_target` may only be one of the FAR targets this service has calibrated thresholds
 ///   for (`calibrated`), so the document lists them;
-/// - a verification names exactly one of `subject_id` and `reference_image`.
+/// - a verification names exactly one of `subject_id` and `reference_image`;
+/// - the audit log's `action` and `outcome` filters take the names the store knows.
 pub fn document(calibrated: &[f64]) -> serde_json::Value {
     let mut document = serde_json::to_value(ApiDoc::openapi()).expect("the document serializes");
     let schemas = &mut document["components"]["schemas"];
@@ -145,6 +152,18 @@ pub fn document(calibrated: &[f64]) -> serde_json::Value {
     }
     schemas["VerifyRequest"]["oneOf"] =
         json!([{ "required": ["subject_id"] }, { "required": ["reference_image"] }]);
+    let names = |all: Vec<&'static str>| json!(all);
+    let filters = [
+        ("action", names(AuditAction::ALL.iter().map(|a| a.as_str()).collect())),
+        ("outcome", names(AuditOutcome::ALL.iter().map(|o| o.as_str()).collect())),
+    ];
+    if let Some(parameters) = document["paths"]["/v1/audit"]["get"]["parameters"].as_array_mut() {
+        for parameter in parameters {
+            if let Some((_, values)) = filters.iter().find(|(name, _)| parameter["name"] == *name) {
+                parameter["schema"]["enum"] = values.clone();
+            }
+        }
+    }
     document
 }
 

@@ -14,7 +14,9 @@ use tower_http::timeout::TimeoutLayer;
 use visage_store::Role;
 
 use super::error::ApiError;
-use super::handlers::{analysis, audit, collections, health, keys, matching, metrics, subjects};
+use super::handlers::{
+    analysis, audit, collections, console, health, keys, matching, metrics, overview, review, subjects,
+};
 use super::middleware::{idempotency, request_context, role};
 use super::openapi;
 use crate::state::AppState;
@@ -45,11 +47,14 @@ fn routes(state: &AppState) -> Router<AppState> {
         .route("/metrics/prometheus", get(metrics::prometheus_metrics))
         .route("/metrics", get(metrics::prometheus_metrics))
         .merge(openapi::docs(&state.calibration.targets()))
+        .merge(console::routes())
         .route("/v1/detect", keyed(Role::Verify, post(analysis::detect)))
         .route("/v1/liveness", keyed(Role::Verify, post(analysis::liveness)))
         .route("/v1/verify", keyed(Role::Verify, post(matching::verify)))
         .route("/v1/identify", keyed(Role::Verify, post(matching::identify)))
         .route("/v1/verifications/{id}/feedback", keyed(Role::Enrol, post(matching::feedback)))
+        .route("/v1/decisions", keyed(Role::Enrol, get(review::list_decisions)))
+        .route("/v1/overview", keyed(Role::Read, get(overview::overview)))
         .route(
             "/v1/collections",
             keyed(Role::Admin, post(collections::create_collection))

@@ -378,6 +378,76 @@ impl Metrics {
     }
 }
 
+/// API traffic since start, for the console's overview (Prometheus has the history).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TrafficSummary {
+    /// Requests to `/v1/` routes...
+    pub requests: u64,
+    /// ...of which answered 5xx.
+    pub server_errors: u64,
+    /// Latency quantiles of those requests, interpolated in the histogram's buckets as
+    /// Prometheus' `histogram_quantile` does; `None` before the first request.
+    pub p50_seconds: Option<f64>,
+    pub p95_seconds: Option<f64>,
+    /// Liveness checks by result (pass, fail, inconclusive).
+    pub liveness: Vec<(String, u64)>,
+}
+
+impl Metrics {
+    pub fn traffic(&self) -> TrafficSummary {
+        use prometheus::core::Collector;
+        let label = |m: &prometheus::proto::Metric, name: &str| -> String {
+            m.get_label().iter().find(|l| l.name() == name).map(|l| l.value().to_owned()).unwrap_or_default()
+        };
+        let api = |m: &prometheus::proto::Metric| label(m, "route").starts_with("/v1/");
+        let mut summary = TrafficSummary::default();
+        for m in self.http_requests.collect().iter().flat_map(|f| f.get_metric()).filter(|m| api(m)) {
+            let count = m.get_counter().get_value() as u64;
+            summary.requests += count;
+            if label(m, "status") == "5xx" {
+                summary.server_errors += count;
+            }
+        }
+        // Every series shares the buckets, so cumulative counts add up bound by bound.
+        let mut buckets = vec![0u64; LATENCY_BUCKETS.len()];
+        let mut total = 0u64;
+        for m in self.http_duration.collect().iter().flat_map(|f| f.get_metric()).filter(|m| api(m)) {
+            let h = m.get_histogram();
+            total += h.get_sample_count();
+            for (sum, b) in buckets.iter_mut().zip(h.get_bucket()) {
+                *sum += b.cumulative_count();
+            }
+        }
+        summary.p50_seconds = bucket_quantile(0.5, &LATENCY_BUCKETS, &buckets, total);
+        summary.p95_seconds = bucket_quantile(0.95, &LATENCY_BUCKETS, &buckets, total);
+        for m in self.liveness_checks.collect().iter().flat_map(|f| f.get_metric()) {
+            summary.liveness.push((label(m, "result"), m.get_counter().get_value() as u64));
+        }
+        summary.liveness.sort();
+        summary
+    }
+}
+
+/// The `q` quantile from cumulative bucket counts (linear within a bucket; the last finite
+/// bound when it falls in the +Inf bucket).
+fn bucket_quantile(q: f64, bounds: &[f64], cumulative: &[u64], total: u64) -> Option<f64> {
+    if total == 0 {
+        return None;
+    }
+    let rank = q * total as f64;
+    let mut below = (0.0, 0u64);
+    for (&bound, &count) in bounds.iter().zip(cumulative) {
+        if count as f64 >= rank {
+            let (lower, seen) = below;
+            let within = (count - seen) as f64;
+            let fraction = if within > 0.0 { (rank - seen as f64) / within } else { 1.0 };
+            return Some(lower + (bound - lower) * fraction);
+        }
+        below = (bound, count);
+    }
+    bounds.last().copied()
+}
+
 /// Error rates from labelled decisions; `None` where there are too few labels.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct ObservedRates {
@@ -430,6 +500,33 @@ mod tests {
         let rates = observed_rates(&set, 2);
         assert_eq!(rates.far_percent, Some(50.0));
         assert!(rates.eer_percent.is_some());
+    }
+
+    #[test]
+    fn quantiles_interpolate_within_buckets_like_prometheus() {
+        let bounds = [0.1, 0.2, 0.4];
+        // 10 requests: 4 under 0.1 s, 4 in (0.1, 0.2], 2 in (0.2, 0.4].
+        assert_eq!(bucket_quantile(0.5, &bounds, &[4, 8, 10], 10), Some(0.125));
+        assert!((bucket_quantile(0.95, &bounds, &[4, 8, 10], 10).unwrap() - 0.35).abs() < 1e-9);
+        assert_eq!(bucket_quantile(0.2, &bounds, &[4, 8, 10], 10), Some(0.05));
+        assert_eq!(bucket_quantile(0.99, &bounds, &[4, 8, 9], 10), Some(0.4), "+Inf bucket");
+        assert_eq!(bucket_quantile(0.5, &bounds, &[0, 0, 0], 0), None);
+    }
+
+    #[test]
+    fn traffic_counts_api_requests_only() {
+        let m = Metrics::new("test", "sface", "ensemble");
+        m.http_requests.with_label_values(&["POST", "/v1/verify", "2xx"]).inc_by(3);
+        m.http_requests.with_label_values(&["POST", "/v1/verify", "5xx"]).inc();
+        m.http_requests.with_label_values(&["GET", "/metrics", "2xx"]).inc_by(100);
+        m.http_duration.with_label_values(&["POST", "/v1/verify"]).observe(0.02);
+        m.http_duration.with_label_values(&["GET", "/metrics"]).observe(4.0);
+        m.liveness_checks.with_label_values(&["pass"]).inc();
+        let t = m.traffic();
+        assert_eq!((t.requests, t.server_errors), (4, 1));
+        assert!(t.p95_seconds.unwrap() <= 0.025, "the /metrics scrape is not API latency");
+        assert!(t.liveness.contains(&("pass".to_owned(), 1)));
+        assert!(t.liveness.contains(&("fail".to_owned(), 0)));
     }
 
     #[test]

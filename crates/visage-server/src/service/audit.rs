@@ -2,7 +2,10 @@
 //! external ids, images or embeddings.
 
 use uuid::Uuid;
-use visage_store::{AuditAction, AuditEvent, AuditOutcome, CollectionId, NewAuditEvent, Role, Store};
+use visage_store::{
+    AuditAction, AuditEvent, AuditFilter, AuditOutcome, CollectionId, CollectionScope, NewAuditEvent, Role,
+    Store,
+};
 
 use super::{Caller, ServiceResult};
 use crate::state::App;
@@ -82,12 +85,16 @@ pub struct AuditPage {
 pub async fn list(
     app: &App,
     caller: &Caller,
+    mut filter: AuditFilter,
     cursor: Option<i64>,
     limit: Option<u32>,
 ) -> ServiceResult<AuditPage> {
     caller.require(Role::Admin)?;
+    if let CollectionScope::Only(ids) = &caller.scope {
+        filter.collections = Some(ids.clone());
+    }
     let limit = limit.unwrap_or(DEFAULT_PAGE);
-    let items = app.store.list_audit(cursor, limit).await?;
+    let items = app.store.list_audit(&filter, cursor, limit).await?;
     let next_cursor = (items.len() == limit as usize).then(|| items.last().map(|e| e.seq)).flatten();
     Ok(AuditPage { items, next_cursor })
 }

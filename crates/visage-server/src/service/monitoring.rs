@@ -6,7 +6,10 @@ use chrono::Utc;
 use serde_json::{Map, Value, json};
 use visage_store::CollectionId;
 
-use crate::observability::metrics::observed_rates;
+use visage_store::{CollectionCounts, Role};
+
+use super::{Caller, ServiceResult};
+use crate::observability::metrics::{ObservedRates, TrafficSummary, observed_rates};
 use crate::state::App;
 
 /// Ready to serve: models loaded and warmed up, storage answering. Redis being down is
@@ -48,4 +51,39 @@ pub async fn refresh_gauges(app: &App) {
         m.set_error_rates("feedback", &rates);
         m.set_labelled(rates.genuine, rates.impostor);
     }
+}
+
+/// What the console's overview shows: one page of the service's health for an operator.
+pub struct Overview {
+    pub ready: bool,
+    pub checks: Map<String, Value>,
+    /// Subjects and templates of the collections the caller may see.
+    pub collections: Vec<CollectionCounts>,
+    pub traffic: TrafficSummary,
+    /// FAR, FRR and EER from labelled decisions, as the gauges have them.
+    pub error_rates: ObservedRates,
+    pub min_labelled: usize,
+    pub feedback_window_hours: u64,
+    pub grafana_url: Option<String>,
+}
+
+pub async fn overview(app: &App, caller: &Caller) -> ServiceResult<Overview> {
+    caller.require(Role::Read)?;
+    let (ready, checks) = readiness(app).await;
+    let mut collections = app.store.counts().await?;
+    collections
+        .retain(|c| CollectionId::parse(c.collection.clone()).is_ok_and(|id| caller.scope.allows(&id)));
+    let window = &app.config.monitoring;
+    let since = Utc::now() - chrono::Duration::hours(window.feedback_window_hours as i64);
+    let labelled = app.store.labelled_verifications(since, window.feedback_window_size).await?;
+    Ok(Overview {
+        ready,
+        checks,
+        collections,
+        traffic: app.metrics.traffic(),
+        error_rates: observed_rates(&labelled, window.min_labelled),
+        min_labelled: window.min_labelled,
+        feedback_window_hours: window.feedback_window_hours,
+        grafana_url: window.grafana_url.clone().filter(|url| !url.is_empty()),
+    })
 }

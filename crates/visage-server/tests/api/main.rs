@@ -29,6 +29,7 @@ use helpers::*;
 
 mod audit;
 mod auth;
+mod console;
 mod errors;
 mod keys;
 mod liveness;

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
-use visage_store::AuditEvent;
+use visage_store::{AuditAction, AuditEvent, AuditFilter, AuditOutcome};
 
 use super::check_range;
 use crate::http::error::ApiError;
@@ -47,7 +47,20 @@ pub struct AuditPage {
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct AuditQuery {
+    /// Only this action, e.g. `subject.erase`, `verify`, `key.revoke`.
+    pub action: Option<String>,
+    /// Only this outcome: ok, refused, failed, match, no_match.
+    pub outcome: Option<String>,
+    /// Only events about this subject.
+    pub subject_id: Option<Uuid>,
+    /// Only events of this API key (its public id).
+    pub api_key_id: Option<String>,
+    /// Events at or after this instant (RFC 3339)...
+    pub from: Option<DateTime<Utc>>,
+    /// ...and before this one.
+    pub to: Option<DateTime<Utc>>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<i64>,
     /// Page size, default 100.
@@ -58,5 +71,19 @@ pub struct AuditQuery {
 impl AuditQuery {
     pub fn check(&self) -> Result<(), ApiError> {
         check_range("limit", self.limit, 1, 1000)
+    }
+
+    pub fn filter(&self) -> Result<AuditFilter, ApiError> {
+        let action = self.action.as_deref().map(AuditAction::try_from).transpose();
+        let outcome = self.outcome.as_deref().map(AuditOutcome::try_from).transpose();
+        Ok(AuditFilter {
+            action: action.map_err(|e| ApiError::invalid(e.to_string()))?,
+            outcome: outcome.map_err(|e| ApiError::invalid(e.to_string()))?,
+            subject_id: self.subject_id,
+            api_key_id: self.api_key_id.clone(),
+            collections: None,
+            from: self.from,
+            to: self.to,
+        })
     }
 }

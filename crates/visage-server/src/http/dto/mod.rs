@@ -10,6 +10,8 @@ pub mod face;
 pub mod health;
 pub mod keys;
 pub mod matching;
+pub mod overview;
+pub mod review;
 pub mod subjects;
 
 use serde::Deserialize;
@@ -21,6 +23,8 @@ pub use face::*;
 pub use health::*;
 pub use keys::*;
 pub use matching::*;
+pub use overview::*;
+pub use review::*;
 pub use subjects::*;
 
 use crate::http::error::ApiError;

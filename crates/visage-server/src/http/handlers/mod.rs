@@ -4,10 +4,13 @@
 pub mod analysis;
 pub mod audit;
 pub mod collections;
+pub mod console;
 pub mod health;
 pub mod keys;
 pub mod matching;
 pub mod metrics;
+pub mod overview;
+pub mod review;
 pub mod subjects;
 
 use visage_store::CollectionId;
