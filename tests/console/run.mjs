@@ -60,6 +60,8 @@ async function step(name, fn) {
 async function startServer(dataDir) {
   const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('VISAGE_')));
   env.RUST_LOG = 'info';
+  // Probe images kept for review, so that the review queue can show them.
+  env.VISAGE_REVIEW__KEEP_PROBE_IMAGES_HOURS = '1';
   server = spawn(bin, ['serve', '--data-dir', dataDir, '--listen', '127.0.0.1:0'], { env, cwd: root });
   const logFile = path.join(shots, 'visage.log');
   let output = '';
@@ -339,6 +341,10 @@ async function main() {
     const before = await text(page, '#far');
     const rows = await page.$$('#queue tbody tr');
     assert(rows.length >= 2, `${rows.length} decisions in the queue`);
+    assert((await text(page, '#probe-note')).includes('kept for 1 h'), await text(page, '#probe-note'));
+    await page.click('#queue tbody tr:first-child button:has-text("Show photo")');
+    await page.waitForSelector('#queue tbody tr:first-child img.probe');
+    assert(await page.$eval('#queue tbody tr:first-child img.probe', (img) => img.complete && img.naturalWidth > 0), 'the probe did not load');
     await accessible(page, 'review');
     await shot(page, '11-review');
     await page.click('#queue tbody tr:first-child button:has-text("Impostor")');

@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::inference::InferencePool;
 use crate::observability::metrics::{Metrics, ObservedRates};
 use crate::resources::{key_ring, load_gallery, load_pipeline, open_store};
-use crate::service::{enum_name, gallery_sync};
+use crate::service::{enum_name, gallery_sync, review};
 use crate::shared::SharedState;
 use crate::state::{App, AppState};
 
@@ -26,6 +26,7 @@ pub struct Application {
     router: Router,
     state: AppState,
     gallery_sync: tokio::task::JoinHandle<()>,
+    probe_sweeper: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Application {
@@ -92,10 +93,11 @@ impl Application {
         });
         state.metrics.mark_gallery_synced();
         let gallery_sync = gallery_sync::spawn(&state);
+        let probe_sweeper = review::spawn_probe_sweeper(&state);
         let router = crate::http::router(state.clone());
         state.ready.store(true, Ordering::SeqCst);
         tracing::info!(address = %listener.local_addr()?, workers, "visage is ready");
-        Ok(Self { listener, router, state, gallery_sync })
+        Ok(Self { listener, router, state, gallery_sync, probe_sweeper })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -137,6 +139,9 @@ impl Application {
             }
         };
         self.gallery_sync.abort();
+        if let Some(sweeper) = &self.probe_sweeper {
+            sweeper.abort();
+        }
         state.store.close().await;
         result
     }

@@ -30,6 +30,10 @@ named_enum! {
         KeyRevoke = "key.revoke",
         ModelReembed = "model.reembed",
         ModelPrune = "model.prune",
+        /// A reviewer opened a kept probe image.
+        ProbeView = "probe.view",
+        /// Probe images whose retention ended were deleted.
+        ProbeExpire = "probe.expire",
     }
 }
 
@@ -140,6 +144,8 @@ mod tests {
             "key.revoke",
             "model.reembed",
             "model.prune",
+            "probe.view",
+            "probe.expire",
         ];
         assert_eq!(AuditAction::ALL.iter().map(|a| a.as_str()).collect::<Vec<_>>(), actions);
         let outcomes = ["ok", "refused", "failed", "match", "no_match"];

@@ -144,3 +144,20 @@ where
     }
     list.push_unseparated(")");
 }
+
+/// `UPDATE verifications SET probe_ref = NULL … WHERE probe_ref IN (…)`.
+pub(crate) fn forget_probes_query<DB>(references: &[String]) -> QueryBuilder<DB>
+where
+    DB: Database,
+    for<'t> String: Encode<'t, DB> + Type<DB>,
+{
+    let mut q = QueryBuilder::new(
+        "UPDATE verifications SET probe_ref = NULL, probe_expires_at = NULL WHERE probe_ref IN (",
+    );
+    let mut list = q.separated(", ");
+    for reference in references {
+        list.push_bind(reference.clone());
+    }
+    list.push_unseparated(")");
+    q
+}

@@ -125,6 +125,14 @@ pub trait Store: Send + Sync {
         since: chrono::DateTime<chrono::Utc>,
         limit: u32,
     ) -> StoreResult<Vec<LabelledVerification>>;
+    /// Probe images whose retention ended by `now`, at most `limit`.
+    async fn expired_probes(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<String>>;
+    /// Unlinks deleted probe images from every decision that named them.
+    async fn forget_probes(&self, references: &[String]) -> StoreResult<u64>;
     /// Decisions with their labels, for the review queue.
     async fn list_decisions(&self, filter: &DecisionFilter) -> StoreResult<Vec<ReviewedDecision>>;
     /// Subjects and templates per collection.

@@ -166,6 +166,8 @@ pub struct GalleryChange {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Erasure {
     pub templates: Vec<Uuid>,
+    /// Enrolment images, and the probe images of decisions about the subject (the whole photo:
+    /// every decision that named it loses it too).
     pub image_refs: Vec<String>,
 }
 
@@ -296,6 +298,17 @@ pub struct VerificationRecord {
     pub far_target: Option<f64>,
     pub decision: Decision,
     pub liveness_score: Option<f32>,
+    /// The probe face's quality measures (JSON).
+    pub probe_quality: Option<serde_json::Value>,
+    /// The sealed probe image kept for review, and when it goes.
+    pub probe: Option<KeptProbe>,
+}
+
+/// A probe image kept for review: its object name and when it expires.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeptProbe {
+    pub reference: String,
+    pub expires_at: DateTime<Utc>,
 }
 
 named_enum! {
@@ -340,7 +353,7 @@ impl Truth {
 pub enum Labelling {
     Missing,
     AlreadyLabelled,
-    Labelled(VerificationRecord),
+    Labelled(Box<VerificationRecord>),
 }
 
 /// A labelled decision, as the error-rate monitoring needs it.

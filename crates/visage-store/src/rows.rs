@@ -97,6 +97,11 @@ macro_rules! record_mappers {
                 far_target: row.try_get("far_target")?,
                 decision: $crate::rows::named(row.try_get("decision")?)?,
                 liveness_score: row.try_get("liveness_score")?,
+                probe_quality: json_column(row, "probe_quality")?,
+                probe: match (row.try_get("probe_ref")?, row.try_get("probe_expires_at")?) {
+                    (Some(reference), Some(expires_at)) => Some(KeptProbe { reference, expires_at }),
+                    _ => None,
+                },
             })
         }
 

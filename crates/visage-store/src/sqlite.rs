@@ -15,7 +15,7 @@ use crate::rows::{corrupt, record_mappers};
 use crate::twins;
 use crate::{
     ApiKeyRecord, AuditAction, AuditEvent, AuditFilter, Collection, CollectionCounts, CollectionId,
-    CollectionScope, Decision, DecisionFilter, Entity, Erasure, GalleryChange, GalleryTemplate,
+    CollectionScope, Decision, DecisionFilter, Entity, Erasure, GalleryChange, GalleryTemplate, KeptProbe,
     LabelledVerification, Labelling, ModelStatus, NewAuditEvent, NewSubject, PoolStats, ReviewedDecision,
     Role, Store, StoreError, StoreResult, Subject, Template, Truth, TwinFilter, VerificationMode,
     VerificationRecord,
@@ -243,6 +243,21 @@ impl Store for SqliteStore {
             }
         }
         sqlx::query("DELETE FROM templates WHERE subject_id = ?").bind(id).execute(&mut *tx).await?;
+        // The photos of decisions about the subject go with it, for every decision that names them.
+        let probes: Vec<(String,)> = sqlx::query_as(
+            "SELECT DISTINCT probe_ref FROM verifications WHERE subject_id = ? AND probe_ref IS NOT NULL",
+        )
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+        erasure.image_refs.extend(probes.iter().map(|(r,)| r.clone()));
+        sqlx::query(
+            "UPDATE verifications SET probe_ref = NULL, probe_expires_at = NULL WHERE probe_ref IN
+             (SELECT probe_ref FROM verifications WHERE subject_id = ? AND probe_ref IS NOT NULL)",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query("UPDATE verifications SET subject_id = NULL WHERE subject_id = ?")
             .bind(id)
             .execute(&mut *tx)
@@ -439,10 +454,12 @@ impl Store for SqliteStore {
     }
 
     async fn image_refs(&self) -> StoreResult<Vec<String>> {
-        let refs: Vec<(String,)> =
-            sqlx::query_as("SELECT image_ref FROM templates WHERE image_ref IS NOT NULL")
-                .fetch_all(&self.pool)
-                .await?;
+        let refs: Vec<(String,)> = sqlx::query_as(
+            "SELECT image_ref FROM templates WHERE image_ref IS NOT NULL
+                 UNION SELECT probe_ref FROM verifications WHERE probe_ref IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         let mut refs: Vec<String> = refs.into_iter().map(|(r,)| r).collect();
         refs.sort();
         Ok(refs)
@@ -493,8 +510,9 @@ impl Store for SqliteStore {
     async fn record_verification(&self, v: &VerificationRecord) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO verifications (id, created_at, api_key_id, mode, collection_id, subject_id, similarity,
-                                        threshold, far_target, decision, liveness_score)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                        threshold, far_target, decision, liveness_score, probe_quality,
+                                        probe_ref, probe_expires_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(v.id)
         .bind(v.created_at)
@@ -507,6 +525,9 @@ impl Store for SqliteStore {
         .bind(v.far_target)
         .bind(v.decision.as_str())
         .bind(v.liveness_score)
+        .bind(v.probe_quality.as_ref().map(serde_json::Value::to_string))
+        .bind(v.probe.as_ref().map(|p| p.reference.as_str()))
+        .bind(v.probe.as_ref().map(|p| p.expires_at))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -541,7 +562,7 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(Labelling::Labelled(record))
+        Ok(Labelling::Labelled(Box::new(record)))
     }
 
     async fn labelled_verifications(
@@ -568,6 +589,27 @@ impl Store for SqliteStore {
                 })
             })
             .collect()
+    }
+
+    async fn expired_probes(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<Vec<String>> {
+        let refs: Vec<(String,)> = sqlx::query_as(
+            "SELECT DISTINCT probe_ref FROM verifications
+             WHERE probe_ref IS NOT NULL AND probe_expires_at <= ? LIMIT ?",
+        )
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(refs.into_iter().map(|(r,)| r).collect())
+    }
+
+    async fn forget_probes(&self, references: &[String]) -> StoreResult<u64> {
+        if references.is_empty() {
+            return Ok(0);
+        }
+        let done =
+            crate::filters::forget_probes_query::<Sqlite>(references).build().execute(&self.pool).await?;
+        Ok(done.rows_affected())
     }
 
     async fn list_decisions(&self, filter: &DecisionFilter) -> StoreResult<Vec<ReviewedDecision>> {

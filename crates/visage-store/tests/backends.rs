@@ -13,7 +13,7 @@ use visage_store::crypto::SealedTemplate;
 use visage_store::testing::TestDatabase;
 use visage_store::{
     ApiKeyRecord, AuditAction, AuditFilter, AuditOutcome, CollectionId, CollectionScope, Consent, Decision,
-    DecisionFilter, DecisionOrder, Entity, Labelling, ModelStatus, NewAuditEvent, NewSubject,
+    DecisionFilter, DecisionOrder, Entity, KeptProbe, Labelling, ModelStatus, NewAuditEvent, NewSubject,
     PostgresOptions, PostgresStore, Role, SqliteStore, Store, StoreError, Template, Truth, TwinFilter,
     VerificationMode, VerificationRecord,
 };
@@ -127,6 +127,7 @@ on_both_backends!(
     verifications_are_labelled_once,
     audit_events_page_by_sequence,
     the_review_queue_filters_and_puts_the_closest_calls_first,
+    kept_probes_expire_and_go_with_any_subject_they_show,
     audit_events_filter_by_action_subject_key_collection_and_time,
     a_name_no_variant_has_reads_back_as_corrupt,
     concurrent_enrolments_neither_collide_nor_get_lost,
@@ -196,6 +197,8 @@ fn verification(subject_id: Option<Uuid>, similarity: f32, decision: Decision) -
         far_target: Some(1e-3),
         decision,
         liveness_score: Some(0.9),
+        probe_quality: Some(json!({ "sharpness": 120.5 })),
+        probe: None,
     }
 }
 
@@ -480,6 +483,56 @@ async fn the_review_queue_filters_and_puts_the_closest_calls_first(backend: &Bac
         (Some(Truth::Genuine), Some("review"))
     );
     assert!(labelled[0].labelled_at.is_some());
+}
+
+async fn kept_probes_expire_and_go_with_any_subject_they_show(backend: &Backend) {
+    let store = backend.store.as_ref();
+    let default = collection("default");
+    let (bob, bill) = (new_subject(&default, "bob"), new_subject(&default, "bill"));
+    for s in [&bob, &bill] {
+        store.create_subject(s).await.unwrap();
+    }
+    let now = Utc::now().trunc_subsecs(0);
+    let kept = |reference: &str, hours: i64| {
+        Some(KeptProbe { reference: reference.into(), expires_at: now + chrono::Duration::hours(hours) })
+    };
+    // One group photo showed bob and bill (two decisions, one probe); another, older, bob alone.
+    let group_bob = VerificationRecord {
+        probe: kept("group.img", 2),
+        ..verification(Some(bob.id), 0.8, Decision::Match)
+    };
+    let group_bill = VerificationRecord {
+        probe: kept("group.img", 2),
+        ..verification(Some(bill.id), 0.7, Decision::Match)
+    };
+    let old = VerificationRecord {
+        probe: kept("old.img", -1),
+        ..verification(Some(bill.id), 0.2, Decision::NoMatch)
+    };
+    for v in [&group_bob, &group_bill, &old] {
+        store.record_verification(v).await.unwrap();
+    }
+    let read = store.get_verification(group_bob.id).await.unwrap().unwrap();
+    assert_eq!(read.probe, group_bob.probe);
+    assert_eq!(read.probe_quality, Some(json!({ "sharpness": 120.5 })));
+    assert_eq!(
+        store.image_refs().await.unwrap(),
+        ["group.img", "old.img"],
+        "the image sweep must keep probes"
+    );
+
+    assert_eq!(store.expired_probes(now, 10).await.unwrap(), ["old.img"]);
+    assert_eq!(store.forget_probes(&["old.img".into()]).await.unwrap(), 1);
+    assert!(store.expired_probes(now, 10).await.unwrap().is_empty());
+    assert!(store.get_verification(old.id).await.unwrap().unwrap().probe.is_none());
+
+    let erasure = store.erase_subject(bob.id).await.unwrap().unwrap();
+    assert_eq!(erasure.image_refs, ["group.img"]);
+    let bills = store.get_verification(group_bill.id).await.unwrap().unwrap();
+    assert!(bills.probe.is_none(), "a photo showing an erased subject stays with another's decision");
+    assert!(store.image_refs().await.unwrap().is_empty());
+    let later = now + chrono::Duration::hours(3);
+    assert!(store.expired_probes(later, 10).await.unwrap().is_empty());
 }
 
 async fn audit_events_filter_by_action_subject_key_collection_and_time(backend: &Backend) {

@@ -45,7 +45,7 @@ export function can(role) {
  * Calls the API. `json` goes as a JSON body, `form` (a FormData) as multipart; `query` is
  * added to the URL without empty values. A 401 signs the tab out: the key was revoked.
  */
-export async function api(method, path, { json, form, query, key } = {}) {
+export async function api(method, path, { json, form, query, key, blob = false } = {}) {
   const url = new URL(path, window.location.origin);
   for (const [name, value] of Object.entries(query ?? {})) {
     if (value !== undefined && value !== null && value !== '') url.searchParams.set(name, value);
@@ -65,6 +65,7 @@ export async function api(method, path, { json, form, query, key } = {}) {
     throw new ApiError(0, 'network', err.message);
   }
   if (response.status === 204) return null;
+  if (blob && response.ok) return response.blob();
   const answer = await response.json().catch(() => null);
   if (!response.ok) {
     const e = answer?.error ?? {};

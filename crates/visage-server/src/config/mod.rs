@@ -65,6 +65,7 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     pub redis: RedisConfig,
     pub monitoring: MonitoringConfig,
+    pub review: ReviewConfig,
     pub tracing: TracingConfig,
 }
 
@@ -268,6 +269,17 @@ pub struct MonitoringConfig {
     pub grafana_url: Option<String>,
 }
 
+/// The longest probe retention: review happens within days, and every hour kept is a photo
+/// held about a person.
+pub const MAX_PROBE_HOURS: u64 = 720;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReviewConfig {
+    /// Keep the probe image of each decision this many hours for reviewers (sealed, deleted at
+    /// expiry and with any subject it shows); 0 keeps none.
+    pub keep_probe_images_hours: u64,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TracingConfig {
     /// OTLP/HTTP collector base URL (Jaeger: `http://jaeger:4318`); spans go to
@@ -365,6 +377,7 @@ impl Config {
                 min_labelled: 30,
                 grafana_url: None,
             },
+            review: ReviewConfig { keep_probe_images_hours: 0 },
             tracing: TracingConfig { otlp_endpoint: None, service_name: "visage".into(), sample_ratio: 1.0 },
         }
     }
@@ -413,6 +426,10 @@ impl Config {
         }
         if self.rate_limit.requests_per_second < 0.0 {
             problems.push("rate_limit.requests_per_second must not be negative".to_owned());
+        }
+        if self.review.keep_probe_images_hours > MAX_PROBE_HOURS {
+            problems
+                .push(format!("review.keep_probe_images_hours must not exceed {MAX_PROBE_HOURS} (30 days)"));
         }
         if !(0.0..=1.0).contains(&self.tracing.sample_ratio) {
             problems.push("tracing.sample_ratio must lie in [0, 1]".to_owned());

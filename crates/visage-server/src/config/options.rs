@@ -63,6 +63,10 @@ pub const OPTIONS: &[(&str, &str)] = &[
     ("monitoring.feedback_window_size", "and at most this many of them [10000]"),
     ("monitoring.min_labelled", "labelled attempts of a class needed before its gauge appears [30]"),
     ("monitoring.grafana_url", "the Grafana dashboard the console's overview links to [unset]"),
+    (
+        "review.keep_probe_images_hours",
+        "keep decisions' probe images (sealed) this long for reviewers, 0 = none, at most 720 [0]",
+    ),
     ("tracing.otlp_endpoint", "OTLP/HTTP collector, e.g. http://jaeger:4318; unset = no traces [unset]"),
     ("tracing.service_name", "service.name of the exported spans [visage]"),
     ("tracing.sample_ratio", "fraction of new traces exported; a sampled traceparent is followed [1.0]"),

@@ -148,6 +148,7 @@ fn service_status(err: &ServiceError) -> StatusCode {
         | ServiceError::FaceNotFound
         | ServiceError::CollectionNotFound
         | ServiceError::VerificationNotFound
+        | ServiceError::ProbeNotFound
         | ServiceError::KeyNotFound => StatusCode::NOT_FOUND,
         ServiceError::SubjectExists
         | ServiceError::CollectionExists

@@ -52,6 +52,7 @@ use crate::state::AppState;
         keys::revoke_key,
         matching::feedback,
         review::list_decisions,
+        review::probe_image,
         overview::overview,
         metrics::prometheus_metrics,
     ),

@@ -54,6 +54,7 @@ fn routes(state: &AppState) -> Router<AppState> {
         .route("/v1/identify", keyed(Role::Verify, post(matching::identify)))
         .route("/v1/verifications/{id}/feedback", keyed(Role::Enrol, post(matching::feedback)))
         .route("/v1/decisions", keyed(Role::Enrol, get(review::list_decisions)))
+        .route("/v1/decisions/{id}/probe", keyed(Role::Enrol, get(review::probe_image)))
         .route("/v1/overview", keyed(Role::Read, get(overview::overview)))
         .route(
             "/v1/collections",

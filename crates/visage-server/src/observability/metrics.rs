@@ -66,6 +66,7 @@ pub struct Metrics {
     pub redis_fallbacks: IntCounterVec,
     pub cache_requests: IntCounterVec,
     pub image_deletions_failed: IntCounter,
+    pub probe_images_expired: IntCounter,
     build_info: IntGaugeVec,
 }
 
@@ -297,6 +298,11 @@ impl Metrics {
                 &r,
                 "image_deletions_failed_total",
                 "Stored images that could not be deleted after retries (each also an image.delete audit event)",
+            ),
+            probe_images_expired: int_counter(
+                &r,
+                "probe_images_expired_total",
+                "Probe images kept for review deleted when their retention ended",
             ),
             build_info: int_gauge_vec(
                 &r,

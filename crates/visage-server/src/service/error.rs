@@ -50,6 +50,7 @@ error_codes! {
     ConsentRequired => "consent_required",
     SubjectHasNoFaces => "subject_has_no_faces",
     VerificationNotFound => "verification_not_found",
+    ProbeNotFound => "probe_not_found",
     KeyNotFound => "key_not_found",
     AlreadyLabelled => "already_labelled",
     ModelMismatch => "model_mismatch",
@@ -132,6 +133,8 @@ pub enum ServiceError {
     CollectionExists,
     #[error("verification not found")]
     VerificationNotFound,
+    #[error("no probe image is kept for this decision (retention is off, or it expired or was erased)")]
+    ProbeNotFound,
     #[error("API key not found")]
     KeyNotFound,
     #[error("this verification already has feedback")]
@@ -173,6 +176,7 @@ impl ServiceError {
             Self::SubjectExists => ErrorCode::SubjectExists,
             Self::CollectionExists => ErrorCode::CollectionExists,
             Self::VerificationNotFound => ErrorCode::VerificationNotFound,
+            Self::ProbeNotFound => ErrorCode::ProbeNotFound,
             Self::KeyNotFound => ErrorCode::KeyNotFound,
             Self::AlreadyLabelled => ErrorCode::AlreadyLabelled,
             Self::SubjectHasNoFaces => ErrorCode::SubjectHasNoFaces,

@@ -3,10 +3,7 @@
 
 use serde_json::json;
 use uuid::Uuid;
-use visage_store::{
-    AuditAction, AuditOutcome, CollectionId, CollectionScope, DecisionFilter, Labelling, ReviewedDecision,
-    Role, Subject, Truth,
-};
+use visage_store::{AuditAction, AuditOutcome, Labelling, Role, Truth};
 
 use super::audit::Entry;
 use super::{Caller, ServiceError, ServiceResult, audit};
@@ -45,7 +42,7 @@ pub async fn label(
     let record = match app.store.label_verification(id, truth, source).await? {
         Labelling::Missing => return Err(ServiceError::VerificationNotFound),
         Labelling::AlreadyLabelled => return Err(ServiceError::AlreadyLabelled),
-        Labelling::Labelled(record) => record,
+        Labelling::Labelled(record) => *record,
     };
     let accepted = record.decision.is_match();
     let labelled = match (truth, accepted) {
@@ -72,41 +69,4 @@ pub async fn label(
     )
     .await;
     Ok(labelled)
-}
-
-/// Decisions per page of the review queue when the request does not say.
-pub const DEFAULT_QUEUE_PAGE: u32 = 50;
-
-/// A decision in the review queue, with the enrolled side a reviewer compares against.
-pub struct QueuedDecision {
-    pub decision: ReviewedDecision,
-    /// The subject the decision claimed or returned; `None` once erased (or for no candidate).
-    pub subject: Option<Subject>,
-}
-
-/// The review queue: decisions of the caller's collections, filtered, closest calls first
-/// unless asked otherwise. Reviewers label with the enrol role, so it takes the same.
-pub async fn queue(
-    app: &App,
-    caller: &Caller,
-    collection: Option<CollectionId>,
-    mut filter: DecisionFilter,
-) -> ServiceResult<Vec<QueuedDecision>> {
-    caller.require(Role::Enrol)?;
-    filter.collections = match (&caller.scope, collection) {
-        (_, Some(id)) if !caller.scope.allows(&id) => return Err(ServiceError::Forbidden),
-        (_, Some(id)) => Some(vec![id]),
-        (CollectionScope::All, None) => None,
-        (CollectionScope::Only(ids), None) => Some(ids.clone()),
-    };
-    let decisions = app.store.list_decisions(&filter).await?;
-    let mut queued = Vec::with_capacity(decisions.len());
-    for decision in decisions {
-        let subject = match decision.record.subject_id {
-            Some(id) => app.store.get_subject(id).await?,
-            None => None,
-        };
-        queued.push(QueuedDecision { decision, subject });
-    }
-    Ok(queued)
 }

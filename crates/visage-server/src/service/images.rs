@@ -22,6 +22,8 @@ pub enum Deletion {
     Prune,
     /// `visage images sweep` found an image no template refers to.
     Sweep,
+    /// A probe image kept for review reached the end of its retention.
+    ProbeExpiry,
 }
 
 impl Deletion {
@@ -33,6 +35,7 @@ impl Deletion {
             Self::ReembedRollback => "reembed_rollback",
             Self::Prune => "prune",
             Self::Sweep => "sweep",
+            Self::ProbeExpiry => "probe_expiry",
         }
     }
 }

@@ -9,10 +9,12 @@ use serde_json::json;
 use uuid::Uuid;
 use visage_calibration::OperatingPoint;
 use visage_face::AnalyzedFace;
-use visage_store::{CollectionId, Decision, Role, Subject, Template, VerificationMode, VerificationRecord};
+use visage_store::{
+    CollectionId, Decision, KeptProbe, Role, Subject, Template, VerificationMode, VerificationRecord,
+};
 
 use super::audit::Entry;
-use super::{Caller, ServiceError, ServiceResult, analysis, audit, subjects};
+use super::{Caller, ServiceError, ServiceResult, analysis, audit, review, subjects};
 use crate::config::LivenessMode;
 use crate::inference::{LivenessVerdict, Pick, Probe, StageTimes};
 use crate::state::App;
@@ -112,6 +114,7 @@ async fn verify_inner(app: &App, caller: &Caller, request: Verification) -> Serv
         }
         Claim::Image(_) => (None, Vec::new()),
     };
+    let image = request.image.clone();
     let probe = analysis::probe(app, caller, request.image, Pick::Configured, mode).await?;
     let search_started = Instant::now();
     let similarity = match request.claim {
@@ -125,6 +128,7 @@ async fn verify_inner(app: &App, caller: &Caller, request: Verification) -> Serv
     };
     let search = search_started.elapsed().as_secs_f64();
     let is_match = similarity >= point.threshold;
+    let kept = review::keep_probe(app, &image).await;
     let decision = DecisionMade {
         mode: VerificationMode::Verify,
         collection: subject.as_ref().map(|s| &s.collection),
@@ -133,6 +137,8 @@ async fn verify_inner(app: &App, caller: &Caller, request: Verification) -> Serv
         point,
         matched: is_match,
         liveness_score: liveness_score(&probe),
+        face: &probe.face,
+        kept: kept.as_ref(),
         detail: json!({}),
     };
     let verification_id = record_decision(app, caller, decision).await?;
@@ -192,8 +198,11 @@ async fn identify_inner(
     request: Identification,
 ) -> ServiceResult<(Identified, f64)> {
     let search = Search::prepare(app, caller, &request).await?;
+    let image = request.image.clone();
     let probe = analysis::probe(app, caller, request.image, Pick::Configured, search.mode).await?;
-    let found = search.face(app, caller, &probe.face, probe.liveness.as_ref(), json!({})).await?;
+    let kept = review::keep_probe(app, &image).await;
+    let found =
+        search.face(app, caller, &probe.face, probe.liveness.as_ref(), kept.as_ref(), json!({})).await?;
     let Search { collection, point, .. } = search;
     let identified = Identified {
         verification_id: found.verification_id,
@@ -242,6 +251,7 @@ impl Search {
         caller: &Caller,
         face: &AnalyzedFace,
         liveness: Option<&LivenessVerdict>,
+        kept: Option<&KeptProbe>,
         detail: serde_json::Value,
     ) -> ServiceResult<Found> {
         let started = Instant::now();
@@ -261,6 +271,8 @@ impl Search {
             point: self.point,
             matched: top.is_some(),
             liveness_score: liveness.and_then(LivenessVerdict::score),
+            face,
+            kept,
             detail,
         };
         let verification_id = record_decision(app, caller, decision).await?;
@@ -324,14 +336,26 @@ async fn identify_all_inner(
     request: Identification,
 ) -> ServiceResult<IdentifiedAll> {
     let search = Search::prepare(app, caller, &request).await?;
+    let image = request.image.clone();
     let detection = analysis::detect(app, request.image, search.mode != LivenessMode::Off).await?;
+    let searchable = |face: &AnalyzedFace, liveness: &Option<LivenessVerdict>| {
+        face.quality.passed()
+            && (search.mode != LivenessMode::Require
+                || matches!(liveness, Some(LivenessVerdict::Live { .. })))
+    };
+    // One kept photo for every decision it leads to.
+    let kept = if detection.faces.iter().any(|(face, liveness)| searchable(face, liveness)) {
+        review::keep_probe(app, &image).await
+    } else {
+        None
+    };
     let mut faces = Vec::with_capacity(detection.faces.len());
     for (face, liveness) in detection.faces {
-        let live_enough =
-            search.mode != LivenessMode::Require || matches!(liveness, Some(LivenessVerdict::Live { .. }));
-        let searched = face.quality.passed() && live_enough;
+        let searched = searchable(&face, &liveness);
         let (candidates, verification_id) = if searched {
-            let found = search.face(app, caller, &face, liveness.as_ref(), json!({ "faces": "all" })).await?;
+            let found = search
+                .face(app, caller, &face, liveness.as_ref(), kept.as_ref(), json!({ "faces": "all" }))
+                .await?;
             (found.candidates, Some(found.verification_id))
         } else {
             (Vec::new(), None)
@@ -370,6 +394,10 @@ struct DecisionMade<'a> {
     point: OperatingPoint,
     matched: bool,
     liveness_score: Option<f32>,
+    /// The probe face, for its quality measures.
+    face: &'a AnalyzedFace,
+    /// The probe image kept for review, when retention is on.
+    kept: Option<&'a KeptProbe>,
     detail: serde_json::Value,
 }
 
@@ -390,6 +418,8 @@ async fn record_decision(app: &App, caller: &Caller, d: DecisionMade<'_>) -> Ser
             far_target: Some(d.point.far),
             decision,
             liveness_score: d.liveness_score,
+            probe_quality: serde_json::to_value(d.face.quality.measures).ok(),
+            probe: d.kept.cloned(),
         })
         .await?;
     let mut detail = d.detail;

@@ -14,6 +14,7 @@ pub mod images;
 pub mod keys;
 pub mod matching;
 pub mod monitoring;
+pub mod review;
 pub mod subjects;
 
 pub use caller::Caller;

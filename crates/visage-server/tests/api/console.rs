@@ -210,3 +210,128 @@ async fn the_audit_log_filters_by_action_outcome_subject_key_and_time() {
     )
     .await;
 }
+
+/// Files under the local image directory.
+fn image_files(app: &TestApp) -> Vec<Vec<u8>> {
+    let dir = app.config.storage.data_dir.join("images");
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    entries.map(|e| std::fs::read(e.unwrap().path()).unwrap()).collect()
+}
+
+/// Moves every kept probe's expiry into the past, beneath the service.
+async fn expire_probes(app: &TestApp) {
+    let sql =
+        "UPDATE verifications SET probe_expires_at = '2000-01-01T00:00:00+00:00' WHERE probe_ref IS NOT NULL";
+    match &app.db {
+        Some(db) => {
+            let mut conn = sqlx::PgConnection::connect(&db.url()).await.unwrap();
+            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+        }
+        None => {
+            let url = format!("sqlite://{}", app.config.database_path().display());
+            let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn without_retention_no_probe_is_kept_and_the_queue_says_so() {
+    let app = spawn_app().await;
+    let bob = app.enrol("bob", "Bob_Graham_0001").await;
+    let decision = app.verify(bob, "Bob_Graham_0005").await;
+    let page = expect(app.get("/v1/decisions", &app.admin).await, StatusCode::OK).await;
+    assert_eq!(page["probe_retention_hours"], 0);
+    assert_eq!(page["items"][0]["probe_kept"], false);
+    assert!(page["items"][0]["probe_quality"]["sharpness"].as_f64().unwrap() > 0.0, "{page}");
+    let id = decision["verification_id"].as_str().unwrap();
+    expect_error(
+        app.get(&format!("/v1/decisions/{id}/probe"), &app.admin).await,
+        StatusCode::NOT_FOUND,
+        "probe_not_found",
+    )
+    .await;
+    assert!(image_files(&app).is_empty(), "an image was kept");
+}
+
+#[tokio::test]
+async fn kept_probes_are_sealed_shown_to_reviewers_audited_and_deleted_at_expiry_and_on_erasure() {
+    let app = TestApp::spawn_with(|c| c.review.keep_probe_images_hours = 2).await;
+    let bob = app.enrol("bob", "Bob_Graham_0001").await;
+    let probe = lfw("Bob_Graham_0005");
+    let decision = app.verify(bob, "Bob_Graham_0005").await;
+    let id = decision["verification_id"].as_str().unwrap().to_owned();
+
+    let page = expect(app.get("/v1/decisions", &app.admin).await, StatusCode::OK).await;
+    assert_eq!(page["probe_retention_hours"], 2);
+    let item = &page["items"][0];
+    assert_eq!(item["probe_kept"], true);
+    let expires: chrono::DateTime<Utc> = item["probe_expires_at"].as_str().unwrap().parse().unwrap();
+    assert!((expires - Utc::now() - chrono::Duration::hours(2)).num_seconds().abs() < 60, "{expires}");
+
+    let response = app.get(&format!("/v1/decisions/{id}/probe"), &app.admin).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "image/jpeg");
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    assert_eq!(response.bytes().await.unwrap().to_vec(), probe, "not the image that was sent");
+    let views: Vec<Value> =
+        app.audit_actions().await.into_iter().filter(|e| e["action"] == "probe.view").collect();
+    assert_eq!(views.len(), 1);
+    assert_eq!(views[0]["detail"]["verification_id"], id.as_str());
+    // Sealed at rest: no stretch of the photo is readable in the stored object.
+    let files = image_files(&app);
+    assert_eq!(files.len(), 1);
+    assert!(!files[0].windows(64).any(|w| w == &probe[200..264]), "the probe is stored in the clear");
+
+    // Reviewers only, and only of their collections.
+    let verifier = app.key(Role::Verify, CollectionScope::All).await;
+    expect_error(
+        app.get(&format!("/v1/decisions/{id}/probe"), &verifier).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    )
+    .await;
+    let door = app.key(Role::Enrol, CollectionScope::Only(vec![CollectionId::parse("door").unwrap()])).await;
+    expect_error(
+        app.get(&format!("/v1/decisions/{id}/probe"), &door).await,
+        StatusCode::NOT_FOUND,
+        "verification_not_found",
+    )
+    .await;
+
+    // A group photo's probe is kept once for all its decisions; erasing anyone it shows deletes it.
+    let form = Form::new().part("image", jpeg(lfw("Bill_Nelson_0001"))).text("faces", "all");
+    let all = expect(app.post_form("/v1/identify", &app.admin, form).await, StatusCode::OK).await;
+    let searched = all["faces"][0]["verification_id"].as_str().unwrap().to_owned();
+    assert_eq!(image_files(&app).len(), 2);
+    expect(app.delete(&format!("/v1/subjects/{bob}"), &app.admin).await, StatusCode::NO_CONTENT).await;
+    expect_error(
+        app.get(&format!("/v1/decisions/{id}/probe"), &app.admin).await,
+        StatusCode::NOT_FOUND,
+        "probe_not_found",
+    )
+    .await;
+    assert_eq!(image_files(&app).len(), 1, "erasure left the subject's probe");
+
+    // Expiry: the sweep deletes what is due, counts and audits it.
+    expire_probes(&app).await;
+    let deleted = visage_server::service::review::sweep_expired_probes(&app.state).await.unwrap();
+    assert_eq!(deleted, 1);
+    assert!(image_files(&app).is_empty());
+    expect_error(
+        app.get(&format!("/v1/decisions/{searched}/probe"), &app.admin).await,
+        StatusCode::NOT_FOUND,
+        "probe_not_found",
+    )
+    .await;
+    let scrape = scrape(&app).await;
+    assert_eq!(value(&scrape, "probe_images_expired_total", &[]), Some(1.0));
+    assert!(
+        app.audit_actions()
+            .await
+            .iter()
+            .any(|e| e["action"] == "probe.expire" && e["detail"]["deleted"] == 1)
+    );
+    let page = expect(app.get("/v1/decisions", &app.admin).await, StatusCode::OK).await;
+    assert!(page["items"].as_array().unwrap().iter().all(|d| d["probe_kept"] == false), "{page}");
+}

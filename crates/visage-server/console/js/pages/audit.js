@@ -6,7 +6,7 @@ import { lang, t } from '../i18n.js';
 
 const ACTIONS = ['', 'collection.create', 'subject.create', 'subject.erase', 'face.enrol', 'face.delete', 'verify', 'identify',
   'liveness.check', 'liveness.spoof', 'verification.feedback', 'image.delete', 'image.sweep', 'key.create', 'key.revoke',
-  'model.reembed', 'model.prune'];
+  'model.reembed', 'model.prune', 'probe.view', 'probe.expire'];
 const OUTCOMES = ['', 'ok', 'refused', 'failed', 'match', 'no_match'];
 
 export async function render() {

@@ -7,6 +7,20 @@ import { scoreBar } from '../faces.js';
 import { lang, t } from '../i18n.js';
 import { errorRates } from './overview.js';
 
+/** The kept probe, fetched only when the reviewer asks: every view is audited. */
+function probeButton(d) {
+  const button = h('button', { type: 'button', class: 'small', 'aria-label': t('review.showProbeFor', { id: d.id.slice(-6) }) }, t('review.showProbe'));
+  button.addEventListener('click', async () => {
+    try {
+      const image = await api('GET', `/v1/decisions/${d.id}/probe`, { blob: true });
+      button.replaceWith(h('img', { class: 'probe', src: URL.createObjectURL(image), alt: t('review.probeAlt') }));
+    } catch (err) {
+      button.replaceWith(h('span', { class: 'error' }, err.message));
+    }
+  });
+  return button;
+}
+
 function select(id, label, options, value) {
   const el = h('select', { id }, options.map(([v, text]) => h('option', { value: v, selected: v === value }, text)));
   return [el, h('div', { class: 'field' }, h('label', { for: id }, label), el)];
@@ -39,6 +53,8 @@ export async function render() {
     await showRates();
   }
 
+  const probeNote = h('p', { class: 'note', id: 'probe-note' });
+
   async function load(offset) {
     const query = {
       mode: mode.value,
@@ -49,10 +65,13 @@ export async function render() {
       offset,
     };
     const page = await api('GET', '/v1/decisions', { query });
+    fill(probeNote, page.probe_retention_hours > 0 ? t('review.probesKept', { hours: page.probe_retention_hours }) : t('review.noProbes'));
     const rows = page.items.map((d) => {
       const row = h('tr', { dataset: { id: d.id } },
         h('td', {}, formatTime(d.created_at, lang())),
         h('td', {}, t(`nav.${d.mode}`), h('br'), h('small', {}, d.collection ?? '')),
+        h('td', {}, d.probe_kept ? probeButton(d) : h('small', { class: 'note' }, t('review.noProbe')),
+          d.probe_quality?.sharpness === undefined ? null : h('small', { class: 'block' }, `${t('quality.sharpness')} ${d.probe_quality.sharpness.toFixed(0)} · ${t('quality.face_width')} ${d.probe_quality.face_width.toFixed(0)} px`)),
         h('td', {}, d.subject ? h('a', { href: `#/subject/${d.subject.id}` }, d.subject.external_id) : h('span', { class: 'note' }, t('review.noSubject')),
           d.subject ? h('small', {}, ` · ${t('review.facesEnrolled', { count: d.subject.face_count })}`) : null),
         h('td', { class: 'bar-cell' }, d.similarity === null ? '—' : scoreBar(d.similarity, d.threshold, d.decision === 'match')),
@@ -68,7 +87,7 @@ export async function render() {
       return row;
     });
     fill(list, rows.length
-      ? table(t('nav.review'), [t('review.when'), t('review.mode'), t('review.enrolled'), t('review.similarity'), t('review.decision'), t('review.label')], rows)
+      ? table(t('nav.review'), [t('review.when'), t('review.mode'), t('review.probe'), t('review.enrolled'), t('review.similarity'), t('review.decision'), t('review.label')], rows)
       : h('p', { class: 'note' }, t('review.empty')));
     fill(pager,
       offset > 0 ? h('button', { type: 'button', onclick: () => load(Math.max(0, offset - 25)) }, t('app.previous')) : null,
@@ -81,7 +100,7 @@ export async function render() {
     h('h1', {}, t('nav.review')),
     h('p', { class: 'note' }, t('review.intro')),
     rates,
-    h('p', { class: 'note', id: 'probe-note' }, t('review.noProbes')),
+    probeNote,
     h('div', { class: 'toolbar' }, modeField, labelledField, orderField, sinceField),
     list,
     pager);

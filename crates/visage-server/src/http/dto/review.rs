@@ -8,7 +8,7 @@ use visage_store::{Decision, DecisionFilter, DecisionOrder, VerificationMode};
 
 use super::{check_range, lenient_bool, lenient_number};
 use crate::http::error::ApiError;
-use crate::service::feedback::{DEFAULT_QUEUE_PAGE, QueuedDecision};
+use crate::service::review::{DEFAULT_QUEUE_PAGE, QueuedDecision};
 
 #[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -118,8 +118,12 @@ pub struct DecisionDto {
     pub truth: Option<String>,
     pub truth_source: Option<String>,
     pub labelled_at: Option<DateTime<Utc>>,
-    /// Whether the probe image was kept for review (it is not kept: probes are not stored).
+    /// The probe face's quality measures.
+    #[schema(value_type = Option<Object>)]
+    pub probe_quality: Option<serde_json::Value>,
+    /// Whether the probe image is kept for review (`GET /v1/decisions/{id}/probe`), and until when.
     pub probe_kept: bool,
+    pub probe_expires_at: Option<DateTime<Utc>>,
 }
 
 impl From<QueuedDecision> for DecisionDto {
@@ -143,7 +147,9 @@ impl From<QueuedDecision> for DecisionDto {
             truth: q.decision.truth.map(|t| t.as_str().into()),
             truth_source: q.decision.truth_source,
             labelled_at: q.decision.labelled_at,
-            probe_kept: false,
+            probe_quality: r.probe_quality,
+            probe_kept: r.probe.as_ref().is_some_and(|p| p.expires_at > Utc::now()),
+            probe_expires_at: r.probe.map(|p| p.expires_at),
         }
     }
 }
@@ -151,6 +157,8 @@ impl From<QueuedDecision> for DecisionDto {
 #[derive(Serialize, ToSchema)]
 pub struct DecisionPage {
     pub items: Vec<DecisionDto>,
+    /// How long probe images are kept for review (`review.keep_probe_images_hours`); 0: not kept.
+    pub probe_retention_hours: u64,
     /// Pass as `offset` for the next page; absent on the last page.
     pub next_offset: Option<u32>,
 }
