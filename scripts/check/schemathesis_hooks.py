@@ -26,6 +26,8 @@ be, and the document cannot say so:
   schema-valid, so there is nothing to accept.
 """
 
+import os
+
 import schemathesis
 from schemathesis.specs.openapi.checks import positive_data_acceptance as builtin_positive_data_acceptance
 
@@ -105,3 +107,20 @@ def positive_data_acceptance_but_image_content(ctx, response, case):
     ):
         return None
     return builtin_positive_data_acceptance(ctx, response, case)
+
+
+# The run's own key (its public id, from the script). The stateful phase feeds ids from one
+# answer into the next request, so it finds `GET /v1/keys/me` -> `DELETE /v1/keys/{id}` and
+# revokes the key it runs with; every request after that is 401, and the operations it had not
+# reached yet go untested. Revoking a key is tested by the API suite; here it aims elsewhere.
+OWN_KEY_ID = os.environ.get("SCHEMATHESIS_OWN_KEY_ID")
+
+
+@schemathesis.hook
+def before_call(ctx, case, kwargs):
+    if (
+        OWN_KEY_ID
+        and case.operation.label == "DELETE /v1/keys/{id}"
+        and (case.path_parameters or {}).get("id") == OWN_KEY_ID
+    ):
+        case.path_parameters["id"] = "0" * len(OWN_KEY_ID)
