@@ -190,6 +190,7 @@ pub struct CalibrateArgs<'a> {
     pub liveness_subjects: &'a [String],
     pub apcer_target: f64,
     pub default_far: f64,
+    pub rule: visage_calibration::ThresholdRule,
     pub impostor_pairs: usize,
     pub seed: u64,
     pub out: Option<&'a Path>,
@@ -201,8 +202,8 @@ pub struct CalibrateArgs<'a> {
 /// threshold) to the calibration file the service reads.
 pub fn calibrate(ctx: &Context, args: &CalibrateArgs) -> anyhow::Result<()> {
     use visage_calibration::{
-        CalibrationFile, EvaluationSummary, FILE_NAME, FORMAT_VERSION, LivenessCalibration, OperatingPoint,
-        RecognizerCalibration,
+        CalibrationFile, EvaluationSummary, FILE_NAME, FORMAT_VERSION, FarEvidence, LivenessCalibration,
+        OperatingPoint, RecognizerCalibration, ThresholdRule,
     };
     let engine = ctx.engine()?;
     let root = args
@@ -219,19 +220,34 @@ pub fn calibrate(ctx: &Context, args: &CalibrateArgs) -> anyhow::Result<()> {
     let mut points = Vec::new();
     let mut unresolved = Vec::new();
     for far in FAR_TARGETS {
-        if resolution <= far {
-            points.push(OperatingPoint { far, threshold: scores.threshold_for_far(far) as f32 });
-        } else {
+        let measured = match args.rule {
+            ThresholdRule::Conservative => scores.conservative_threshold_for_far(far),
+            ThresholdRule::Point => {
+                (resolution <= far).then(|| scores.far_point(scores.threshold_for_far(far)))
+            }
+        };
+        let Some(m) = measured else {
             unresolved.push(far);
-        }
+            continue;
+        };
+        let evidence = FarEvidence {
+            rule: args.rule,
+            false_accepts: m.false_accepts as u64,
+            impostor_pairs: m.impostors as u64,
+            far_estimate: m.far,
+            far_low_95: m.interval.low,
+            far_high_95: m.interval.high,
+        };
+        points.push(OperatingPoint { far, threshold: m.threshold as f32, evidence: Some(evidence) });
     }
     let default = points
         .iter()
         .find(|p| ((p.far - args.default_far) / args.default_far).abs() < 1e-6)
         .with_context(|| {
             format!(
-                "FAR {} is not resolvable with {} impostor pairs",
+                "FAR {} is not resolvable ({:?} rule) with {} impostor pairs",
                 args.default_far,
+                args.rule,
                 scores.impostor().len()
             )
         })?;
@@ -294,6 +310,7 @@ pub fn calibrate(ctx: &Context, args: &CalibrateArgs) -> anyhow::Result<()> {
         "written": out,
         "recognizer": recognizer,
         "points": points,
+        "rule": args.rule,
         "unresolved_far_targets": unresolved,
         "far_resolution": resolution,
         "evaluation_at_default": { "far_target": args.default_far, "threshold": default.threshold, "far_percent": evaluation.far_percent, "frr_percent": evaluation.frr_percent, "eer_percent": evaluation.eer_percent },

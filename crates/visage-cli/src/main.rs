@@ -154,6 +154,11 @@ enum Command {
         /// The FAR target the evaluation summary is taken at (the service default).
         #[arg(long, default_value_t = 1e-3)]
         default_far: f64,
+        /// conservative: the lowest threshold whose FAR's 95% Wilson interval lies under the
+        /// target; point: the lowest whose measured FAR reaches it (the behaviour before
+        /// conservative calibration, for comparison).
+        #[arg(long = "calibration", value_enum, default_value = "conservative")]
+        rule: ThresholdRuleArg,
         /// Impostor pairs sampled among the pairs file's images on top of its own: 1,100
         /// impostor pairs cannot resolve FAR 1e-4, a few hundred thousand can.
         #[arg(long, default_value_t = 0)]
@@ -366,6 +371,7 @@ fn main() -> ExitCode {
             ref liveness_subjects,
             apcer_target,
             default_far,
+            rule,
             impostor_pairs,
             seed,
             ref out,
@@ -380,6 +386,7 @@ fn main() -> ExitCode {
                 liveness_subjects,
                 apcer_target,
                 default_far,
+                rule: rule.into(),
                 impostor_pairs,
                 seed,
                 out: out.as_deref(),
@@ -455,5 +462,21 @@ mod tests {
         let cli =
             Cli::try_parse_from(["visage", "--backend", "tract", "--select", "largest", "models"]).unwrap();
         assert_eq!((cli.backend, cli.select), (BackendKind::Tract, FaceSelection::Largest));
+    }
+}
+
+/// `--calibration`: how `visage calibrate` chooses a threshold for a FAR target.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ThresholdRuleArg {
+    Conservative,
+    Point,
+}
+
+impl From<ThresholdRuleArg> for visage_calibration::ThresholdRule {
+    fn from(rule: ThresholdRuleArg) -> Self {
+        match rule {
+            ThresholdRuleArg::Conservative => Self::Conservative,
+            ThresholdRuleArg::Point => Self::Point,
+        }
     }
 }

@@ -376,7 +376,7 @@ fn calibrate_writes_only_the_thresholds_the_data_resolves() {
             std::fs::copy(&file, subject.join(file.file_name().unwrap())).unwrap();
         }
     }
-    let run = |default_far: &str| {
+    let run = |default_far: &str, rule: &str| {
         visage(&[
             "calibrate",
             "--pairs",
@@ -387,17 +387,23 @@ fn calibrate_writes_only_the_thresholds_the_data_resolves() {
             nuaa.to_str().unwrap(),
             "--default-far",
             default_far,
+            "--calibration",
+            rule,
             "--out",
             out.to_str().unwrap(),
         ])
     };
-    // A few hundred impostor pairs cannot resolve a FAR of 0.1%.
-    let refused = run("0.001");
-    assert!(!refused.status.success());
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("not resolvable"));
-    assert!(!out.exists(), "nothing is written when the default target cannot be calibrated");
+    // A few hundred impostor pairs cannot resolve a FAR of 0.1% by either rule, nor show a FAR
+    // under 1% with 95% confidence (that takes 384 pairs without a single false accept).
+    for (far, rule) in [("0.001", "point"), ("0.01", "conservative")] {
+        let refused = run(far, rule);
+        assert!(!refused.status.success(), "{far} {rule}");
+        assert!(String::from_utf8_lossy(&refused.stderr).contains("not resolvable"));
+        assert!(!out.exists(), "nothing is written when the default target cannot be calibrated");
+    }
 
-    let report = json(&run("0.01"));
+    let report = json(&run("0.01", "point"));
+    assert_eq!(report["rule"], "point");
     assert_eq!(report["unresolved_far_targets"], serde_json::json!([0.001, 0.0001]));
     let file: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     assert_eq!(file["version"], 1);
@@ -406,6 +412,15 @@ fn calibrate_writes_only_the_thresholds_the_data_resolves() {
     assert_eq!(points[0]["far"], 0.01);
     let threshold = points[0]["threshold"].as_f64().unwrap();
     assert!((0.1..0.5).contains(&threshold), "{threshold}");
+    // The point records what it rests on.
+    let evidence = &points[0]["evidence"];
+    assert_eq!(evidence["rule"], "point");
+    let (accepts, pairs) =
+        (evidence["false_accepts"].as_f64().unwrap(), evidence["impostor_pairs"].as_f64().unwrap());
+    assert_eq!(pairs, 276.0);
+    assert!((evidence["far_estimate"].as_f64().unwrap() - accepts / pairs).abs() < 1e-12);
+    assert!(evidence["far_estimate"].as_f64().unwrap() <= 0.01);
+    assert!(evidence["far_high_95"].as_f64().unwrap() > 0.01, "276 pairs cannot show FAR < 1%: {evidence}");
     assert!(file["recognizers"]["sface"]["evaluation"]["eer_percent"].is_number());
     // Three prints, three live frames: at APCER <= 1% every print must fall below the threshold.
     let liveness = file["liveness"]["threshold"].as_f64().unwrap();

@@ -65,6 +65,8 @@ impl Application {
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;
         let metrics = Metrics::new(env!("CARGO_PKG_VERSION"), &model, &enum_name(&config.liveness.model));
         metrics.inference_workers.set(workers as i64);
+        let points: Vec<(f64, f32)> = calibration.points.iter().map(|p| (p.far, p.threshold)).collect();
+        metrics.set_calibration(&calibration.source, &points);
         if let Some(evaluation) = calibration.evaluation {
             metrics.set_error_rates(
                 "calibration",

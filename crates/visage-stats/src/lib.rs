@@ -42,6 +42,21 @@ pub struct Interval {
     pub high: f64,
 }
 
+/// The normal quantile of a two-sided 95% interval.
+pub const Z_95: f64 = 1.959_963_984_540_054;
+
+/// A threshold and the FAR it was measured to give, with the evidence behind the figure.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct FarPoint {
+    pub threshold: f64,
+    /// The point estimate: false accepts / impostor comparisons.
+    pub far: f64,
+    /// Its 95% Wilson interval.
+    pub interval: Interval,
+    pub false_accepts: usize,
+    pub impostors: usize,
+}
+
 /// Wilson score interval for `errors` out of `trials` at normal quantile `z` (1.96 for 95%).
 /// Unlike the normal approximation it stays inside [0, 1] and is informative at 0 errors.
 pub fn wilson_interval(errors: usize, trials: usize, z: f64) -> Interval {
@@ -141,6 +156,47 @@ impl ScoreSet {
         self.thresholds().into_iter().find(|&t| self.far(t) <= target).expect("the last threshold has FAR 0")
     }
 
+    /// The lowest threshold at which the upper end of the 95% Wilson interval of the FAR is at
+    /// most `target`: a threshold whose FAR this data shows to be under the target, not one
+    /// whose estimate merely touches it. `None` when the data cannot show it even with no
+    /// false accept at all (fewer than about 3.84 / `target` impostor comparisons).
+    pub fn conservative_threshold_for_far(&self, target: f64) -> Option<FarPoint> {
+        let n = self.impostor.len();
+        let upper = |k: usize| wilson_interval(k, n, Z_95).high;
+        if upper(0) > target {
+            return None;
+        }
+        // The upper bound grows with the false accepts: the most the target allows.
+        let mut allowed = 0;
+        while allowed < n && upper(allowed + 1) <= target {
+            allowed += 1;
+        }
+        let threshold = self
+            .thresholds()
+            .into_iter()
+            .find(|&t| self.false_accepts(t) <= allowed)
+            .expect("the last threshold has no false accept");
+        Some(self.far_point(threshold))
+    }
+
+    /// The FAR at `threshold` with its evidence: false accepts, impostor comparisons and the 95%
+    /// Wilson interval.
+    pub fn far_point(&self, threshold: f64) -> FarPoint {
+        let false_accepts = self.false_accepts(threshold);
+        let impostors = self.impostor.len();
+        FarPoint {
+            threshold,
+            far: false_accepts as f64 / impostors as f64,
+            interval: wilson_interval(false_accepts, impostors, Z_95),
+            false_accepts,
+            impostors,
+        }
+    }
+
+    fn false_accepts(&self, threshold: f64) -> usize {
+        self.impostor.len() - self.impostor.partition_point(|&s| s < threshold)
+    }
+
     /// TAR (1 − FRR) at the lowest threshold whose FAR is at most `target`.
     pub fn tar_at_far(&self, target: f64) -> TarAtFar {
         let n = self.impostor.len() as f64;
@@ -159,8 +215,8 @@ impl ScoreSet {
         let false_accepts = (self.far(threshold) * self.impostor.len() as f64).round() as usize;
         let false_rejects = (self.frr(threshold) * self.genuine.len() as f64).round() as usize;
         (
-            wilson_interval(false_accepts, self.impostor.len(), 1.959_963_984_540_054),
-            wilson_interval(false_rejects, self.genuine.len(), 1.959_963_984_540_054),
+            wilson_interval(false_accepts, self.impostor.len(), Z_95),
+            wilson_interval(false_rejects, self.genuine.len(), Z_95),
         )
     }
 
@@ -232,6 +288,47 @@ pub fn cross_validate(folds: &[(Vec<f64>, Vec<f64>)]) -> Result<CrossValidation,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// 100,000 impostor scores spread evenly over [0, 1), and a few genuine ones.
+    fn uniform_impostors(n: usize) -> ScoreSet {
+        let impostor = (0..n).map(|i| i as f64 / n as f64).collect();
+        ScoreSet::new(vec![0.5, 0.99, 0.999], impostor).unwrap()
+    }
+
+    #[test]
+    fn the_conservative_threshold_keeps_the_whole_interval_under_the_target_and_no_more() {
+        let set = uniform_impostors(100_000);
+        for target in [1e-2, 1e-3, 1e-4] {
+            let point = set.threshold_for_far(target);
+            let conservative = set.conservative_threshold_for_far(target).unwrap();
+            assert!(conservative.threshold >= point, "{target}: below the point threshold");
+            assert!(conservative.interval.high <= target, "{target}: {conservative:?}");
+            assert!(conservative.far < target);
+            // One more false accept and the interval would reach past the target.
+            let k = conservative.false_accepts;
+            assert!(
+                wilson_interval(k + 1, 100_000, Z_95).high > target,
+                "{target}: not the lowest threshold"
+            );
+            assert_eq!(conservative.impostors, 100_000);
+        }
+        // Known answer: at 1e-3 of 100,000 comparisons, 100 false accepts make the point
+        // estimate; by hand, Wilson's upper bound is 0.000995 at 80 and 0.0010065 at 81, so
+        // 80 is the most allowed: the threshold is the 80th-highest impostor score, 0.9992.
+        let at_1e3 = set.conservative_threshold_for_far(1e-3).unwrap();
+        assert_eq!(at_1e3.false_accepts, 80);
+        assert!((at_1e3.threshold - 0.9992).abs() < 1e-9, "{}", at_1e3.threshold);
+        assert_eq!(set.far_point(set.threshold_for_far(1e-3)).false_accepts, 100);
+    }
+
+    #[test]
+    fn a_target_too_small_for_the_data_has_no_conservative_threshold() {
+        // No false accept among 3,000 comparisons bounds the FAR at 0.13%, not 0.1%.
+        assert!(uniform_impostors(3_000).conservative_threshold_for_far(1e-3).is_none());
+        let enough = uniform_impostors(4_000).conservative_threshold_for_far(1e-3).unwrap();
+        assert_eq!(enough.false_accepts, 0);
+        assert!(enough.threshold > 0.99975, "above every impostor: {}", enough.threshold);
+    }
 
     fn set() -> ScoreSet {
         // Hand-computed: genuine 0.4 0.6 0.7 0.9, impostor 0.1 0.2 0.3 0.5 0.65

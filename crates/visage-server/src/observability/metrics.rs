@@ -68,6 +68,7 @@ pub struct Metrics {
     pub image_deletions_failed: IntCounter,
     pub probe_images_expired: IntCounter,
     build_info: IntGaugeVec,
+    calibration_info: IntGaugeVec,
 }
 
 /// Redis operations, as `redis_errors_total{operation}` counts their failures.
@@ -310,6 +311,12 @@ impl Metrics {
                 "Version and models of this build (always 1)",
                 &["version", "recognizer", "detector", "liveness"],
             ),
+            calibration_info: int_gauge_vec(
+                &r,
+                "visage_calibration_info",
+                "The calibration the thresholds come from, and each calibrated FAR target's threshold (always 1)",
+                &["calibration", "far_target", "threshold"],
+            ),
             registry: r,
         };
         metrics.build_info.with_label_values(&[version, recognizer, "yunet_2023mar", liveness]).set(1);
@@ -370,6 +377,14 @@ impl Metrics {
         set(&self.false_accept_rate, rates.far_percent);
         set(&self.false_reject_rate, rates.frr_percent);
         set(&self.equal_error_rate, rates.eer_percent);
+    }
+
+    /// Names the calibration in use, one series per calibrated FAR target.
+    pub fn set_calibration(&self, calibration: &str, points: &[(f64, f32)]) {
+        for (far, threshold) in points {
+            let (far, threshold) = (far.to_string(), format!("{threshold:.4}"));
+            self.calibration_info.with_label_values(&[calibration, &far, &threshold]).set(1);
+        }
     }
 
     pub fn set_labelled(&self, genuine: usize, impostor: usize) {

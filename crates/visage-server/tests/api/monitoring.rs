@@ -15,13 +15,36 @@ async fn the_metrics_endpoint_exports_every_seed_metric_with_fixed_labels() {
     ] {
         assert_eq!(value(&before, name, &labels), Some(0.0), "{name} starts at zero");
     }
-    // (The `source="calibration"` gauges exist when models/calibration.json holds an evaluation.)
-    for absent in ["false_accept_rate", "false_reject_rate", "equal_error_rate"] {
+    // Measured rates wait for ground truth; the calibration's expected rates are there at once
+    // (models/calibration.json's evaluation when a calibration run wrote one, else the
+    // built-in run's), and the calibration is named.
+    let calibration = &app.state.calibration;
+    let expected = calibration.evaluation.expect("every calibration carries its run's rates");
+    for (gauge, rate) in [
+        ("false_accept_rate", expected.far_percent),
+        ("false_reject_rate", expected.frr_percent),
+        ("equal_error_rate", expected.eer_percent),
+    ] {
         assert!(
-            sample(&before, absent, &[("source", "feedback")]).is_none(),
-            "{absent} without ground truth must be absent"
+            sample(&before, gauge, &[("source", "feedback")]).is_none(),
+            "{gauge} without ground truth must be absent"
+        );
+        assert_eq!(
+            value(&before, gauge, &[("source", "calibration")]),
+            Some(rate),
+            "{gauge} from the first scrape"
         );
     }
+    let point = calibration.point(1e-3).unwrap();
+    let threshold = format!("{:.4}", point.threshold);
+    let info = [("far_target", "0.001"), ("threshold", threshold.as_str())];
+    assert_eq!(value(&before, "visage_calibration_info", &info), Some(1.0));
+    // The exposition parser splits label values at commas, which a calibration's name may hold.
+    let text = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(
+        text.contains(&format!("calibration=\"{}\"", calibration.source)),
+        "the calibration is not named"
+    );
 
     let bob = app.enrol("bob", "Bob_Graham_0001").await;
     app.verify(bob, "Bob_Graham_0005").await;
