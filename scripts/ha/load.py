@@ -213,3 +213,7 @@ class Load:
             fails = sum(phase.failures.values())
             log(f"  {what}: {phase.requests} requests, {fails} failures, {sum(phase.s503.values())} 503s, "
                 f"{len(self.enrolled)} enrolments acknowledged so far")
+        # A phase that sent nothing tested nothing: its figures would pass by default.
+        phase = self.ledger.current
+        if phase.requests == 0:
+            phase.problems.append(f"{what}: no request was made during the phase (the load did not run)")

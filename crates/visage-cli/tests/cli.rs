@@ -103,8 +103,20 @@ fn errors_exit_non_zero_with_one_line() {
 
 #[test]
 fn an_image_without_a_face_fails_liveness_with_no_face_detected() {
-    let out =
-        visage(&["liveness", "tests/fixtures/lossless/Anastasia_Kelesidou_0001.png", "models/README.md"]);
+    // A real image, decodable, of a plain grey wall.
+    let dir = tempfile::tempdir().unwrap();
+    let wall = dir.path().join("wall.png");
+    image::RgbImage::from_pixel(320, 240, image::Rgb([128, 130, 127])).save(&wall).unwrap();
+    let out = visage(&["liveness", wall.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no_face_detected") || stderr.contains("no face"), "{stderr}");
+    assert!(!stderr.contains("unsupported image format"), "{stderr}");
+}
+
+#[test]
+fn a_file_that_is_not_an_image_is_refused_as_such() {
+    let out = visage(&["liveness", "models/README.md"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unsupported image format"));
 }

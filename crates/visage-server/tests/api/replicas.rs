@@ -107,6 +107,19 @@ async fn listings_use_the_read_replica_and_fall_back_to_the_primary() {
     let bob = app.enrol("bob", "Bob_Graham_0001").await;
     let page = expect(app.get("/v1/subjects", &app.admin).await, StatusCode::OK).await;
     assert_eq!(page["items"][0]["id"], bob.to_string(), "{page}");
+    // Reads through `read_url` come from connections named visage-read: the listing must be
+    // the last thing one of them ran (were read_url ignored, none would exist).
+    let mut conn = sqlx::PgConnection::connect(&app.db.as_ref().unwrap().url()).await.unwrap();
+    let reader_queries: Vec<String> = sqlx::query_scalar(
+        "SELECT query FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'visage-read'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert!(
+        reader_queries.iter().any(|q| q.contains("FROM subjects")),
+        "the listing did not go to the read connection: {reader_queries:?}"
+    );
 
     // A replica nobody listens on: the primary answers instead.
     let dead = {
