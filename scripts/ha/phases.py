@@ -469,13 +469,14 @@ class HaTest:
             if unindexed[number]:
                 phase.problems.append(f"replica {number}: identify misses {len(unindexed[number])} of "
                                       f"{len(live)} enrolments (1:N index not following the other replicas)")
+        # Every POST was retried with its Idempotency-Key: anything stored twice is a failure.
         duplicates = sum(1 for count in faces_seen.values() if count > 1)
         if duplicates:
-            phase.notes.append(f"{duplicates} subjects hold more than one face (a retried enrolment "
-                               "stored twice: no idempotency)")
+            phase.problems.append(f"{duplicates} subjects hold more than one face (a retried enrolment "
+                                  "stored twice: the Idempotency-Key did not replay)")
         if self.api.duplicate_retries:
-            phase.notes.append(f"{self.api.duplicate_retries} subject creations were stored although their "
-                               "answer was lost (found by external id on retry)")
+            phase.problems.append(f"{self.api.duplicate_retries} subject creations were stored although their "
+                                  "retry was refused as subject_exists (the Idempotency-Key did not replay)")
         self.check_s3(phase, live)
         self.check_read_replica(phase)
         found = "; ".join(phase.problems + phase.notes) or "everything found everywhere"
