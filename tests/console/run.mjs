@@ -426,6 +426,7 @@ async function main() {
   await step('360 px wide, dark theme: no page scrolls sideways', async () => {
     const phone = await launch(null, { viewport: { width: 360, height: 740 }, colorScheme: 'dark' });
     await signIn(phone, base, adminKey);
+    assert(await phone.evaluate(() => document.documentElement.dataset.theme === 'dark'), 'the system\'s dark theme is not applied');
     for (const hash of ['#/overview', '#/subjects', '#/enrol', '#/verify', '#/identify', '#/review', '#/keys', '#/audit']) {
       await visit(phone, base, hash, 'main h1');
       await phone.waitForFunction(() => !document.querySelector('main .loading'));

@@ -29,11 +29,14 @@ const PAGES = {
 const THEME = 'visage.theme';
 let signOutReason = null;
 
+const systemDark = window.matchMedia('(prefers-color-scheme: dark)');
+
+/** The operator's choice, or the system's when the choice is "auto". */
 function applyTheme() {
   const theme = localStorage.getItem(THEME) ?? 'auto';
-  if (theme === 'auto') delete document.documentElement.dataset.theme;
-  else document.documentElement.dataset.theme = theme;
+  document.documentElement.dataset.theme = theme === 'auto' ? (systemDark.matches ? 'dark' : 'light') : theme;
 }
+systemDark.addEventListener('change', applyTheme);
 
 function header() {
   const langSelect = h('select', { id: 'lang', 'aria-label': t('app.language') },
@@ -97,6 +100,8 @@ async function render() {
   const { name, args } = route();
   const entry = PAGES[name];
   fill(nav, menu(name));
+  // On a narrow screen the menu is a row that scrolls: keep the current page in view.
+  nav.querySelector('[aria-current]')?.scrollIntoView({ block: 'nearest', inline: 'nearest' });
   if (!entry || !can(entry.role)) {
     fill(main, h('h1', {}, t('app.notFound')), h('p', {}, t('app.notAllowed')));
     return;
