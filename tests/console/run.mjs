@@ -258,6 +258,7 @@ async function main() {
     await shot(page, '04-enrol-camera');
     await page.click('#capture');
     await page.waitForSelector('#enrol-results li.ok', { timeout: 30_000 });
+    assert((await text(page, '#enrol-advice')).includes('Another frontal photo'), 'one face enrolled and no advice');
     await page.click('#camera-stop');
   });
 

@@ -5,6 +5,7 @@ mod commands;
 mod dataset;
 mod evaluation;
 mod lfw;
+mod multiface;
 mod progress;
 mod reembed;
 mod report;
@@ -107,6 +108,20 @@ enum Command {
         #[command(flatten)]
         cache: evaluation::CacheArgs,
         /// Worker threads (default: the available cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// How to score a subject with several faces: identities with more than --enrol images
+    /// enrol the first --enrol and probe with the rest; best-of, mean score, mean template and
+    /// quality-weighted variants, each at its own threshold, on two halves of the identities
+    /// (choose on one, report on the other). Prints JSON.
+    EvaluateMultiface {
+        /// A folder per identity, e.g. ../shared/data/lfw-dev.
+        #[arg(long)]
+        identities: PathBuf,
+        /// Faces enrolled per subject.
+        #[arg(long, default_value_t = 2)]
+        enrol: usize,
         #[arg(long)]
         threads: Option<usize>,
     },
@@ -349,6 +364,9 @@ fn main() -> ExitCode {
                     },
                 )
             })
+        }
+        Command::EvaluateMultiface { ref identities, enrol, threads } => {
+            multiface::evaluate(&ctx, &multiface::Args { identities, enrol, threads })
         }
         Command::EvaluateLiveness { ref dir, ref subjects, threshold, apcer_target, ref out, threads } => {
             report::evaluate_liveness(

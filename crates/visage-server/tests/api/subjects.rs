@@ -104,3 +104,26 @@ async fn restart_keeps_all_subjects_and_templates_on_disk_are_not_floats() {
     let err = Application::build(wrong_key).await.err().expect("an unknown key is refused");
     assert!(format!("{err:#}").contains("not configured"), "{err:#}");
 }
+
+#[tokio::test]
+async fn enrolment_advises_another_photo_until_two_frontal_faces_are_enrolled() {
+    let app = spawn_app().await;
+    let bob = app.create_subject("bob").await;
+    let enrol = |image: &'static str| {
+        let app = &app;
+        async move {
+            let form = Form::new().part("image", jpeg(lfw(image)));
+            expect(
+                app.post_form(&format!("/v1/subjects/{bob}/faces"), &app.admin, form).await,
+                StatusCode::CREATED,
+            )
+            .await
+        }
+    };
+    let first = enrol("Bob_Graham_0001").await;
+    assert_eq!(first["faces"].as_array().unwrap().len(), 1);
+    assert_eq!(first["advice"][0]["code"], "add_another_photo", "{first}");
+    assert!(first["advice"][0]["message"].as_str().unwrap().contains("frontal"));
+    let second = enrol("Bob_Graham_0005").await;
+    assert_eq!(second["advice"], json!([]), "two frontal faces: {second}");
+}

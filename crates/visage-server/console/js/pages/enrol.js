@@ -39,21 +39,25 @@ export async function render({ args }) {
   const subject = await api('GET', `/v1/subjects/${args[0]}`);
   const results = h('ol', { class: 'results', id: 'enrol-results', 'aria-live': 'polite' });
   const progress = h('p', { role: 'status', id: 'enrol-progress' });
+  const advice = h('p', { class: 'note', id: 'enrol-advice' });
   let source = null;
   async function enrol(images) {
     let stored = 0;
+    let latest = null;
     for (const [i, image] of images.entries()) {
       fill(progress, t('enrol.progress', { done: i, total: images.length }));
       const name = image.name ?? t('enrol.frame');
       try {
         const answer = await api('POST', `/v1/subjects/${subject.id}/faces`, { form: formData({ image }) });
         stored += answer.faces.length;
+        latest = answer.advice;
         results.append(h('li', { class: 'ok' }, t('enrol.stored', { name })));
       } catch (err) {
         results.append(h('li', { class: 'error' }, `${name}: ${refusal(err)}`));
       }
     }
     fill(progress, t('enrol.done', { stored, total: images.length }));
+    if (latest) fill(advice, latest.map((a) => t(`enrol.advice.${a.code}`, {}, a.message)).join(' '));
     source.ready();
   }
   source = imageSource({ onImages: enrol, requireQuality: true, multiple: true, captureLabel: t('enrol.capture') });
@@ -63,5 +67,6 @@ export async function render({ args }) {
     h('p', { class: 'note' }, t('enrol.intro')),
     source.element,
     progress,
+    advice,
     results);
 }

@@ -156,6 +156,21 @@ pub struct FaceList {
     pub faces: Vec<FaceRecordDto>,
 }
 
+/// Something that would make the subject recognised better.
+#[derive(Serialize, ToSchema)]
+pub struct AdviceDto {
+    /// add_another_photo: fewer than two frontal faces are enrolled.
+    pub code: String,
+    pub message: String,
+}
+
+/// The faces just enrolled, and advice on the subject's enrolment as it stands now.
+#[derive(Serialize, ToSchema)]
+pub struct EnrolledFaces {
+    pub faces: Vec<FaceRecordDto>,
+    pub advice: Vec<AdviceDto>,
+}
+
 /// Enrolment: one image or several (repeated `image` parts in multipart, `images` in JSON);
 /// all are stored or none.
 #[derive(Deserialize, ToSchema)]

@@ -8,8 +8,8 @@ use visage_store::Role;
 
 use super::collection_or_default;
 use crate::http::dto::{
-    CreateSubjectRequest, EnrolRequest, FaceList, FaceRecordDto, ListSubjectsQuery, LivenessDto, SubjectDto,
-    SubjectPage,
+    AdviceDto, CreateSubjectRequest, EnrolRequest, EnrolledFaces, FaceList, FaceRecordDto, ListSubjectsQuery,
+    LivenessDto, SubjectDto, SubjectPage,
 };
 use crate::http::error::{ApiResult, ErrorBody};
 use crate::http::extract::{IMAGE_FIELD, ImageForm};
@@ -80,7 +80,7 @@ pub async fn erase_subject(
 
 #[utoipa::path(post, path = "/v1/subjects/{id}/faces", tag = "subjects", params(("id" = Uuid, Path)),
     request_body(content((EnrolRequest = "multipart/form-data"), (EnrolRequest = "application/json"), ("image/jpeg"), ("image/png"), ("image/webp"))),
-    responses((status = 201, body = FaceList), (status = "4XX", body = ErrorBody)), security(("api_key" = [])))]
+    responses((status = 201, body = EnrolledFaces), (status = "4XX", body = ErrorBody)), security(("api_key" = [])))]
 /// Enrols faces: each image must hold exactly one face that passes the quality gate (faces
 /// that fail it, such as small ones in the background, are ignored) and pass liveness when
 /// required. All images are stored, or none.
@@ -89,7 +89,7 @@ pub async fn enrol_faces(
     caller: Caller,
     Path(id): Path<Uuid>,
     mut form: ImageForm,
-) -> ApiResult<(StatusCode, Json<FaceList>)> {
+) -> ApiResult<(StatusCode, Json<EnrolledFaces>)> {
     let request: EnrolRequest = form.params()?;
     let images = form.take_all(IMAGE_FIELD);
     let enrolled = enrolment::enrol(&app, &caller, id, images, request.liveness).await?;
@@ -98,7 +98,10 @@ pub async fn enrol_faces(
         .iter()
         .map(|f| FaceRecordDto::new(&f.template, f.liveness.as_ref().map(|l| LivenessDto::new(l, threshold))))
         .collect();
-    Ok((StatusCode::CREATED, Json(FaceList { faces })))
+    let advice = enrolment::advice(&app, id).await?;
+    let advice =
+        advice.iter().map(|a| AdviceDto { code: a.code().into(), message: a.message().into() }).collect();
+    Ok((StatusCode::CREATED, Json(EnrolledFaces { faces, advice })))
 }
 
 #[utoipa::path(get, path = "/v1/subjects/{id}/faces", tag = "subjects", params(("id" = Uuid, Path)),
