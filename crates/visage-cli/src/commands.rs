@@ -17,6 +17,7 @@ pub struct Context {
     pub decode: DecodeLimits,
     pub selection: FaceSelection,
     pub liveness: LivenessKind,
+    pub flip_tta: bool,
 }
 
 impl Context {
@@ -35,6 +36,7 @@ impl Context {
             selection: self.selection,
             recognizer: self.recognizer,
             decode: self.decode,
+            flip_tta: self.flip_tta,
             ..EngineConfig::default()
         };
         let paths = ModelPaths::new(&self.models_dir);

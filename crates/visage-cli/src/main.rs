@@ -43,6 +43,10 @@ struct Cli {
     /// faceplugin.
     #[arg(long, global = true, value_enum, env = "VISAGE_LIVENESS_MODEL", default_value = "ensemble")]
     liveness_model: LivenessKind,
+    /// Horizontal-flip test-time augmentation (embed the face and its mirror image), for
+    /// measuring it; the service does not use it (docs/accuracy.md).
+    #[arg(long, global = true)]
+    flip_tta: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -318,6 +322,7 @@ fn main() -> ExitCode {
         decode: DecodeLimits { max_bytes: cli.max_image_bytes, max_pixels: cli.max_pixels },
         selection: cli.select,
         liveness: cli.liveness_model,
+        flip_tta: cli.flip_tta,
     };
     let result = match cli.command {
         Command::Detect { images } => commands::detect(&ctx, &images),

@@ -31,6 +31,10 @@ pub struct EngineConfig {
     pub decode: DecodeLimits,
     pub quality: QualityGate,
     pub selection: FaceSelection,
+    /// Horizontal-flip test-time augmentation: embed the aligned face and its mirror image and
+    /// keep their normalised sum. Off by default: it doubles the embedding time and measured
+    /// no gain (docs/accuracy.md); `visage --flip-tta evaluate` measures it.
+    pub flip_tta: bool,
 }
 
 impl Default for EngineConfig {
@@ -41,6 +45,7 @@ impl Default for EngineConfig {
             decode: DecodeLimits::default(),
             quality: QualityGate::default(),
             selection: FaceSelection::default(),
+            flip_tta: false,
         }
     }
 }
@@ -95,7 +100,13 @@ impl FaceEngine {
     pub fn analyze(&self, image: &RgbImage, face: &DetectedFace) -> Result<AnalyzedFace, FaceError> {
         let aligned = align_face(image, &face.landmarks);
         let quality = self.config.quality.report(face, &aligned);
-        let embedding = self.recognizer.embed(&aligned)?;
+        let mut embedding = self.recognizer.embed(&aligned)?;
+        if self.config.flip_tta {
+            let mirrored = self.recognizer.embed(&image::imageops::flip_horizontal(&aligned))?;
+            let sum = embedding.as_slice().iter().zip(mirrored.as_slice()).map(|(a, b)| a + b).collect();
+            embedding = Embedding::parse(sum)
+                .map_err(|reason| FaceError::Inference { model: "flip-tta".into(), reason })?;
+        }
         Ok(AnalyzedFace { detection: *face, quality, embedding })
     }
 

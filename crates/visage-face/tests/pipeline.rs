@@ -431,3 +431,18 @@ fn mobilefacenet_separates_the_same_person_from_strangers() {
         }
     }
 }
+
+#[test]
+fn flip_tta_embeds_the_face_and_its_mirror_image_as_one_unit_vector() {
+    let config = EngineConfig { flip_tta: true, ..EngineConfig::default() };
+    let backend = BackendKind::OnnxRuntime.create(&models(), 2).expect("backend");
+    let flipped = FaceEngine::load(&models(), backend.as_ref(), config).expect("models load");
+    let bytes = std::fs::read(repo_root().join("tests/fixtures/lfw/Bob_Graham/Bob_Graham_0001.jpg")).unwrap();
+    let plain = engine().analyze_bytes(&bytes).unwrap().embedding;
+    let tta = flipped.analyze_bytes(&bytes).unwrap().embedding;
+    let norm: f32 = tta.as_slice().iter().map(|v| v * v).sum::<f32>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-5, "{norm}");
+    // The mirror image is the same face: the sum moves the embedding, but not far.
+    let moved = plain.cosine(&tta);
+    assert!(moved > 0.9 && moved < 0.9999, "cosine to the plain embedding {moved}");
+}
