@@ -127,3 +127,21 @@ async fn enrolment_advises_another_photo_until_two_frontal_faces_are_enrolled() 
     let second = enrol("Bob_Graham_0005").await;
     assert_eq!(second["advice"], json!([]), "two frontal faces: {second}");
 }
+
+#[tokio::test]
+async fn subject_metadata_must_be_a_json_object() {
+    let app = spawn_app().await;
+    let consent = json!({ "given_by": "the subject", "purpose": "tests" });
+    for metadata in [json!(true), json!(3), json!("text"), json!([1, 2])] {
+        let body = json!({ "external_id": "bob", "consent": consent, "metadata": metadata });
+        expect_error(
+            app.post_json("/v1/subjects", &app.admin, body).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        )
+        .await;
+    }
+    let body = json!({ "external_id": "bob", "consent": consent, "metadata": { "badge": 7 } });
+    let created = expect(app.post_json("/v1/subjects", &app.admin, body).await, StatusCode::CREATED).await;
+    assert_eq!(created["metadata"], json!({ "badge": 7 }));
+}

@@ -44,7 +44,7 @@ pub struct CreateSubjectRequest {
     pub collection: Option<String>,
     /// Free JSON kept with the subject (erased with it).
     #[schema(value_type = Option<Object>)]
-    pub metadata: Option<serde_json::Value>,
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
     /// Required unless the service runs with `enrolment.require_consent = false`.
     #[schema(required = true, nullable = false)]
     pub consent: Option<ConsentInput>,

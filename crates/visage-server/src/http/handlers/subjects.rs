@@ -28,7 +28,7 @@ pub async fn create_subject(
     let new = NewSubjectRequest {
         collection: collection_or_default(request.collection.as_deref())?,
         external_id: request.external_id,
-        metadata: request.metadata,
+        metadata: request.metadata.map(serde_json::Value::Object),
         consent: request.consent.map(Into::into),
     };
     let subject = subjects::create(&app, &caller, new).await?;
