@@ -155,11 +155,18 @@ start_redis_master() {
 wait_for() {
   local what=$1 seconds=$2
   shift 2
-  for _ in $(seq 1 $((seconds * 5))); do
+  wait_for_quietly "$seconds" "$@" || die "$what did not come up within $seconds s"
+}
+
+# wait_for_quietly SECONDS CMD...: true once CMD succeeds, false when SECONDS have passed.
+wait_for_quietly() {
+  local deadline=$((SECONDS + $1))
+  shift
+  while [ "$SECONDS" -lt "$deadline" ]; do
     if "$@" >/dev/null 2>&1; then return 0; fi
     sleep 0.2
   done
-  die "$what did not come up within $seconds s"
+  return 1
 }
 
 port_in_use() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
@@ -316,8 +323,14 @@ wait_for "the Redis replica's link" 60 \
 say "S3 server (moto) on :$S3_PORT, bucket $S3_BUCKET"
 start moto "$HA_WORK/logs/moto.log" "$moto_venv/bin/moto_server" -H 127.0.0.1 -p "$S3_PORT"
 # Creating the bucket is the readiness probe (moto answers 200 also when it exists).
-wait_for "moto" 90 python3 -c 'import sys, urllib.request as u
-u.urlopen(u.Request(sys.argv[1], method="PUT"), timeout=2).read()' "http://127.0.0.1:$S3_PORT/$S3_BUCKET"
+# Once seen not answering for over 90 s on a loaded machine (no log was kept): a dead server or its log
+# says why instead of a bare timeout.
+if ! wait_for_quietly 180 python3 -c 'import sys, urllib.request as u
+u.urlopen(u.Request(sys.argv[1], method="PUT"), timeout=2).read()' "http://127.0.0.1:$S3_PORT/$S3_BUCKET"; then
+  kill -0 "$(cat "$HA_WORK/pids/moto")" 2>/dev/null || say "moto exited"
+  tail -n 20 "$HA_WORK/logs/moto.log" >&2 || true
+  die "moto did not come up within 180 s"
+fi
 
 # One template key for all replicas; an admin key for the driver.
 python3 -c 'import base64, os; print(base64.b64encode(os.urandom(32)).decode())' >"$HA_WORK/template.key"
