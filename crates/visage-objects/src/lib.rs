@@ -175,6 +175,12 @@ impl ImageStore {
         format!("{template_id}{SUFFIX}")
     }
 
+    /// The id a reference was made from ([`Self::reference`]'s inverse).
+    pub fn id_of(reference: &str) -> ImageResult<Uuid> {
+        let id = reference.strip_suffix(SUFFIX).ok_or(ImageError::Malformed)?;
+        Uuid::try_parse(id).map_err(|_| ImageError::Malformed)
+    }
+
     /// Seals the image for its template and subject and uploads it; returns its reference.
     pub async fn put(
         &self,
@@ -256,8 +262,7 @@ impl ImageStore {
 /// The object of a reference, which must be `{uuid}.img`: a reference read from the database
 /// never names anything else (no separators, no `..`).
 fn location(reference: &str) -> ImageResult<Path> {
-    let id = reference.strip_suffix(SUFFIX).ok_or(ImageError::Malformed)?;
-    let id = Uuid::try_parse(id).map_err(|_| ImageError::Malformed)?;
+    let id = ImageStore::id_of(reference)?;
     Ok(Path::from(format!("{}{SUFFIX}", id.hyphenated())))
 }
 

@@ -44,13 +44,18 @@ pub async fn refresh_gauges(app: &App) {
             m.index_templates.with_label_values(&[&c.collection]).set(indexed as i64);
         }
     }
-    let window = &app.config.monitoring;
-    let since = Utc::now() - chrono::Duration::hours(window.feedback_window_hours as i64);
-    if let Ok(labelled) = app.store.labelled_verifications(since, window.feedback_window_size).await {
-        let rates = observed_rates(&labelled, window.min_labelled);
+    if let Ok(rates) = feedback_rates(app).await {
         m.set_error_rates("feedback", &rates);
         m.set_labelled(rates.genuine, rates.impostor);
     }
+}
+
+/// FAR, FRR and EER from the decisions labelled in the feedback window.
+async fn feedback_rates(app: &App) -> ServiceResult<ObservedRates> {
+    let window = &app.config.monitoring;
+    let since = Utc::now() - chrono::Duration::hours(window.feedback_window_hours as i64);
+    let labelled = app.store.labelled_verifications(since, window.feedback_window_size).await?;
+    Ok(observed_rates(&labelled, window.min_labelled))
 }
 
 /// What the console's overview shows: one page of the service's health for an operator.
@@ -74,14 +79,12 @@ pub async fn overview(app: &App, caller: &Caller) -> ServiceResult<Overview> {
     collections
         .retain(|c| CollectionId::parse(c.collection.clone()).is_ok_and(|id| caller.scope.allows(&id)));
     let window = &app.config.monitoring;
-    let since = Utc::now() - chrono::Duration::hours(window.feedback_window_hours as i64);
-    let labelled = app.store.labelled_verifications(since, window.feedback_window_size).await?;
     Ok(Overview {
         ready,
         checks,
         collections,
         traffic: app.metrics.traffic(),
-        error_rates: observed_rates(&labelled, window.min_labelled),
+        error_rates: feedback_rates(app).await?,
         min_labelled: window.min_labelled,
         feedback_window_hours: window.feedback_window_hours,
         grafana_url: window.grafana_url.clone().filter(|url| !url.is_empty()),

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use serde_json::json;
 use uuid::Uuid;
+use visage_objects::ImageStore;
 use visage_store::{
     AuditAction, AuditOutcome, CollectionId, CollectionScope, DecisionFilter, KeptProbe, NewAuditEvent,
     ReviewedDecision, Role, Subject,
@@ -92,12 +93,7 @@ pub async fn probe_image(app: &App, caller: &Caller, decision_id: Uuid) -> Servi
         return Err(ServiceError::VerificationNotFound);
     }
     let probe = record.probe.filter(|p| p.expires_at > Utc::now()).ok_or(ServiceError::ProbeNotFound)?;
-    let id = probe
-        .reference
-        .split('.')
-        .next()
-        .and_then(|stem| stem.parse().ok())
-        .ok_or(ServiceError::ProbeNotFound)?;
+    let id = ImageStore::id_of(&probe.reference).map_err(|_| ServiceError::ProbeNotFound)?;
     let image = app.images.get(&app.keys, id, Uuid::nil(), &probe.reference).await.map_err(|err| match err {
         visage_objects::ImageError::NotFound => ServiceError::ProbeNotFound,
         err => {
