@@ -72,8 +72,8 @@ def check_health_and_restart(services, need_health):
         )
 
 
-def ready_probe(service):
-    return any("/health/ready" in part for part in service.get("healthcheck", {}).get("test", []))
+def ready_probe(service, path="/health/ready"):
+    return any(path in part for part in service.get("healthcheck", {}).get("test", []))
 
 
 def compose_ha(path):
@@ -90,7 +90,7 @@ def compose_ha(path):
         expect(limits_of(services[name]) == (cpus, memory), f"{name}: limits {cpus} CPU, {memory // MIB} MiB")
     expect(limits_of(api, "reservations") == FACE_API_RESERVATION, "face-api: reserves 0.5 CPU, 512 MiB")
     check_health_and_restart(services, LIMITS.keys())
-    expect(ready_probe(api), "face-api: health check on /health/ready")
+    expect(ready_probe(api, "/health/read"), "face-api: health check on /health/read (routable while PostgreSQL is down)")
     env = api.get("environment", {})
     expect(env.get("VISAGE_PROFILE") == "production", "face-api: production profile")
     expect("@postgres:5432/" in env.get("VISAGE_DATABASE__URL", ""), "face-api: PostgreSQL primary")
@@ -107,6 +107,8 @@ def compose_ha(path):
     expect(all(labels.get(f"traefik.http.routers.{r}.middlewares") == "face-api-retry" for r in ("face-api", "face-api-local"))
            and labels.get(retry + "status") == "502" and labels.get(retry + "retrynonidempotentmethod") == "true",
            "face-api: Traefik retries a 502 from a dying replica on another, POSTs too")
+    expect(labels.get("traefik.http.services.face-api.loadbalancer.healthcheck.path") == "/health/read",
+           "face-api: Traefik routes by /health/read, so verify and identify go on while PostgreSQL is down")
     expect(labels.get("traefik.http.services.face-api.loadbalancer.healthcheck.interval") == "1s"
            and "traefik.http.services.face-api.loadbalancer.passivehealthcheck.maxfailedattempts" in labels,
            "face-api: Traefik checks readiness every second and skips a replica that just failed")

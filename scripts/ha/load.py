@@ -119,6 +119,9 @@ class Load:
         self.verify_pairs: list[tuple[str, Path]] = []
         self.enrol_pool: list[Path] = []
         self.collections_made: set[str] = set()
+        # Ids of the decisions answered while this is a list (the PostgreSQL outage), to be
+        # looked for in the database once it is back.
+        self.decision_ids: list[str] | None = None
 
     def workers(self) -> list[threading.Thread]:
         """The verify workers and the enrol worker, not started yet."""
@@ -187,6 +190,14 @@ class Load:
                 wrong = "200 but no match for the same person"
             if self.ledger.record("verify", reply, wrong) != "ok":
                 time.sleep(0.1)
+            else:
+                self.note_decision(reply)
+
+    def note_decision(self, reply: Reply):
+        ids = self.decision_ids
+        if ids is not None:
+            with self.ledger.lock:
+                ids.append((reply.json() or {}).get("verification_id"))
 
     def gave_up(self) -> bool:
         """An enrolment under way is finished after the load stops, but not forever."""

@@ -8,7 +8,10 @@ Phases, each with its own counters:
   3 sync            enrol on replica 1 -> identify on replica 3 finds it within 1 s; erase on
                     replica 2 -> gone from replicas 1 and 3 (identify and index) within 1 s
   4 redis down      Redis master stopped: verifications go on, readiness says Redis is down
-  5 postgres down   PostgreSQL primary stopped ~10 s: 503s only, then full recovery (timed)
+  5 postgres down   PostgreSQL primary stopped ~10 s: verify and identify go on from memory
+                    (the subject erased in phase 3 stays unfound), enrolments answer 503; then
+                    full recovery (timed), and every decision of the outage, with its audit
+                    event, is in the database once the replicas' spools are replayed
   6 recovered       load after the recovery: no failures
   7 final check     every acknowledged enrolment on every replica (subject, face, identify,
                     listing), the S3 bucket, the streaming replica's readers
@@ -59,6 +62,7 @@ class HaTest:
         self.load = Load(self.front, self.api, self.ledger, self.problems, self.run_id)
         self.erased: set[str] = set()  # subject ids
         self.erased_faces: set[str] = set()
+        self.sync_erased: tuple[str, Path] | None = None  # the subject erased in phase 3, and its photo
         self.features: dict[str, str] = {}  # feature -> "" when supported, else why not
         self.images: dict[str, list[Path]] = {}
         self.idempotent = {"subjects": False, "faces": False}
@@ -268,6 +272,7 @@ class HaTest:
             return
         self.erased.add(subject_id)
         self.erased_faces.add(face.json()["faces"][0]["id"])
+        self.sync_erased = (subject_id, photo)
         erased_at = erase.finished
         # What the replicas' indexes held just before: a replica that never had the face passes
         # trivially, and says so.
@@ -342,11 +347,50 @@ class HaTest:
         if phase.s503:
             phase.notes.append(f"enrolments answered 503 while Redis was down: {sum(phase.s503.values())}")
 
+    def identify_during_outage(self, stop: threading.Event, live: list[Enrolment]):
+        """Identifies enrolled faces (each must be found) and the subject erased in phase 3
+        (never found again) through Traefik, until `stop`."""
+        number = 0
+        while not stop.is_set():
+            if self.sync_erased and (number % 4 == 3 or not live):
+                subject_id, photo = self.sync_erased
+                reply = self.api.identify(self.front, "ha-sync", photo)
+                wrong = "the subject erased before the outage was identified" \
+                    if reply.ok and subject_id in candidates(reply) else None
+            else:
+                e = live[number % len(live)]
+                reply = self.api.identify(self.front, e.collection, Path(e.image))
+                wrong = "200 but the enrolled subject is not among the candidates" \
+                    if reply.ok and e.subject_id not in candidates(reply) else None
+            if self.ledger.record("identify", reply, wrong) == "ok":
+                self.load.note_decision(reply)
+            number += 1
+            time.sleep(0.2)
+
     def phase_pg(self):
-        phase = self.begin("5 postgres down", expect_503=True)
-        log(f"phase 5: stop the PostgreSQL primary (pg_ctl stop -m fast) for {PG_DOWN_SECONDS} s")
+        phase = self.begin("5 postgres down", enrol_503_ok=True)
+        log(f"phase 5: stop the PostgreSQL primary (pg_ctl stop -m fast) for {PG_DOWN_SECONDS} s; "
+            "verify and identify must go on")
+        with self.load.enrolled_lock:
+            live = [e for e in self.load.enrolled if e.subject_id not in self.erased]
+        self.load.decision_ids = []
+        stop_identify = threading.Event()
+        identifier = threading.Thread(target=self.identify_during_outage, args=(stop_identify, live), daemon=True)
         self.ctl("stop-pg")
+        identifier.start()
         self.load.run_for(PG_DOWN_SECONDS, "PostgreSQL down")
+        stop_identify.set()
+        identifier.join(timeout=30)
+        with self.ledger.lock:
+            decided, self.load.decision_ids = self.load.decision_ids, None
+        states = []
+        for number, client in enumerate(self.replicas, 1):
+            reply = client.get("/health/read")
+            checks = (reply.json() or {}).get("checks", {})
+            states.append(f"{number}: {checks.get('mode')}, {checks.get('spooled_events')} spooled")
+            if checks.get("mode") != "read-only":
+                phase.problems.append(f"replica {number}'s readiness does not say read-only: {reply.describe()}")
+        log("  replicas while PostgreSQL is down: " + "; ".join(states))
         with self.load.enrolled_lock:
             before = len(self.load.enrolled)
         log("  starting the PostgreSQL primary again")
@@ -372,7 +416,33 @@ class HaTest:
         log(f"  recovered {recovery:.1f} s after the restart: first enrolment after {enrolled_after:.1f} s, "
             f"all replicas ready after {ready_after:.1f} s")
         if not phase.s503:
-            phase.problems.append("no 503 while PostgreSQL was down")
+            phase.problems.append("no enrolment answered 503 while PostgreSQL was down")
+        self.check_outage_decisions(phase, decided)
+
+    def check_outage_decisions(self, phase: PhaseStats, decided: list[str]):
+        """Every decision answered during the outage, and its audit event, reached the
+        database once the replicas' spools were replayed."""
+        if not decided:
+            phase.problems.append("no verify or identify succeeded while PostgreSQL was down")
+            return
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            waiting = [(c.get("/health/ready").json() or {}).get("checks", {}).get("spooled_events")
+                       for c in self.replicas]
+            if all(w == 0 for w in waiting):
+                break
+            time.sleep(0.2)
+        else:
+            phase.problems.append(f"spools not replayed within 30 s (spooled_events {waiting})")
+        ids_file = self.work / "outage-decisions.txt"
+        ids_file.write_text("\n".join(decided) + "\n")
+        kept, audited = (int(n) for n in self.ctl("decisions-kept", str(ids_file)).split("|"))
+        log(f"  {len(decided)} decisions answered during the outage: {kept} in the database, "
+            f"{audited} audit events naming them")
+        phase.notes.append(f"outage: {len(decided)} decisions answered, {kept} kept, {audited} audited")
+        if kept != len(decided) or audited != len(decided):
+            phase.problems.append(f"of {len(decided)} decisions answered during the outage, {kept} are in the "
+                                  f"database and {audited} audit events name them (each must be there once)")
 
     def phase_recovered(self):
         self.begin("6 recovered")

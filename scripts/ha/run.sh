@@ -4,7 +4,7 @@
 #   Redis master 127.0.0.1:56379 + replica :56380
 #   an S3 server (moto) at 127.0.0.1:59000 with the bucket visage-ha
 #   3 x `visage serve` (production profile) at 127.0.0.2:8001, 127.0.0.3:8002, 127.0.0.4:8003
-#   Traefik at 127.0.0.1:58080: round robin, /health/ready checked every second, retry x3
+#   Traefik at 127.0.0.1:58080: round robin, /health/read checked every second, retry x3
 # then runs the driver, scripts/ha/driver.py (steady verify + enrol load through Traefik while
 # it kills a replica, stops Redis and PostgreSQL; prints a summary table), and stops everything
 # it started, also on failure or Ctrl-C. Exit status: the driver's (0 = every check passed).
@@ -183,6 +183,13 @@ if [ "${1:-}" = "--ctl" ]; then
     start-redis) start_redis_master ;;
     stop-pg) stop_pg_primary ;;
     start-pg) start_pg_primary ;;
+    decisions-kept)
+      # Of the decision ids in file $3: how many the primary keeps, and how many audit events
+      # name them ("kept|audited").
+      ids=$(grep -E '^[0-9a-f-]{36}$' "$3" | paste -sd, -)
+      psql -h 127.0.0.1 -p "$PG_PRIMARY_PORT" -U postgres -d visage -Atqc \
+        "SELECT (SELECT count(*) FROM verifications WHERE id = ANY('{$ids}'::uuid[])) || '|' ||
+                (SELECT count(*) FROM audit_events WHERE detail->>'verification_id' = ANY('{$ids}'::text[]))" ;;
     replica-readers)
       psql -h 127.0.0.1 -p "$PG_REPLICA_PORT" -U postgres -d postgres -Atqc \
         "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'visage-read'" ;;
@@ -389,8 +396,10 @@ http:
   services:
     visage:
       loadBalancer:
+        # /health/read: a replica stays routable while PostgreSQL is down, answering verify and
+        # identify from memory (and writes with 503 storage_unavailable).
         healthCheck:
-          path: /health/ready
+          path: /health/read
           interval: 1s
           timeout: 2s
         # A replica whose request just failed is skipped for 2 s: a retry must not land on the

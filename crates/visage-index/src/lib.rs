@@ -111,6 +111,25 @@ impl FlatIndex {
         true
     }
 
+    /// The subject a template belongs to, when it is indexed.
+    pub fn subject_of(&self, template_id: Uuid) -> Option<Uuid> {
+        self.rows.get(&template_id).map(|&row| self.owners[row].1)
+    }
+
+    /// The exact similarity of the subject's best template to the probe; `None` when the
+    /// subject has no template here. A scan of the owners: for 1:1 while the database (which
+    /// normally lists a subject's templates) cannot be reached.
+    pub fn best_of_subject(&self, subject_id: Uuid, probe: &[f32]) -> Option<f32> {
+        assert_eq!(probe.len(), self.dim, "probe dimension");
+        let dim = self.dim;
+        self.owners
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, subject))| *subject == subject_id)
+            .map(|(row, _)| dot(&self.vectors[row * dim..(row + 1) * dim], probe))
+            .reduce(f32::max)
+    }
+
     /// Removes one template; false when it was not indexed.
     pub fn remove(&mut self, template_id: Uuid) -> bool {
         let Some(row) = self.rows.remove(&template_id) else { return false };
@@ -345,6 +364,37 @@ mod tests {
         all.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
         all.truncate(top_k);
         all
+    }
+
+    #[test]
+    fn a_subjects_best_template_is_the_float32_maximum_and_survives_removals() {
+        let dim = 128;
+        let mut rng = Rng::new(41);
+        let mut index = FlatIndex::new(dim);
+        let (alice, bob) = (Uuid::new_v4(), Uuid::new_v4());
+        let base = unit_vector(&mut rng, dim);
+        let rows: Vec<(Uuid, Uuid, Vec<f32>)> = (0..40)
+            .map(|i| (Uuid::new_v4(), if i % 4 == 0 { alice } else { bob }, near(&mut rng, &base, 0.5)))
+            .collect();
+        for (template, subject, v) in &rows {
+            index.insert(*template, *subject, v);
+        }
+        let probe = near(&mut rng, &base, 0.3);
+        let best = |who: Uuid, rows: &[(Uuid, Uuid, Vec<f32>)]| {
+            rows.iter().filter(|r| r.1 == who).map(|r| dot(&r.2, &probe)).reduce(f32::max)
+        };
+        assert_eq!(index.best_of_subject(alice, &probe), best(alice, &rows));
+        assert_eq!(index.subject_of(rows[0].0), Some(alice));
+        // Removing rows moves others (swap-remove): the answers must follow.
+        for (template, _, _) in rows.iter().filter(|r| r.1 == alice).take(5) {
+            assert!(index.remove(*template));
+        }
+        let left: Vec<_> = rows.iter().filter(|r| index.contains(r.0)).cloned().collect();
+        assert_eq!(index.best_of_subject(alice, &probe), best(alice, &left));
+        assert_eq!(index.best_of_subject(bob, &probe), best(bob, &left));
+        assert_eq!(index.subject_of(rows[0].0), None);
+        index.remove_subject(alice);
+        assert_eq!(index.best_of_subject(alice, &probe), None);
     }
 
     #[test]

@@ -19,6 +19,71 @@ use visage_store::{CollectionId, GalleryChange, Store, StoreError, StoreResult};
 
 pub use visage_index::Candidate;
 
+/// What a replica knows of an indexed subject without asking the database: enough to answer
+/// verify and identify while it cannot be reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubjectCard {
+    pub collection: CollectionId,
+    pub external_id: String,
+    /// Templates of the subject in the index; the card goes with the last one.
+    templates: usize,
+}
+
+/// The templates per collection and a card per subject that has any, changed together.
+#[derive(Default)]
+struct Indexed {
+    collections: HashMap<CollectionId, FlatIndex>,
+    subjects: HashMap<Uuid, SubjectCard>,
+}
+
+impl Indexed {
+    fn insert(&mut self, dim: usize, owner: Owner<'_>, template_id: Uuid, embedding: &[f32]) -> bool {
+        let index = self.collections.entry(owner.collection.clone()).or_insert_with(|| FlatIndex::new(dim));
+        if !index.insert(template_id, owner.subject_id, embedding) {
+            return false;
+        }
+        let card = self.subjects.entry(owner.subject_id).or_insert_with(|| SubjectCard {
+            collection: owner.collection.clone(),
+            external_id: owner.external_id.to_owned(),
+            templates: 0,
+        });
+        card.templates += 1;
+        true
+    }
+
+    fn remove_template(&mut self, template_id: Uuid) -> bool {
+        for index in self.collections.values_mut() {
+            if let Some(subject) = index.subject_of(template_id) {
+                index.remove(template_id);
+                if let Some(card) = self.subjects.get_mut(&subject) {
+                    card.templates -= 1;
+                    if card.templates == 0 {
+                        self.subjects.remove(&subject);
+                    }
+                }
+                return true;
+            }
+        }
+        false
+    }
+}
+
+fn owner_of(entry: &visage_store::GalleryTemplate) -> Owner<'_> {
+    Owner {
+        collection: &entry.collection,
+        subject_id: entry.template.subject_id,
+        external_id: &entry.external_id,
+    }
+}
+
+/// Whose a template is: the subject, its collection and its external id.
+#[derive(Debug, Clone, Copy)]
+pub struct Owner<'a> {
+    pub collection: &'a CollectionId,
+    pub subject_id: Uuid,
+    pub external_id: &'a str,
+}
+
 /// Changes read per query while catching up.
 const CHANGE_BATCH: u32 = 1000;
 
@@ -27,7 +92,7 @@ pub struct GalleryIndex {
     /// Recognizer whose templates are indexed; templates of others (during a re-embedding
     /// roll-out) stay out.
     model: String,
-    collections: RwLock<HashMap<CollectionId, FlatIndex>>,
+    indexed: RwLock<Indexed>,
     /// Newest change applied. The async lock serialises catch-ups: a change list read before
     /// a write is never applied after that write's own catch-up.
     applied: tokio::sync::Mutex<i64>,
@@ -68,7 +133,7 @@ impl GalleryIndex {
         Self {
             dim,
             model: model.into(),
-            collections: RwLock::new(HashMap::new()),
+            indexed: RwLock::new(Indexed::default()),
             applied: tokio::sync::Mutex::new(0),
             version: AtomicI64::new(0),
             unreadable: AtomicUsize::new(0),
@@ -99,7 +164,7 @@ impl GalleryIndex {
         // The version first: changes committed during the full read are replayed after it.
         let version = store.gallery_version().await?;
         let mut report = LoadReport::default();
-        let mut fresh: HashMap<CollectionId, FlatIndex> = HashMap::new();
+        let mut fresh = Indexed::default();
         for entry in store.all_templates().await? {
             let t = &entry.template;
             if t.model != self.model {
@@ -115,14 +180,10 @@ impl GalleryIndex {
                     continue;
                 }
             };
-            fresh.entry(entry.collection).or_insert_with(|| FlatIndex::new(self.dim)).insert(
-                t.id,
-                t.subject_id,
-                &values,
-            );
+            fresh.insert(self.dim, owner_of(&entry), t.id, &values);
             report.indexed += 1;
         }
-        *self.collections.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        *self.indexed.write().unwrap_or_else(|p| p.into_inner()) = fresh;
         *applied = version;
         self.version.store(version, Ordering::SeqCst);
         Ok(report)
@@ -176,7 +237,7 @@ impl GalleryIndex {
                 }
                 match keys.open(t.id, t.subject_id, &t.sealed) {
                     Ok(values) => {
-                        self.insert(&entry.collection, t.id, t.subject_id, &values);
+                        self.insert(owner_of(&entry), t.id, &values);
                     }
                     Err(err) => {
                         self.unreadable.fetch_add(1, Ordering::Relaxed);
@@ -200,44 +261,56 @@ impl GalleryIndex {
     }
 
     /// Adds a template unless it is indexed already; false when it was.
-    pub fn insert(
-        &self,
-        collection: &CollectionId,
-        template_id: Uuid,
-        subject_id: Uuid,
-        embedding: &[f32],
-    ) -> bool {
-        let mut collections = self.collections.write().unwrap_or_else(|p| p.into_inner());
-        collections.entry(collection.clone()).or_insert_with(|| FlatIndex::new(self.dim)).insert(
-            template_id,
-            subject_id,
-            embedding,
-        )
+    pub fn insert(&self, owner: Owner<'_>, template_id: Uuid, embedding: &[f32]) -> bool {
+        self.write().insert(self.dim, owner, template_id, embedding)
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Indexed> {
+        self.indexed.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Indexed> {
+        self.indexed.write().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn contains(&self, template_id: Uuid) -> bool {
-        let collections = self.collections.read().unwrap_or_else(|p| p.into_inner());
-        collections.values().any(|index| index.contains(template_id))
+        self.read().collections.values().any(|index| index.contains(template_id))
     }
 
     pub fn remove_template(&self, template_id: Uuid) -> bool {
-        let mut collections = self.collections.write().unwrap_or_else(|p| p.into_inner());
-        collections.values_mut().any(|index| index.remove(template_id))
+        self.write().remove_template(template_id)
     }
 
     pub fn remove_subject(&self, subject_id: Uuid) -> usize {
-        let mut collections = self.collections.write().unwrap_or_else(|p| p.into_inner());
-        collections.values_mut().map(|index| index.remove_subject(subject_id)).sum()
+        let mut indexed = self.write();
+        indexed.subjects.remove(&subject_id);
+        indexed.collections.values_mut().map(|index| index.remove_subject(subject_id)).sum()
     }
 
     pub fn len(&self, collection: &CollectionId) -> usize {
-        let collections = self.collections.read().unwrap_or_else(|p| p.into_inner());
-        collections.get(collection).map_or(0, FlatIndex::len)
+        self.read().collections.get(collection).map_or(0, FlatIndex::len)
+    }
+
+    /// Whether any template of the collection is indexed.
+    pub fn has_collection(&self, collection: &CollectionId) -> bool {
+        self.len(collection) > 0
+    }
+
+    /// The subject as the index knows it: only subjects with templates of the running
+    /// recognizer have a card.
+    pub fn subject(&self, subject_id: Uuid) -> Option<SubjectCard> {
+        self.read().subjects.get(&subject_id).cloned()
+    }
+
+    /// The similarity of the subject's best indexed template to the probe.
+    pub fn best_of_subject(&self, subject_id: Uuid, probe: &[f32]) -> Option<f32> {
+        let indexed = self.read();
+        let card = indexed.subjects.get(&subject_id)?;
+        indexed.collections.get(&card.collection)?.best_of_subject(subject_id, probe)
     }
 
     pub fn memory_bytes(&self) -> usize {
-        let collections = self.collections.read().unwrap_or_else(|p| p.into_inner());
-        collections.values().map(FlatIndex::memory_bytes).sum()
+        self.read().collections.values().map(FlatIndex::memory_bytes).sum()
     }
 
     /// The best template of each subject scoring at least `threshold`, best first, at most `top_k`.
@@ -248,8 +321,10 @@ impl GalleryIndex {
         threshold: f32,
         top_k: usize,
     ) -> Vec<Candidate> {
-        let collections = self.collections.read().unwrap_or_else(|p| p.into_inner());
-        collections.get(collection).map_or_else(Vec::new, |index| index.search(probe, threshold, top_k))
+        self.read()
+            .collections
+            .get(collection)
+            .map_or_else(Vec::new, |index| index.search(probe, threshold, top_k))
     }
 }
 
@@ -330,16 +405,21 @@ mod tests {
         let (alice, bob) = (Uuid::new_v4(), Uuid::new_v4());
         let (a1, b1) = (Uuid::new_v4(), Uuid::new_v4());
         let (va, vb) = (unit_vector(&mut rng, dim), unit_vector(&mut rng, dim));
-        assert!(index.insert(&c, a1, alice, &va));
-        assert!(!index.insert(&c, a1, alice, &va));
-        assert!(index.insert(&other, b1, bob, &vb));
+        let owner = |collection, subject_id, external_id| Owner { collection, subject_id, external_id };
+        assert!(index.insert(owner(&c, alice, "alice"), a1, &va));
+        assert!(!index.insert(owner(&c, alice, "alice"), a1, &va));
+        assert!(index.insert(owner(&other, bob, "bob"), b1, &vb));
+        assert_eq!(index.subject(bob).map(|card| card.external_id), Some("bob".to_owned()));
+        assert_eq!(index.best_of_subject(alice, &va), Some(visage_index::dot(&va, &va)));
         assert_eq!(index.search(&c, &va, 0.99, 5)[0].subject_id, alice);
         assert!(index.search(&c, &vb, 0.99, 5).is_empty());
         assert!(index.search(&CollectionId::parse("none").unwrap(), &va, -1.0, 5).is_empty());
         assert!(index.remove_template(b1));
         assert!(!index.contains(b1));
+        assert_eq!(index.subject(bob), None, "the card goes with the last template");
         assert_eq!(index.len(&other), 0);
         assert_eq!(index.remove_subject(alice), 1);
         assert_eq!(index.len(&c), 0);
+        assert_eq!((index.subject(alice), index.best_of_subject(alice, &va)), (None, None));
     }
 }

@@ -5,7 +5,8 @@
 //! - [`jobs`]: offline work the command line runs (re-embedding, the image sweep).
 //! - [`service`]: the rules (enrolment, matching, subjects, erasure, feedback, audit), no HTTP.
 //! - [`state`] and [`resources`]: what everything shares, and how it is opened.
-//! - [`inference`], [`gallery`], [`shared`], [`observability`], [`config`]: the parts below.
+//! - [`inference`], [`gallery`], [`outage`], [`shared`], [`observability`], [`config`]: the parts
+//!   below.
 
 pub mod config;
 pub mod gallery;
@@ -13,6 +14,7 @@ pub mod http;
 pub mod inference;
 pub mod jobs;
 pub mod observability;
+pub mod outage;
 pub mod resources;
 pub mod service;
 pub mod shared;

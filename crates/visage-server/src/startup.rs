@@ -16,7 +16,9 @@ use visage_objects::ImageStore;
 use crate::config::Config;
 use crate::inference::InferencePool;
 use crate::observability::metrics::{Metrics, ObservedRates};
+use crate::outage::Outage;
 use crate::resources::{key_ring, load_gallery, load_pipeline, open_store};
+use crate::service::degraded;
 use crate::service::{enum_name, gallery_sync, review};
 use crate::shared::SharedState;
 use crate::state::{App, AppState};
@@ -27,6 +29,7 @@ pub struct Application {
     state: AppState,
     gallery_sync: tokio::task::JoinHandle<()>,
     probe_sweeper: Option<tokio::task::JoinHandle<()>>,
+    outage_watch: tokio::task::JoinHandle<()>,
 }
 
 impl Application {
@@ -79,6 +82,11 @@ impl Application {
             );
         }
         let shared = SharedState::connect(&config, &metrics).await;
+        let spool_dir = config.database.spool_dir(&config.storage.data_dir);
+        let spool = crate::outage::spool::Spool::open(&spool_dir)
+            .with_context(|| format!("cannot open the spool in {}", spool_dir.display()))?;
+        metrics.spooled_events.set(spool.waiting() as i64);
+        let outage = Outage::new(spool, config.database.outage_reads);
         let state = Arc::new(App {
             metrics,
             shared,
@@ -92,14 +100,18 @@ impl Application {
             liveness_threshold,
             model,
             ready: AtomicBool::new(false),
+            outage,
         });
         state.metrics.mark_gallery_synced();
         let gallery_sync = gallery_sync::spawn(&state);
         let probe_sweeper = review::spawn_probe_sweeper(&state);
+        // Entries an earlier run spooled go to the database before anything else is decided.
+        degraded::replay(&state).await;
+        let outage_watch = degraded::spawn_watch(&state);
         let router = crate::http::router(state.clone());
         state.ready.store(true, Ordering::SeqCst);
         tracing::info!(address = %listener.local_addr()?, workers, "visage is ready");
-        Ok(Self { listener, router, state, gallery_sync, probe_sweeper })
+        Ok(Self { listener, router, state, gallery_sync, probe_sweeper, outage_watch })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -141,6 +153,7 @@ impl Application {
             }
         };
         self.gallery_sync.abort();
+        self.outage_watch.abort();
         if let Some(sweeper) = &self.probe_sweeper {
             sweeper.abort();
         }

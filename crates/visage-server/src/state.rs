@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::gallery::GalleryIndex;
 use crate::inference::InferencePool;
 use crate::observability::Metrics;
+use crate::outage::Outage;
 use crate::shared::SharedState;
 
 pub struct App {
@@ -31,6 +32,8 @@ pub struct App {
     /// Models loaded and warmed up, and not shutting down.
     pub ready: AtomicBool,
     pub metrics: Metrics,
+    /// Whether the database answers, and what carries on while it does not.
+    pub outage: Outage,
 }
 
 pub type AppState = Arc<App>;

@@ -11,7 +11,7 @@ const LAYERS: &[&[&str]] = &[
     &["http", "jobs"],
     &["service"],
     &["state", "resources"],
-    &["shared", "gallery", "inference"],
+    &["shared", "gallery", "inference", "outage"],
     &["observability"],
     &["config"],
 ];

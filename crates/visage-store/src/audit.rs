@@ -2,7 +2,7 @@
 //! names.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::names::named_enum;
@@ -81,7 +81,7 @@ pub struct AuditEvent {
     pub detail: serde_json::Value,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NewAuditEvent {
     pub api_key_id: Option<String>,
     pub action: AuditAction,

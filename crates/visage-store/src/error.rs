@@ -128,7 +128,11 @@ fn unavailable(err: &sqlx::Error) -> bool {
 /// An error the database itself returned, by backend.
 fn database_unavailable(db: &dyn sqlx::error::DatabaseError) -> bool {
     if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
-        postgres_unavailable(pg.code())
+        // FATAL ends the session: the pool opening a connection for a query was refused (the
+        // database does not accept connections now), which a connection later may not be.
+        let refused_connection =
+            pg.severity() == sqlx::postgres::PgSeverity::Fatal && postgres_refuses_connections_now(pg.code());
+        refused_connection || postgres_unavailable(pg.code())
     } else if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
         db.code().and_then(|code| code.parse().ok()).is_some_and(sqlite_unavailable)
     } else {

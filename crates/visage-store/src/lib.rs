@@ -115,7 +115,9 @@ pub trait Store: Send + Sync {
     /// True when an active key was revoked.
     async fn revoke_api_key(&self, id: &str) -> StoreResult<bool>;
 
-    async fn record_verification(&self, record: &VerificationRecord) -> StoreResult<()>;
+    /// Keeps a decision, once: true when it was kept now, false when a decision with its id
+    /// was kept already (a spooled decision replayed again).
+    async fn record_verification(&self, record: &VerificationRecord) -> StoreResult<bool>;
     async fn get_verification(&self, id: Uuid) -> StoreResult<Option<VerificationRecord>>;
     /// Attaches ground truth to a decision, once.
     async fn label_verification(&self, id: Uuid, truth: Truth, source: &str) -> StoreResult<Labelling>;
@@ -142,6 +144,15 @@ pub trait Store: Send + Sync {
     }
 
     async fn append_audit(&self, event: &NewAuditEvent) -> StoreResult<()>;
+    /// Appends an event that happened at `at`, once: an event with this `event_id` already
+    /// stored is left alone (a replay of a spooled event, a retry of a write that failed without
+    /// saying whether it committed). True when it was appended now.
+    async fn append_audit_once(
+        &self,
+        event: &NewAuditEvent,
+        event_id: Uuid,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<bool>;
     /// Events after `after_seq` that pass `filter`, oldest first.
     async fn list_audit(
         &self,

@@ -149,6 +149,9 @@ pub struct ModelStatus {
 #[derive(Debug, Clone)]
 pub struct GalleryTemplate {
     pub collection: CollectionId,
+    /// The subject's external id: with it a replica can name a candidate while the database
+    /// cannot be reached.
+    pub external_id: String,
     pub template: Template,
 }
 
@@ -284,8 +287,9 @@ impl VerificationMode {
     }
 }
 
-/// One decision, kept so that ground truth can be attached to it later.
-#[derive(Debug, Clone)]
+/// One decision, kept so that ground truth can be attached to it later. Serde: a replica
+/// spools it to disk while the database cannot be reached.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VerificationRecord {
     pub id: Uuid,
     pub created_at: DateTime<Utc>,
@@ -305,7 +309,7 @@ pub struct VerificationRecord {
 }
 
 /// A probe image kept for review: its object name and when it expires.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeptProbe {
     pub reference: String,
     pub expires_at: DateTime<Utc>,

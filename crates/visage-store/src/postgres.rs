@@ -408,7 +408,7 @@ impl Store for PostgresStore {
     async fn all_templates(&self) -> StoreResult<Vec<GalleryTemplate>> {
         let rows = sqlx::query(
             "SELECT t.id, t.subject_id, t.model, t.key_id, t.nonce, t.ciphertext, t.quality, t.image_ref,
-                    t.created_at, t.source_template_id, s.collection_id
+                    t.created_at, t.source_template_id, s.collection_id, s.external_id
              FROM templates t JOIN subjects s ON s.id = t.subject_id ORDER BY t.id",
         )
         .fetch_all(&self.pool)
@@ -458,7 +458,7 @@ impl Store for PostgresStore {
         let rows = sqlx::query(
             "SELECT c.seq, c.template_id AS changed_id, t.id, t.subject_id, t.model, t.key_id, t.nonce,
                     t.ciphertext, t.quality, t.image_ref, t.created_at, t.source_template_id,
-                    s.collection_id
+                    s.collection_id, s.external_id
              FROM gallery_changes c
              LEFT JOIN templates t ON t.id = c.template_id
              LEFT JOIN subjects s ON s.id = t.subject_id
@@ -600,12 +600,13 @@ impl Store for PostgresStore {
         Ok(revoked.rows_affected() == 1)
     }
 
-    async fn record_verification(&self, v: &VerificationRecord) -> StoreResult<()> {
-        sqlx::query(
+    async fn record_verification(&self, v: &VerificationRecord) -> StoreResult<bool> {
+        let done = sqlx::query(
             "INSERT INTO verifications (id, created_at, api_key_id, mode, collection_id, subject_id, similarity,
                                         threshold, far_target, decision, liveness_score, probe_quality,
                                         probe_ref, probe_expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+             ON CONFLICT (id) DO NOTHING",
         )
         .bind(v.id)
         .bind(stored(v.created_at))
@@ -623,7 +624,7 @@ impl Store for PostgresStore {
         .bind(v.probe.as_ref().map(|p| stored(p.expires_at)))
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     async fn get_verification(&self, id: Uuid) -> StoreResult<Option<VerificationRecord>> {
@@ -757,6 +758,30 @@ impl Store for PostgresStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    async fn append_audit_once(
+        &self,
+        e: &NewAuditEvent,
+        event_id: Uuid,
+        at: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "INSERT INTO audit_events (at, api_key_id, action, outcome, collection_id, subject_id, detail, event_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (event_id) DO NOTHING",
+        )
+        .bind(stored(at))
+        .bind(&e.api_key_id)
+        .bind(e.action.as_str())
+        .bind(e.outcome.as_str())
+        .bind(e.collection.as_ref().map(CollectionId::as_str))
+        .bind(e.subject_id)
+        .bind(&e.detail)
+        .bind(event_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn list_audit(

@@ -68,6 +68,7 @@ macro_rules! record_mappers {
         fn gallery_template_from_row(row: &$row) -> StoreResult<GalleryTemplate> {
             Ok(GalleryTemplate {
                 collection: $crate::rows::collection_id(row.try_get("collection_id")?)?,
+                external_id: row.try_get("external_id")?,
                 template: template_from_row(row)?,
             })
         }

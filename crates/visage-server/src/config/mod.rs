@@ -146,9 +146,19 @@ pub struct DatabaseConfig {
     /// How long start-up waits for the database to answer before giving up (replicas and the
     /// database often start together).
     pub startup_timeout_seconds: u64,
+    /// Answer verify and identify from the in-memory index while the database cannot be
+    /// reached (decisions and audit events are spooled); off: they answer 503 like the rest.
+    pub outage_reads: bool,
+    /// Where decisions and audit events made during an outage wait (fsync'd) for the
+    /// database; unset: `spool` in the data directory. Per replica, on a persistent disk.
+    pub spool_dir: Option<PathBuf>,
 }
 
 impl DatabaseConfig {
+    pub fn spool_dir(&self, data_dir: &Path) -> PathBuf {
+        self.spool_dir.clone().unwrap_or_else(|| data_dir.join("spool"))
+    }
+
     /// The PostgreSQL URL, when one is configured (an empty value counts as unset).
     pub fn postgres_url(&self) -> Option<&str> {
         self.url.as_ref().map(DatabaseUrl::expose).filter(|url| !url.is_empty())
@@ -336,6 +346,8 @@ impl Config {
                 acquire_timeout_seconds: 3,
                 read_url: None,
                 startup_timeout_seconds: 60,
+                outage_reads: true,
+                spool_dir: None,
             },
             index: IndexConfig { poll_interval_ms: 1000, change_log_retention_hours: 24 },
             images: ImagesConfig {

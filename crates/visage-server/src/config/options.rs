@@ -24,6 +24,14 @@ pub const OPTIONS: &[(&str, &str)] = &[
     ("database.max_connections", "PostgreSQL connections per replica [10]"),
     ("database.acquire_timeout_seconds", "wait for a connection before 503 storage_unavailable [3]"),
     ("database.read_url", "PostgreSQL streaming replica for listings and monitoring queries [unset]"),
+    (
+        "database.outage_reads",
+        "answer verify and identify from memory while the database is unreachable [true]",
+    ),
+    (
+        "database.spool_dir",
+        "decisions and audit events made while the database is unreachable wait here [data_dir/spool]",
+    ),
     ("database.startup_timeout_seconds", "how long start-up waits for the database to answer [60]"),
     ("index.poll_interval_ms", "check for gallery changes made by other replicas at least this often [1000]"),
     (

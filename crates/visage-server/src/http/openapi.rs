@@ -32,6 +32,7 @@ use crate::state::AppState;
     paths(
         health::live,
         health::ready,
+        health::read,
         analysis::detect,
         analysis::liveness,
         matching::verify,

@@ -44,6 +44,7 @@ fn routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
+        .route("/health/read", get(health::read))
         .route("/metrics/prometheus", get(metrics::prometheus_metrics))
         .route("/metrics", get(metrics::prometheus_metrics))
         .merge(openapi::docs(&state.calibration.targets()))

@@ -67,6 +67,8 @@ pub struct Metrics {
     pub cache_requests: IntCounterVec,
     pub image_deletions_failed: IntCounter,
     pub probe_images_expired: IntCounter,
+    pub spooled_events: IntGauge,
+    pub spool_replayed: IntCounter,
     build_info: IntGaugeVec,
     calibration_info: IntGaugeVec,
 }
@@ -299,6 +301,16 @@ impl Metrics {
                 &r,
                 "image_deletions_failed_total",
                 "Stored images that could not be deleted after retries (each also an image.delete audit event)",
+            ),
+            spooled_events: int_gauge(
+                &r,
+                "spooled_events",
+                "Decisions and audit events made while the database was unreachable, waiting on this replica's disk",
+            ),
+            spool_replayed: int_counter(
+                &r,
+                "spool_replayed_total",
+                "Spooled decisions and audit events written to the database once it answered again",
             ),
             probe_images_expired: int_counter(
                 &r,

@@ -1,13 +1,14 @@
 //! The audit trail: who did what, when, to which collection and subject. Never names,
 //! external ids, images or embeddings.
 
+use chrono::Utc;
 use uuid::Uuid;
 use visage_store::{
     AuditAction, AuditEvent, AuditFilter, AuditOutcome, CollectionId, CollectionScope, NewAuditEvent, Role,
     Store,
 };
 
-use super::{Caller, ServiceResult};
+use super::{Caller, ServiceResult, degraded};
 use crate::state::App;
 
 /// One event of the trail, built where the action happens.
@@ -51,8 +52,8 @@ impl Entry {
     }
 }
 
-/// Writes the caller's audit event; a failure is logged, not returned, because the action it
-/// describes has already happened.
+/// Writes the caller's audit event; while the database cannot be reached, to the spool. A
+/// failure is logged, not returned, because the action it describes has already happened.
 pub async fn record(app: &App, caller: &Caller, entry: Entry) {
     let event = NewAuditEvent {
         api_key_id: Some(caller.key_id.clone()),
@@ -62,7 +63,23 @@ pub async fn record(app: &App, caller: &Caller, entry: Entry) {
         subject_id: entry.subject_id,
         detail: entry.detail,
     };
-    append(app.store.as_ref(), &event).await;
+    // Its own id: a write that failed without saying whether it committed is spooled, and
+    // the replay must not add it twice.
+    let event_id = Uuid::now_v7();
+    if !app.outage.is_down() {
+        match app.store.append_audit_once(&event, event_id, Utc::now()).await {
+            Ok(_) => return,
+            Err(err) if app.outage.noticed(&err) => {}
+            Err(err) => {
+                tracing::error!(action = event.action.as_str(), error = %err, "audit event lost");
+                return;
+            }
+        }
+    }
+    let action = event.action.as_str();
+    if let Err(err) = degraded::spool(app, degraded::audit_entry(event, event_id)).await {
+        tracing::error!(action, error = %err, "audit event lost: neither the database nor the spool took it");
+    }
 }
 
 /// Writes an event of the service itself (no caller: a job, a background task).

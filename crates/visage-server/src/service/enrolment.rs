@@ -10,6 +10,7 @@ use super::audit::Entry;
 use super::images::{self, Deletion};
 use super::{Caller, ServiceError, ServiceResult, analysis, audit, gallery_sync, subjects};
 use crate::config::LivenessMode;
+use crate::gallery::Owner;
 use crate::inference::{LivenessVerdict, Pick};
 use crate::state::App;
 
@@ -90,7 +91,8 @@ pub async fn enrol(
         return Err(err.into());
     }
     for (template, embedding) in templates.iter().zip(&embeddings) {
-        app.gallery.insert(&subject.collection, template.id, subject_id, embedding.as_slice());
+        let owner = Owner { collection: &subject.collection, subject_id, external_id: &subject.external_id };
+        app.gallery.insert(owner, template.id, embedding.as_slice());
     }
     gallery_sync::refresh(app).await;
     let detail = json!({ "faces": faces.len() });

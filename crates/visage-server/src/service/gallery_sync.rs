@@ -50,6 +50,7 @@ pub fn spawn(app: &AppState) -> tokio::task::JoinHandle<()> {
                 }
                 Err(err) => {
                     state.metrics.gallery_sync_errors.inc();
+                    state.outage.noticed(&err);
                     if !failing {
                         tracing::warn!(error = %err, "cannot read gallery changes: retrying");
                         failing = true;

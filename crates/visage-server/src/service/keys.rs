@@ -92,6 +92,8 @@ pub async fn revoke(app: &App, caller: &Caller, id: &str) -> ServiceResult<()> {
         return Err(ServiceError::KeyNotFound);
     }
     app.store.revoke_api_key(id).await?;
+    // Refused during an outage too, not only once the next copy of the keys is read.
+    app.outage.remember_key(&ApiKeyRecord { revoked_at: Some(chrono::Utc::now()), ..key });
     let detail = json!({ "key_id": id });
     audit::record(app, caller, Entry::new(AuditAction::KeyRevoke, AuditOutcome::Ok).detail(detail)).await;
     Ok(())

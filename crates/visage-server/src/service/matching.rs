@@ -10,13 +10,15 @@ use uuid::Uuid;
 use visage_calibration::OperatingPoint;
 use visage_face::AnalyzedFace;
 use visage_store::{
-    CollectionId, Decision, KeptProbe, Role, Subject, Template, VerificationMode, VerificationRecord,
+    CollectionId, Decision, KeptProbe, Role, StoreResult, Subject, Template, VerificationMode,
+    VerificationRecord,
 };
 
 use super::audit::Entry;
-use super::{Caller, ServiceError, ServiceResult, analysis, audit, review, subjects};
+use super::{Caller, ServiceError, ServiceResult, analysis, audit, degraded, review};
 use crate::config::LivenessMode;
 use crate::inference::{LivenessVerdict, Pick, Probe, StageTimes};
+use crate::outage::spool::Spooled;
 use crate::state::App;
 
 /// Candidates an identification returns when the request does not say.
@@ -106,13 +108,9 @@ async fn verify_inner(app: &App, caller: &Caller, request: Verification) -> Serv
     caller.require(Role::Verify)?;
     let point = operating_point(app, request.far_target)?;
     let mode = LivenessMode::for_request(request.liveness, app.config.liveness.verify, app.config.profile);
-    let (subject, templates) = match &request.claim {
-        Claim::Subject(id) => {
-            let subject = subjects::visible(app, caller, *id, Role::Verify).await?;
-            let templates = comparable_templates(app, &subject).await?;
-            (Some(subject), templates)
-        }
-        Claim::Image(_) => (None, Vec::new()),
+    let claimed = match &request.claim {
+        Claim::Subject(id) => Some(claimed(app, caller, *id).await?),
+        Claim::Image(_) => None,
     };
     let image = request.image.clone();
     let probe = analysis::probe(app, caller, request.image, Pick::Configured, mode).await?;
@@ -123,16 +121,19 @@ async fn verify_inner(app: &App, caller: &Caller, request: Verification) -> Serv
                 analysis::probe(app, caller, reference, Pick::Configured, LivenessMode::Off).await?;
             tracing::info_span!("search").in_scope(|| probe.face.embedding.cosine(&reference.face.embedding))
         }
-        Claim::Subject(_) => tracing::info_span!("search")
-            .in_scope(|| best_similarity(app, &templates, probe.face.embedding.as_slice()))?,
+        Claim::Subject(_) => {
+            let claimed = claimed.as_ref().expect("a subject claim was looked up");
+            tracing::info_span!("search")
+                .in_scope(|| claimed.best_similarity(app, probe.face.embedding.as_slice()))?
+        }
     };
     let search = search_started.elapsed().as_secs_f64();
     let is_match = similarity >= point.threshold;
     let kept = review::keep_probe(app, &image).await;
     let decision = DecisionMade {
         mode: VerificationMode::Verify,
-        collection: subject.as_ref().map(|s| &s.collection),
-        subject_id: subject.as_ref().map(|s| s.id),
+        collection: claimed.as_ref().map(|c| &c.collection),
+        subject_id: claimed.as_ref().map(|c| c.id),
         similarity: Some(similarity),
         point,
         matched: is_match,
@@ -142,14 +143,71 @@ async fn verify_inner(app: &App, caller: &Caller, request: Verification) -> Serv
         detail: json!({}),
     };
     let verification_id = record_decision(app, caller, decision).await?;
-    let subject_id = subject.map(|s| s.id);
+    let subject_id = claimed.map(|c| c.id);
     Ok((Verified { verification_id, is_match, similarity, point, subject_id, probe }, search))
+}
+
+/// The subject a verification claims, and where its templates come from.
+struct Claimed {
+    id: Uuid,
+    collection: CollectionId,
+    /// From the database: the subject's templates of the running recognizer. `None`: the
+    /// database cannot be reached and the 1:N index holds them.
+    templates: Option<Vec<Template>>,
+}
+
+impl Claimed {
+    fn best_similarity(&self, app: &App, probe: &[f32]) -> ServiceResult<f32> {
+        let Some(templates) = &self.templates else {
+            // The card was there a moment ago; an erasure since then leaves nothing to match.
+            return app.gallery.best_of_subject(self.id, probe).ok_or(ServiceError::SubjectNotFound);
+        };
+        let mut best = f32::NEG_INFINITY;
+        for t in templates {
+            let values = app
+                .keys
+                .open(t.id, t.subject_id, &t.sealed)
+                .map_err(|e| ServiceError::Internal(e.to_string()))?;
+            best = best.max(visage_index::dot(&values, probe));
+        }
+        Ok(best)
+    }
+}
+
+/// The claimed subject, when the caller may see it, with its templates: from the database,
+/// or while it cannot be reached from the 1:N index (which holds every template of the
+/// running recognizer). A key scoped to other collections learns nothing: "not found".
+async fn claimed(app: &App, caller: &Caller, id: Uuid) -> ServiceResult<Claimed> {
+    caller.require(Role::Verify)?;
+    if !app.outage.serving_from_memory() {
+        match stored_subject(app, id).await {
+            Ok(Some((subject, stored))) if caller.scope.allows(&subject.collection) => {
+                let templates = comparable_templates(app, stored)?;
+                return Ok(Claimed { id, collection: subject.collection, templates: Some(templates) });
+            }
+            Ok(_) => return Err(ServiceError::SubjectNotFound),
+            Err(err) if app.outage.read_from_memory_after(&err) => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+    // Only subjects with templates have a card: of any other the index cannot say whether it
+    // exists, and "not found" might be false.
+    let card = app.gallery.subject(id).ok_or(ServiceError::StorageUnavailable)?;
+    if !caller.scope.allows(&card.collection) {
+        return Err(ServiceError::SubjectNotFound);
+    }
+    Ok(Claimed { id, collection: card.collection, templates: None })
+}
+
+async fn stored_subject(app: &App, id: Uuid) -> StoreResult<Option<(Subject, Vec<Template>)>> {
+    let Some(subject) = app.store.get_subject(id).await? else { return Ok(None) };
+    let templates = app.store.list_templates(id).await?;
+    Ok(Some((subject, templates)))
 }
 
 /// The subject's templates of the running recognizer; during a model change those of another
 /// are not comparable.
-async fn comparable_templates(app: &App, subject: &Subject) -> ServiceResult<Vec<Template>> {
-    let stored = app.store.list_templates(subject.id).await?;
+fn comparable_templates(app: &App, stored: Vec<Template>) -> ServiceResult<Vec<Template>> {
     let Some(first) = stored.first() else { return Err(ServiceError::SubjectHasNoFaces) };
     let stored_model = first.model.clone();
     let templates: Vec<Template> = stored.into_iter().filter(|t| t.model == app.model).collect();
@@ -157,18 +215,6 @@ async fn comparable_templates(app: &App, subject: &Subject) -> ServiceResult<Vec
         return Err(ServiceError::ModelMismatch { stored: stored_model, running: app.model.clone() });
     }
     Ok(templates)
-}
-
-fn best_similarity(app: &App, templates: &[Template], probe: &[f32]) -> ServiceResult<f32> {
-    let mut best = f32::NEG_INFINITY;
-    for t in templates {
-        let values = app
-            .keys
-            .open(t.id, t.subject_id, &t.sealed)
-            .map_err(|e| ServiceError::Internal(e.to_string()))?;
-        best = best.max(visage_index::dot(&values, probe));
-    }
-    Ok(best)
 }
 
 /// 1:N: who in the collection is this? Never the nearest stranger: only candidates at or above
@@ -234,8 +280,23 @@ impl Search {
     async fn prepare(app: &App, caller: &Caller, request: &Identification) -> ServiceResult<Self> {
         let collection = request.collection.clone();
         caller.require_in(Role::Verify, &collection)?;
-        if !app.store.collection_exists(&collection).await? {
-            return Err(ServiceError::CollectionNotFound);
+        let exists = if app.outage.serving_from_memory() {
+            None
+        } else {
+            match app.store.collection_exists(&collection).await {
+                Ok(exists) => Some(exists),
+                Err(err) if app.outage.read_from_memory_after(&err) => None,
+                Err(err) => return Err(err.into()),
+            }
+        };
+        match exists {
+            Some(false) => return Err(ServiceError::CollectionNotFound),
+            // Without the database, a collection is known by its templates or from the last
+            // read of the collections; a newer one cannot be told from none at all.
+            None if !app.gallery.has_collection(&collection) && !app.outage.known_collection(&collection) => {
+                return Err(ServiceError::StorageUnavailable);
+            }
+            _ => {}
         }
         let point = operating_point(app, request.far_target)?;
         let top_k = request.top_k.unwrap_or(DEFAULT_TOP_K).clamp(1, app.config.verification.max_top_k);
@@ -259,7 +320,7 @@ impl Search {
             app.gallery.search(&self.collection, face.embedding.as_slice(), self.point.threshold, self.top_k)
         });
         let seconds = started.elapsed().as_secs_f64();
-        let candidates = candidates_of(app, hits).await?;
+        let candidates = candidates_of(app, hits);
         let top = candidates.first();
         let mut detail = detail;
         detail["candidates"] = json!(candidates.len());
@@ -366,19 +427,19 @@ async fn identify_all_inner(
     Ok(IdentifiedAll { width: detection.width, height: detection.height, faces, point, collection })
 }
 
-/// The subjects behind search hits; a subject erased since the search is left out.
-async fn candidates_of(app: &App, hits: Vec<visage_index::Candidate>) -> ServiceResult<Vec<Candidate>> {
-    let mut candidates = Vec::with_capacity(hits.len());
-    for hit in hits {
-        if let Some(subject) = app.store.get_subject(hit.subject_id).await? {
-            candidates.push(Candidate {
+/// The subjects behind search hits, named by the index's cards (no database round trip, and
+/// none needed while it is down); a subject erased since the search is left out.
+fn candidates_of(app: &App, hits: Vec<visage_index::Candidate>) -> Vec<Candidate> {
+    hits.into_iter()
+        .filter_map(|hit| {
+            let card = app.gallery.subject(hit.subject_id)?;
+            Some(Candidate {
                 subject_id: hit.subject_id,
-                external_id: subject.external_id,
+                external_id: card.external_id,
                 similarity: hit.similarity,
-            });
-        }
-    }
-    Ok(candidates)
+            })
+        })
+        .collect()
 }
 
 fn liveness_score(probe: &Probe) -> Option<f32> {
@@ -405,23 +466,22 @@ struct DecisionMade<'a> {
 async fn record_decision(app: &App, caller: &Caller, d: DecisionMade<'_>) -> ServiceResult<Uuid> {
     let id = Uuid::now_v7();
     let decision = Decision::of(d.matched);
-    app.store
-        .record_verification(&VerificationRecord {
-            id,
-            created_at: Utc::now(),
-            api_key_id: Some(caller.key_id.clone()),
-            mode: d.mode,
-            collection: d.collection.cloned(),
-            subject_id: d.subject_id,
-            similarity: d.similarity,
-            threshold: d.point.threshold,
-            far_target: Some(d.point.far),
-            decision,
-            liveness_score: d.liveness_score,
-            probe_quality: serde_json::to_value(d.face.quality.measures).ok(),
-            probe: d.kept.cloned(),
-        })
-        .await?;
+    let record = VerificationRecord {
+        id,
+        created_at: Utc::now(),
+        api_key_id: Some(caller.key_id.clone()),
+        mode: d.mode,
+        collection: d.collection.cloned(),
+        subject_id: d.subject_id,
+        similarity: d.similarity,
+        threshold: d.point.threshold,
+        far_target: Some(d.point.far),
+        decision,
+        liveness_score: d.liveness_score,
+        probe_quality: serde_json::to_value(d.face.quality.measures).ok(),
+        probe: d.kept.cloned(),
+    };
+    keep_decision(app, record).await?;
     let mut detail = d.detail;
     detail["verification_id"] = json!(id);
     // An identification names no subject in the audit trail: it claimed nobody.
@@ -436,6 +496,21 @@ async fn record_decision(app: &App, caller: &Caller, d: DecisionMade<'_>) -> Ser
     )
     .await;
     Ok(id)
+}
+
+/// Writes the decision to the database or, while it cannot be reached, to the spool.
+async fn keep_decision(app: &App, record: VerificationRecord) -> ServiceResult<()> {
+    if !app.outage.serving_from_memory() {
+        match app.store.record_verification(&record).await {
+            Ok(_) => return Ok(()),
+            Err(err) if app.outage.read_from_memory_after(&err) => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+    degraded::spool(app, Spooled::Decision(record)).await.map_err(|err| {
+        tracing::error!(error = %err, "a decision could be kept neither in the database nor in the spool");
+        ServiceError::StorageUnavailable
+    })
 }
 
 /// What the metrics need to know of a finished decision.

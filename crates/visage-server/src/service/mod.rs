@@ -6,6 +6,7 @@ pub mod analysis;
 pub mod audit;
 pub mod caller;
 pub mod collections;
+pub mod degraded;
 pub mod enrolment;
 pub mod error;
 pub mod feedback;

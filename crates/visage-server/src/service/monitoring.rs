@@ -12,18 +12,55 @@ use super::{Caller, ServiceResult};
 use crate::observability::metrics::{ObservedRates, TrafficSummary, observed_rates};
 use crate::state::App;
 
-/// Ready to serve: models loaded and warmed up, storage answering. Redis being down is
-/// reported but is no reason to be unready: the service goes on with per-replica state.
-pub async fn readiness(app: &App) -> (bool, Map<String, Value>) {
+/// How much of the service a replica can give.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    /// Models loaded and warmed up, storage answering.
+    Ready,
+    /// The database cannot be reached: verify and identify are answered from memory (their
+    /// decisions spooled), everything else answers 503 `storage_unavailable`.
+    ReadOnly,
+    Unavailable,
+}
+
+impl Readiness {
+    /// `checks.mode` of the readiness answer.
+    pub fn mode(self) -> &'static str {
+        match self {
+            Self::Ready => "read-write",
+            Self::ReadOnly => "read-only",
+            Self::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// What the replica can serve now, with the checks behind it. Redis being down is reported
+/// but is no reason to be unready: the service goes on with per-replica state.
+pub async fn readiness(app: &App) -> (Readiness, Map<String, Value>) {
     let mut checks = Map::new();
     let models_ok = app.ready.load(Ordering::SeqCst);
     checks.insert("models".into(), json!(if models_ok { "ok" } else { "not ready" }));
-    let storage_ok = app.store.ping().await.is_ok();
+    // While it is known down the watcher pings it; a probe need not wait for the timeout too.
+    let storage_ok = !app.outage.is_down()
+        && match app.store.ping().await {
+            Ok(()) => true,
+            Err(err) => {
+                app.outage.noticed(&err);
+                false
+            }
+        };
     checks.insert("storage".into(), json!(if storage_ok { "ok" } else { "unavailable" }));
     checks.insert("inference_queue".into(), json!(app.pool.queue_depth()));
     checks.insert("index_version".into(), json!(app.gallery.version()));
     checks.insert("redis".into(), json!(app.shared.readiness().await));
-    (models_ok && storage_ok, checks)
+    checks.insert("spooled_events".into(), json!(app.outage.spool().waiting()));
+    let state = match (models_ok, storage_ok) {
+        (true, true) => Readiness::Ready,
+        (true, false) if app.config.database.outage_reads => Readiness::ReadOnly,
+        _ => Readiness::Unavailable,
+    };
+    checks.insert("mode".into(), json!(state.mode()));
+    (state, checks)
 }
 
 /// Gauges read at scrape time: pool and queue state, stored counts, error rates from feedback.
@@ -74,7 +111,8 @@ pub struct Overview {
 
 pub async fn overview(app: &App, caller: &Caller) -> ServiceResult<Overview> {
     caller.require(Role::Read)?;
-    let (ready, checks) = readiness(app).await;
+    let (state, checks) = readiness(app).await;
+    let ready = state == Readiness::Ready;
     let mut collections = app.store.counts().await?;
     collections
         .retain(|c| CollectionId::parse(c.collection.clone()).is_ok_and(|id| caller.scope.allows(&id)));

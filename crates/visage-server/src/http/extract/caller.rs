@@ -3,10 +3,10 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use visage_store::apikey;
+use visage_store::{ApiKeyRecord, apikey};
 
 use crate::http::error::ApiError;
-use crate::service::Caller;
+use crate::service::{Caller, ServiceError};
 use crate::state::AppState;
 
 fn presented_token(parts: &Parts) -> Option<&str> {
@@ -15,6 +15,25 @@ fn presented_token(parts: &Parts) -> Option<&str> {
     }
     let value = parts.headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
     value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")).map(str::trim)
+}
+
+/// The key from the database; while it cannot be reached, as this replica last read it (a key
+/// it never read is refused as 503, not 401: it may well exist).
+async fn key_record(state: &AppState, id: &str) -> Result<Option<ApiKeyRecord>, ApiError> {
+    let remembered = || state.outage.known_key(id).map(Some).ok_or(ServiceError::StorageUnavailable.into());
+    if state.outage.serving_from_memory() {
+        return remembered();
+    }
+    match state.store.get_api_key(id).await {
+        Ok(record) => {
+            if let Some(record) = &record {
+                state.outage.remember_key(record);
+            }
+            Ok(record)
+        }
+        Err(err) if state.outage.read_from_memory_after(&err) => remembered(),
+        Err(err) => Err(err.into()),
+    }
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -27,7 +46,7 @@ impl FromRequestParts<AppState> for Caller {
         }
         let token = presented_token(parts).ok_or(ApiError::Unauthorized)?;
         let (id, secret) = apikey::parse(token).ok_or(ApiError::Unauthorized)?;
-        let record = state.store.get_api_key(id).await?.ok_or(ApiError::Unauthorized)?;
+        let record = key_record(state, id).await?.ok_or(ApiError::Unauthorized)?;
         if record.revoked_at.is_some() || !apikey::matches(secret, &record.secret_hash) {
             return Err(ApiError::Unauthorized);
         }
