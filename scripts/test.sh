@@ -36,6 +36,12 @@ VISAGE_BIN="${CARGO_TARGET_DIR:-target}/debug/visage" scripts/check/schemathesis
 # The web console in headless Chromium (installed when missing) with a fake camera fed from
 # fixture photos, axe-core on every page; screenshots in target/console-screenshots.
 VISAGE_BIN="${CARGO_TARGET_DIR:-target}/debug/visage" scripts/check/console.sh
+# Reliability on the embedded storage (docs/reliability.md): 50 kill -9s during enrolment and
+# erasure traffic, a full disk (a tmpfs of its own; needs root, as CI runs), and slow clients
+# (slowloris headers, trickled bodies) against a small connection limit.
+python3 scripts/reliability/kill9.py --bin "${CARGO_TARGET_DIR:-target}/debug/visage" --cycles 50
+python3 scripts/reliability/fulldisk.py --bin "${CARGO_TARGET_DIR:-target}/debug/visage"
+python3 scripts/reliability/slowclients.py --bin "${CARGO_TARGET_DIR:-target}/debug/visage"
 # High availability on loopback (docs/ha-test.md): Traefik over 3 replicas, PostgreSQL and
 # Redis with replicas, an S3 server, all started and stopped by the script; a replica killed,
 # Redis and PostgreSQL stopped under load. It runs the debug binary that

@@ -1,7 +1,7 @@
 //! Start-up: storage, keys, models, the 1:N index and the router, bound to a port; then
 //! serving until a shutdown signal, with a grace period for requests in flight.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,12 +14,12 @@ use visage_calibration::Calibration;
 use visage_objects::ImageStore;
 
 use crate::config::Config;
+use crate::http::server::ConnectionLimits;
 use crate::inference::InferencePool;
 use crate::observability::metrics::{Metrics, ObservedRates};
 use crate::outage::Outage;
 use crate::resources::{key_ring, load_gallery, load_pipeline, open_store};
-use crate::service::degraded;
-use crate::service::{enum_name, gallery_sync, review};
+use crate::service::{degraded, enum_name, gallery_sync, review};
 use crate::shared::SharedState;
 use crate::state::{App, AppState};
 
@@ -138,7 +138,11 @@ impl Application {
             tracing::info!("shutting down: finishing in-flight requests");
             let _ = stopping.send(());
         };
-        let serve = axum::serve(self.listener, self.router).with_graceful_shutdown(signal).into_future();
+        let limits = ConnectionLimits {
+            header_read_timeout: Duration::from_secs(state.config.server.header_read_timeout_seconds),
+            max_connections: state.config.server.max_connections,
+        };
+        let serve = crate::http::server::serve(self.listener, self.router, limits, signal);
         let result = tokio::select! {
             result = serve => result,
             () = async move {

@@ -75,8 +75,15 @@ pub struct ServerConfig {
     pub listen: String,
     /// Seconds in-flight requests get to finish after a shutdown signal.
     pub shutdown_grace_seconds: u64,
-    /// Seconds after which a request is answered 503 `timeout`.
+    /// Seconds after which a request is answered 503 `timeout`; it bounds a body trickled in
+    /// byte by byte too.
     pub request_timeout_seconds: u64,
+    /// Seconds a client has to send a request's whole header; a connection that has not is
+    /// closed (slowloris).
+    pub header_read_timeout_seconds: u64,
+    /// Connections served at once; more wait in the listen backlog. Keeps a flood of idle or
+    /// slow connections from exhausting the process's file descriptors.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -332,6 +339,8 @@ impl Config {
                 listen: "0.0.0.0:8000".into(),
                 shutdown_grace_seconds: 30,
                 request_timeout_seconds: 30,
+                header_read_timeout_seconds: 10,
+                max_connections: 1024,
             },
             models: ModelsConfig {
                 dir: "models".into(),
@@ -426,6 +435,11 @@ impl Config {
         let mut problems = Vec::new();
         if !(self.verification.far_target > 0.0 && self.verification.far_target < 1.0) {
             problems.push("verification.far_target must lie in (0, 1)".to_owned());
+        }
+        if self.server.header_read_timeout_seconds == 0 || self.server.max_connections == 0 {
+            problems.push(
+                "server.header_read_timeout_seconds and server.max_connections must be at least 1".to_owned(),
+            );
         }
         if self.liveness.threshold.is_some_and(|t| !(0.0..=1.0).contains(&t)) {
             problems.push("liveness.threshold must lie in [0, 1]".to_owned());

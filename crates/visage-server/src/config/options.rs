@@ -7,6 +7,8 @@ pub const OPTIONS: &[(&str, &str)] = &[
     ("server.listen", "address:port to listen on [0.0.0.0:8000]"),
     ("server.shutdown_grace_seconds", "time in-flight requests get after SIGTERM [30]"),
     ("server.request_timeout_seconds", "requests running longer are answered 503 timeout [30]"),
+    ("server.header_read_timeout_seconds", "a client must send a request's whole header within this [10]"),
+    ("server.max_connections", "connections served at once; more wait in the listen backlog [1024]"),
     ("models.dir", "model directory (scripts/models/fetch.sh) [models]"),
     ("models.backend", "onnxruntime | tract [onnxruntime]"),
     ("models.recognizer", "sface | mobilefacenet [sface]"),
