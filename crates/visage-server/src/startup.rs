@@ -15,7 +15,7 @@ use visage_objects::ImageStore;
 
 use crate::config::Config;
 use crate::http::server::ConnectionLimits;
-use crate::inference::InferencePool;
+use crate::inference::{InferencePool, QueueWait};
 use crate::observability::metrics::{Metrics, ObservedRates};
 use crate::outage::Outage;
 use crate::resources::{key_ring, load_gallery, load_pipeline, open_store};
@@ -61,7 +61,11 @@ impl Application {
         let model = enum_name(&config.models.recognizer);
         let gallery =
             load_gallery(store.as_ref(), &keys, &model, config.models.recognizer.dimension()).await?;
-        let pool = InferencePool::start(Arc::new(pipeline), workers, config.inference.queue_capacity);
+        let pool = InferencePool::start(Arc::new(pipeline), workers, config.inference.queue_capacity)
+            .with_max_queue_wait(match config.inference.max_queue_wait_ms {
+                0 => QueueWait::HalfJob,
+                ms => QueueWait::At(Duration::from_millis(ms)),
+            });
         let images = ImageStore::open(&config.image_backend())?;
         let listener = TcpListener::bind(&config.server.listen)
             .await

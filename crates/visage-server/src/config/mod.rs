@@ -204,6 +204,10 @@ pub struct InferenceConfig {
     pub workers: usize,
     /// Requests that may wait for a worker; beyond it the answer is 503 `overloaded`.
     pub queue_capacity: usize,
+    /// Under sustained overload, requests that waited longer than this for a worker are
+    /// answered 503 `overloaded` instead of run (bursts shorter than five times it are
+    /// queued); 0: half an average job, so that accepted requests take about 1.5 job times.
+    pub max_queue_wait_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -369,7 +373,7 @@ impl Config {
                 timeout_seconds: 10,
             },
             encryption: EncryptionConfig { key: None, key_file: None, previous_keys: Vec::new() },
-            inference: InferenceConfig { workers: 0, queue_capacity: 32 },
+            inference: InferenceConfig { workers: 0, queue_capacity: 32, max_queue_wait_ms: 0 },
             limits: LimitsConfig {
                 max_body_bytes: 32 * 1024 * 1024,
                 max_image_bytes: decode.max_bytes,

@@ -45,6 +45,10 @@ pub const OPTIONS: &[(&str, &str)] = &[
     ("encryption.previous_keys", "retired keys that still open older templates (secret)"),
     ("inference.workers", "inference threads, 0 = one per core [0]"),
     ("inference.queue_capacity", "requests that may wait for a worker before 503 overloaded [32]"),
+    (
+        "inference.max_queue_wait_ms",
+        "under sustained overload, longer waits for a worker are answered 503 overloaded; 0 = half an average job [0]",
+    ),
     ("limits.max_body_bytes", "largest request body [33554432]"),
     ("limits.max_image_bytes", "largest image file [15728640]"),
     ("limits.max_pixels", "largest width x height [40000000]"),
