@@ -42,9 +42,14 @@ VISAGE_BIN="${CARGO_TARGET_DIR:-target}/debug/visage" scripts/check/console.sh
 python3 scripts/reliability/kill9.py --bin "${CARGO_TARGET_DIR:-target}/debug/visage" --cycles 50
 python3 scripts/reliability/fulldisk.py --bin "${CARGO_TARGET_DIR:-target}/debug/visage"
 python3 scripts/reliability/slowclients.py --bin "${CARGO_TARGET_DIR:-target}/debug/visage"
-# Overload at 5x capacity for 20 s; the accepted p99 may be 6x the unloaded one here (the goal is
-# 2x: docs/reliability.md#overload says why the bound is looser on a shared 2-core machine).
-python3 scripts/reliability/overload.py --bin "${CARGO_TARGET_DIR:-target}/debug/visage" --seconds 20 --p99-factor 6
+# Overload at 5x capacity for 30 s with a 20 ms queueing target: the accepted p99 within 3x the
+# unloaded one (the goal, 2x, was met in the runs of docs/reliability.md#overload; 3x leaves room
+# for a CI machine's noise, and without shedding it is 19x).
+python3 scripts/reliability/overload.py --bin "${CARGO_TARGET_DIR:-target}/debug/visage" --seconds 30 \
+  --set VISAGE_INFERENCE__MAX_QUEUE_WAIT_MS=20 --p99-factor 3
+# A 5-minute soak of mixed load (the hour: docs/reliability.md#soak); its chart in target/.
+python3 scripts/reliability/soak.py --bin "${CARGO_TARGET_DIR:-target}/debug/visage" --minutes 5 \
+  --svg "${CARGO_TARGET_DIR:-target}/soak.svg"
 # High availability on loopback (docs/ha-test.md): Traefik over 3 replicas, PostgreSQL and
 # Redis with replicas, an S3 server, all started and stopped by the script; a replica killed,
 # Redis and PostgreSQL stopped under load. It runs the debug binary that

@@ -63,7 +63,7 @@ impl Application {
             load_gallery(store.as_ref(), &keys, &model, config.models.recognizer.dimension()).await?;
         let pool = InferencePool::start(Arc::new(pipeline), workers, config.inference.queue_capacity)
             .with_max_queue_wait(match config.inference.max_queue_wait_ms {
-                0 => QueueWait::HalfJob,
+                0 => QueueWait::Unbounded,
                 ms => QueueWait::At(Duration::from_millis(ms)),
             });
         let images = ImageStore::open(&config.image_backend())?;

@@ -206,7 +206,7 @@ pub struct InferenceConfig {
     pub queue_capacity: usize,
     /// Under sustained overload, requests that waited longer than this for a worker are
     /// answered 503 `overloaded` instead of run (bursts shorter than five times it are
-    /// queued); 0: half an average job, so that accepted requests take about 1.5 job times.
+    /// queued as before); 0: no such bound, only `queue_capacity`.
     pub max_queue_wait_ms: u64,
 }
 
@@ -373,7 +373,7 @@ impl Config {
                 timeout_seconds: 10,
             },
             encryption: EncryptionConfig { key: None, key_file: None, previous_keys: Vec::new() },
-            inference: InferenceConfig { workers: 0, queue_capacity: 32, max_queue_wait_ms: 0 },
+            inference: InferenceConfig { workers: 0, queue_capacity: 32, max_queue_wait_ms: 100 },
             limits: LimitsConfig {
                 max_body_bytes: 32 * 1024 * 1024,
                 max_image_bytes: decode.max_bytes,

@@ -47,7 +47,7 @@ pub const OPTIONS: &[(&str, &str)] = &[
     ("inference.queue_capacity", "requests that may wait for a worker before 503 overloaded [32]"),
     (
         "inference.max_queue_wait_ms",
-        "under sustained overload, longer waits for a worker are answered 503 overloaded; 0 = half an average job [0]",
+        "under sustained overload, longer waits for a worker are answered 503 overloaded; 0 = off [100]",
     ),
     ("limits.max_body_bytes", "largest request body [33554432]"),
     ("limits.max_image_bytes", "largest image file [15728640]"),

@@ -3,11 +3,11 @@
 //!
 //! Under sustained overload a full queue alone would make every accepted request wait for the
 //! whole queue ahead of it. So the workers also shed load the way CoDel does for packets: when
-//! every job they pick up has waited longer than a target (half an average job's time, unless
-//! configured) for longer than a grace period (five targets), a job that has waited longer
-//! than the target is answered `overloaded` instead of run. A burst shorter than the grace
-//! period is queued as before; under overload the accepted requests are answered in about one
-//! and a half job times (docs/reliability.md has the figures).
+//! the jobs they pick up have waited longer than a target (`inference.max_queue_wait_ms`) for
+//! longer than a grace period (five targets), a job that has waited longer than the target is
+//! answered `overloaded` instead of run. A burst shorter than the grace period is queued as
+//! before; under overload the accepted requests wait about the target at most
+//! (docs/reliability.md has the figures).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
@@ -44,16 +44,12 @@ pub enum InferenceError {
 pub enum QueueWait {
     /// Only the queue's capacity bounds it (offline work, which should wait).
     Unbounded,
-    /// Half the time of an average job (measured as the pool runs).
-    HalfJob,
     At(Duration),
 }
 
 /// Grace period of the shedding, in targets: waits above the target for shorter than this are
 /// a burst, not overload.
 const GRACE_TARGETS: u32 = 5;
-/// Weight of the newest job in the average job time.
-const JOB_TIME_WEIGHT: f64 = 0.1;
 
 pub struct InferencePool {
     sender: SyncSender<Job>,
@@ -66,8 +62,6 @@ struct Shared {
     waiting: AtomicUsize,
     busy: AtomicUsize,
     max_wait: Mutex<QueueWait>,
-    /// Seconds an average job takes (exponentially weighted), 0 until one has run.
-    job_seconds: Mutex<f64>,
     shedding: Mutex<Shedding>,
 }
 
@@ -83,14 +77,9 @@ struct Shedding {
 
 impl Shared {
     fn target(&self) -> Option<Duration> {
-        let max_wait = *self.max_wait.lock().unwrap_or_else(|p| p.into_inner());
-        match max_wait {
+        match *self.max_wait.lock().unwrap_or_else(|p| p.into_inner()) {
             QueueWait::Unbounded => None,
             QueueWait::At(limit) => Some(limit),
-            QueueWait::HalfJob => {
-                let job = *self.job_seconds.lock().unwrap_or_else(|p| p.into_inner());
-                (job > 0.0).then(|| Duration::from_secs_f64(job / 2.0))
-            }
         }
     }
 
@@ -118,11 +107,6 @@ impl Shared {
         }
         !overloaded
     }
-
-    fn record_job_time(&self, seconds: f64) {
-        let mut average = self.job_seconds.lock().unwrap_or_else(|p| p.into_inner());
-        *average = if *average == 0.0 { seconds } else { *average + JOB_TIME_WEIGHT * (seconds - *average) };
-    }
 }
 
 impl InferencePool {
@@ -134,7 +118,6 @@ impl InferencePool {
             waiting: AtomicUsize::new(0),
             busy: AtomicUsize::new(0),
             max_wait: Mutex::new(QueueWait::Unbounded),
-            job_seconds: Mutex::new(0.0),
             shedding: Mutex::new(Shedding::default()),
         });
         for index in 0..workers {
@@ -166,11 +149,6 @@ impl InferencePool {
     /// Jobs accepted but not yet picked up by a worker.
     pub fn queue_depth(&self) -> usize {
         self.shared.waiting.load(Ordering::Relaxed)
-    }
-
-    /// Seconds an average job has taken so far (0 before the first).
-    pub fn job_seconds(&self) -> f64 {
-        *self.shared.job_seconds.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Runs `work` on an inference thread and waits for its result.
@@ -231,12 +209,7 @@ fn worker(receiver: &Mutex<Receiver<Job>>, pipeline: &Pipeline, shared: &Shared)
         shared.busy.fetch_add(1, Ordering::Relaxed);
         // A panic in one job must not take the worker down with it.
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (job.task)(Some(pipeline))));
-        let took = now.elapsed().as_secs_f64();
         shared.busy.fetch_sub(1, Ordering::Relaxed);
-        // A skipped job (its caller gone) took no time and says nothing about the next one.
-        if took > 1e-4 {
-            shared.record_job_time(took);
-        }
     }
 }
 
@@ -249,7 +222,6 @@ mod tests {
             waiting: AtomicUsize::new(0),
             busy: AtomicUsize::new(0),
             max_wait: Mutex::new(max_wait),
-            job_seconds: Mutex::new(0.04),
             shedding: Mutex::new(Shedding::default()),
         }
     }
@@ -258,8 +230,8 @@ mod tests {
     /// for longer start the shedding, which a job that waited less than the target ends.
     #[test]
     fn sheds_only_after_waits_stay_above_the_target_for_the_grace_period() {
-        // Jobs of 40 ms: a 20 ms target, a 100 ms grace period.
-        let pool = shared(QueueWait::HalfJob);
+        // A 20 ms target: a 100 ms grace period.
+        let pool = shared(QueueWait::At(Duration::from_millis(20)));
         let (t0, ms) = (Instant::now(), Duration::from_millis);
         assert!(pool.admits(ms(10), t0), "under the target");
         assert!(pool.admits(ms(60), t0), "above it: the grace period starts");
