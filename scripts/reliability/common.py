@@ -19,7 +19,8 @@ sys.path.insert(0, str(ROOT / "scripts" / "ha"))
 
 from client import Client, Reply, log  # noqa: E402
 
-__all__ = ["Client", "Reply", "log", "Server", "photos", "integrity", "stored_templates", "table", "ROOT"]
+__all__ = ["Client", "Reply", "log", "Server", "photos", "integrity", "stored_templates", "table", "verdict",
+           "rss_mib", "ROOT"]
 
 
 def free_port() -> int:
@@ -102,3 +103,23 @@ def table(rows: list[tuple[str, str]]):
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"  {name.ljust(width)}  {value}")
+
+
+def verdict(title: str, rows: list[tuple[str, str]], problems: list[str], check: str) -> int:
+    """Prints a script's table and problems; returns its exit status."""
+    print()
+    print(title)
+    table(rows + [("problems", str(len(problems)))])
+    for problem in problems:
+        print(f"  PROBLEM: {problem}")
+    print(f"{check} passed" if not problems else f"{check} FAILED")
+    return 1 if problems else 0
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0

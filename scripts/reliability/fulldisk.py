@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import Server, integrity, log, photos, table
+from common import Server, integrity, log, photos, verdict
 
 # What a refused write may answer while the disk is full.
 FULL_DISK_CODES = {"storage_unavailable", "image_storage_unavailable"}
@@ -133,9 +133,9 @@ def run(args, work: Path, mount: Path) -> int:
         problems.append("enrolment did not work again within 30 s of space returning")
 
     server.stop()
-    verdict = integrity(server.database)
-    if verdict != "ok":
-        problems.append(f"PRAGMA integrity_check: {verdict}")
+    checked = integrity(server.database)
+    if checked != "ok":
+        problems.append(f"PRAGMA integrity_check: {checked}")
     server.start()
     missing = 0
     for subject_id, (face_id, picture) in acked.items():
@@ -152,21 +152,19 @@ def run(args, work: Path, mount: Path) -> int:
     if missing:
         problems.append(f"{missing} of {len(acked)} acknowledged enrolments missing (template or image) after restart")
 
-    print()
-    print(f"full disk, embedded storage ({args.size_mib} MiB tmpfs)")
-    table([
-        ("enrolled before the disk filled", f"{len(stored_before)} ({dict(before)})"),
-        ("enrolments while full", str(dict(full))),
-        ("reads while full", str(dict(reads))),
-        ("space returned -> enrolment works", f"{recovered_after:.2f} s" if recovered_after is not None else "no"),
-        ("integrity_check after restart", verdict),
-        ("acknowledged enrolments kept", f"{len(acked) - missing} of {len(acked)}"),
-        ("problems", str(len(problems))),
-    ])
-    for problem in problems:
-        print(f"  PROBLEM: {problem}")
-    print("full disk check passed" if not problems else "full disk check FAILED")
-    return 1 if problems else 0
+    return verdict(
+        f"full disk, embedded storage ({args.size_mib} MiB tmpfs)",
+        [
+            ("enrolled before the disk filled", f"{len(stored_before)} ({dict(before)})"),
+            ("enrolments while full", str(dict(full))),
+            ("reads while full", str(dict(reads))),
+            ("space returned -> enrolment works", f"{recovered_after:.2f} s" if recovered_after is not None else "no"),
+            ("integrity_check after restart", checked),
+            ("acknowledged enrolments kept", f"{len(acked) - missing} of {len(acked)}"),
+        ],
+        problems,
+        "full disk check",
+    )
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-from common import ROOT, Server, log, table
+from common import ROOT, Server, log, rss_mib, verdict
 
 PROBE = ROOT / "tests" / "fixtures" / "lfw" / "Bob_Graham" / "Bob_Graham_0005.jpg"
 ENROLLED = ROOT / "tests" / "fixtures" / "lfw" / "Bob_Graham" / "Bob_Graham_0001.jpg"
@@ -91,14 +91,6 @@ def verify(server, subject: str, image: bytes) -> tuple[int, str | None, str | N
         return 0, type(err).__name__, None, time.monotonic() - started
     finally:
         connection.close()
-
-
-def rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -197,24 +189,22 @@ def main() -> int:
         problems.append(f"full service back after {recovered} s, not within 1 s")
     server.stop()
 
-    print()
-    print(f"overload ({args.factor:g}x for {args.seconds:.0f} s, POST /v1/verify with liveness reported)")
-    table([
-        ("unloaded p50 / p99", f"{statistics.median(unloaded) * 1000:.0f} / {unloaded_p99 * 1000:.0f} ms"),
-        ("capacity (4 closed-loop clients)", f"{capacity:.1f} verifications/s"),
-        ("offered", f"{offered:.0f} requests/s ({sent} in all)"),
-        ("answers", ", ".join(f"{k}: {v}" for k, v in answers.most_common())),
-        ("accepted per second", f"{answers['200'] / args.seconds:.1f}"),
-        ("accepted p50 / p99", f"{statistics.median(accepted) * 1000:.0f} / {accepted_p99 * 1000:.0f} ms "
-         f"({accepted_p99 / unloaded_p99:.1f}x the unloaded p99)" if accepted else "none"),
-        ("RSS before / peak", f"{rss_before:.0f} / {rss_peak:.0f} MiB"),
-        ("full service after the load", f"{recovered:.2f} s" if recovered is not None else "not within 10 s"),
-        ("problems", str(len(problems))),
-    ])
-    for problem in problems:
-        print(f"  PROBLEM: {problem}")
-    print("overload check passed" if not problems else "overload check FAILED")
-    return 1 if problems else 0
+    return verdict(
+        f"overload ({args.factor:g}x for {args.seconds:.0f} s, POST /v1/verify with liveness reported)",
+        [
+            ("unloaded p50 / p99", f"{statistics.median(unloaded) * 1000:.0f} / {unloaded_p99 * 1000:.0f} ms"),
+            ("capacity (4 closed-loop clients)", f"{capacity:.1f} verifications/s"),
+            ("offered", f"{offered:.0f} requests/s ({sent} in all)"),
+            ("answers", ", ".join(f"{k}: {v}" for k, v in answers.most_common())),
+            ("accepted per second", f"{answers['200'] / args.seconds:.1f}"),
+            ("accepted p50 / p99", f"{statistics.median(accepted) * 1000:.0f} / {accepted_p99 * 1000:.0f} ms "
+             f"({accepted_p99 / unloaded_p99:.1f}x the unloaded p99)" if accepted else "none"),
+            ("RSS before / peak", f"{rss_before:.0f} / {rss_peak:.0f} MiB"),
+            ("full service after the load", f"{recovered:.2f} s" if recovered is not None else "not within 10 s"),
+        ],
+        problems,
+        "overload check",
+    )
 
 
 if __name__ == "__main__":

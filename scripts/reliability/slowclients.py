@@ -20,7 +20,7 @@ import threading
 import time
 from pathlib import Path
 
-from common import Server, log, table
+from common import Server, log, verdict
 
 MAX_CONNECTIONS = 128
 HEADER_TIMEOUT = 2
@@ -164,21 +164,19 @@ def main() -> int:
         return (f"{len(watch.latencies)} answered, {len(watch.failures)} failed; median "
                 f"{statistics.median(watch.latencies) * 1000:.0f} ms, max {max(watch.latencies):.2f} s")
 
-    print()
-    print(f"slow clients (limit {MAX_CONNECTIONS} connections, header timeout {HEADER_TIMEOUT} s, "
-          f"request timeout {REQUEST_TIMEOUT} s)")
-    table([
-        (f"{args.attackers} headers never finished", summary(stalled)),
-        ("  a well-behaved client meanwhile", latency(headers_watch)),
-        (f"{args.tricklers} bodies trickled", summary(trickled)),
-        ("  a well-behaved client meanwhile", latency(body_watch)),
-        ("descriptors: before / most during", f"{baseline_fds} / {fds}"),
-        ("problems", str(len(problems))),
-    ])
-    for problem in problems:
-        print(f"  PROBLEM: {problem}")
-    print("slow clients check passed" if not problems else "slow clients check FAILED")
-    return 1 if problems else 0
+    return verdict(
+        f"slow clients (limit {MAX_CONNECTIONS} connections, header timeout {HEADER_TIMEOUT} s, "
+          f"request timeout {REQUEST_TIMEOUT} s)",
+            [
+            (f"{args.attackers} headers never finished", summary(stalled)),
+            ("  a well-behaved client meanwhile", latency(headers_watch)),
+            (f"{args.tricklers} bodies trickled", summary(trickled)),
+            ("  a well-behaved client meanwhile", latency(body_watch)),
+            ("descriptors: before / most during", f"{baseline_fds} / {fds}"),
+        ],
+        problems,
+        "slow clients check",
+    )
 
 
 if __name__ == "__main__":

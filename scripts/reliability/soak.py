@@ -24,7 +24,7 @@ import threading
 import time
 from pathlib import Path
 
-from common import Server, log, photos, table
+from common import Server, log, photos, rss_mib, verdict
 
 WARM_UP_FRACTION = 0.2
 
@@ -108,14 +108,6 @@ class Load:
             body, content_type = good, "text/plain"
         reply = self.server.client.call("POST", "/v1/detect", body, content_type)
         self.note("bad input", reply, expect_4xx=True)
-
-
-def rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def disk_mib(directory: Path) -> float:
@@ -217,25 +209,23 @@ def main() -> int:
     if args.svg:
         svg(samples, args.svg, warm_up)
 
-    print()
-    print(f"soak ({args.minutes:g} min, samples every {args.sample_every:g} s, warm-up {warm_up:.0f} s)")
-    table([
-        ("requests", ", ".join(f"{k} {v}" for k, v in load.answers.most_common())),
-        ("unexpected answers", str(sum(load.wrong.values()))),
-        ("RSS after warm-up / at most / end", f"{base['rss']:.0f} / {max(s['rss'] for s in samples):.0f} / "
-         f"{samples[-1]['rss']:.0f} MiB (growth {rss_growth:+.1%})"),
-        ("open descriptors after warm-up", f"{min(s['fds'] for s in after)}-{max(s['fds'] for s in after)}"
-         if after else "-"),
-        ("data directory start / end", f"{samples[0]['db']:.1f} / {samples[-1]['db']:.1f} MiB "
-         f"({samples[-1]['subjects']} subjects)"),
-        ("verify p95 early / late", f"{statistics.median(early):.0f} / {statistics.median(late):.0f} ms "
-         f"(drift {drift:+.1%})" if early and late else "-"),
-        ("problems", str(len(problems))),
-    ])
-    for problem in problems:
-        print(f"  PROBLEM: {problem}")
-    print("soak passed" if not problems else "soak FAILED")
-    return 1 if problems else 0
+    return verdict(
+        f"soak ({args.minutes:g} min, samples every {args.sample_every:g} s, warm-up {warm_up:.0f} s)",
+        [
+            ("requests", ", ".join(f"{k} {v}" for k, v in load.answers.most_common())),
+            ("unexpected answers", str(sum(load.wrong.values()))),
+            ("RSS after warm-up / at most / end", f"{base['rss']:.0f} / {max(s['rss'] for s in samples):.0f} / "
+             f"{samples[-1]['rss']:.0f} MiB (growth {rss_growth:+.1%})"),
+            ("open descriptors after warm-up", f"{min(s['fds'] for s in after)}-{max(s['fds'] for s in after)}"
+             if after else "-"),
+            ("data directory start / end", f"{samples[0]['db']:.1f} / {samples[-1]['db']:.1f} MiB "
+             f"({samples[-1]['subjects']} subjects)"),
+            ("verify p95 early / late", f"{statistics.median(early):.0f} / {statistics.median(late):.0f} ms "
+             f"(drift {drift:+.1%})" if early and late else "-"),
+        ],
+        problems,
+        "soak",
+    )
 
 
 if __name__ == "__main__":

@@ -646,20 +646,7 @@ impl Store for SqliteStore {
     }
 
     async fn append_audit(&self, e: &NewAuditEvent) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO audit_events (at, api_key_id, action, outcome, collection_id, subject_id, detail)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(Utc::now())
-        .bind(&e.api_key_id)
-        .bind(e.action.as_str())
-        .bind(e.outcome.as_str())
-        .bind(e.collection.as_ref().map(CollectionId::as_str))
-        .bind(e.subject_id)
-        .bind(e.detail.to_string())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        self.append_audit_once(e, Uuid::now_v7(), Utc::now()).await.map(|_| ())
     }
 
     async fn append_audit_once(
