@@ -65,6 +65,12 @@ pub trait Store: Send + Sync {
     /// Stores all templates or none.
     async fn add_templates(&self, templates: &[Template]) -> StoreResult<()>;
     async fn list_templates(&self, subject_id: Uuid) -> StoreResult<Vec<Template>>;
+    /// [`Store::add_templates`] for a request that names itself (`request_key`), recording in
+    /// the same transaction which templates it stored.
+    async fn add_templates_for_request(&self, templates: &[Template], request_key: &str) -> StoreResult<()>;
+    /// The templates a request stored, when one with this key did (and its subject is not
+    /// erased); deleted faces are left out.
+    async fn templates_of_request(&self, request_key: &str) -> StoreResult<Option<Vec<Template>>>;
     /// Deletes a face: the template and the other templates of its face (its original and
     /// their re-embedded twins), so that no recognizer keeps matching a deleted face. Returns
     /// them (empty when the subject has no such template), the named one first.

@@ -55,6 +55,33 @@ pub struct PostgresStore {
 const REPLICA_REST: Duration = Duration::from_secs(5);
 
 impl PostgresStore {
+    /// Stores templates in one transaction and, for a request that names itself, which ones.
+    async fn insert_templates(&self, templates: &[Template], request_key: Option<&str>) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        for template in templates {
+            insert_template(&mut *tx, template).await.map_err(|err| match &err {
+                sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+                    StoreError::Missing(Entity::Subject)
+                }
+                _ => err.into(),
+            })?;
+        }
+        if let (Some(request_key), Some(first)) = (request_key, templates.first()) {
+            let ids: Vec<Uuid> = templates.iter().map(|t| t.id).collect();
+            sqlx::query(
+                "INSERT INTO enrolment_requests (request_key, subject_id, template_ids, created_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(request_key)
+            .bind(first.subject_id)
+            .bind(&ids)
+            .bind(stored(Utc::now()))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Connects and applies pending migrations (under PostgreSQL's advisory lock, so replicas
     /// starting together migrate once).
     pub async fn connect(options: &PostgresOptions) -> StoreResult<Self> {
@@ -360,17 +387,23 @@ impl Store for PostgresStore {
     }
 
     async fn add_templates(&self, templates: &[Template]) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
-        for template in templates {
-            insert_template(&mut *tx, template).await.map_err(|err| match &err {
-                sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
-                    StoreError::Missing(Entity::Subject)
-                }
-                _ => err.into(),
-            })?;
-        }
-        tx.commit().await?;
-        Ok(())
+        self.insert_templates(templates, None).await
+    }
+
+    async fn add_templates_for_request(&self, templates: &[Template], request_key: &str) -> StoreResult<()> {
+        self.insert_templates(templates, Some(request_key)).await
+    }
+
+    async fn templates_of_request(&self, request_key: &str) -> StoreResult<Option<Vec<Template>>> {
+        let found: Option<(Uuid, Vec<Uuid>)> =
+            sqlx::query_as("SELECT subject_id, template_ids FROM enrolment_requests WHERE request_key = $1")
+                .bind(request_key)
+                .fetch_optional(&self.pool)
+                .await?;
+        let Some((subject_id, ids)) = found else { return Ok(None) };
+        let mut templates = self.list_templates(subject_id).await?;
+        templates.retain(|t| ids.contains(&t.id));
+        Ok(Some(templates))
     }
 
     async fn list_templates(&self, subject_id: Uuid) -> StoreResult<Vec<Template>> {

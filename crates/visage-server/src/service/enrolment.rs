@@ -24,14 +24,34 @@ pub struct EnrolledFace {
 /// that fail it, such as small ones in the background, are ignored) and pass liveness when
 /// required. Every image is checked before anything is stored; then images (when kept) and
 /// templates are stored together, and a failure of either undoes the uploads.
+///
+/// `request_key` names the request (its Idempotency-Key): an enrolment it already stored (its
+/// answer lost to a crash) is answered again instead of enrolled twice, without a liveness
+/// verdict, which was not kept.
 pub async fn enrol(
     app: &App,
     caller: &Caller,
     subject_id: Uuid,
     images: Vec<Bytes>,
     liveness: Option<LivenessMode>,
+    mut request_key: Option<String>,
 ) -> ServiceResult<Vec<EnrolledFace>> {
     let subject = subjects::visible(app, caller, subject_id, Role::Enrol).await?;
+    let done = match &request_key {
+        Some(key) => app.store.templates_of_request(key).await?,
+        None => None,
+    };
+    match done {
+        Some(stored) if stored.first().is_some_and(|t| t.subject_id == subject_id) => {
+            return Ok(stored
+                .into_iter()
+                .map(|template| EnrolledFace { template, liveness: None })
+                .collect());
+        }
+        // Its faces deleted since: enrolled anew, the request already recorded.
+        Some(_) => request_key = None,
+        None => {}
+    }
     let mode = LivenessMode::for_request(liveness, app.config.liveness.enrol, app.config.profile);
     if images.is_empty() {
         return Err(ServiceError::ImageMissing);
@@ -86,7 +106,11 @@ pub async fn enrol(
         }
     }
     let templates: Vec<Template> = faces.iter().map(|f| f.template.clone()).collect();
-    if let Err(err) = app.store.add_templates(&templates).await {
+    let stored = match &request_key {
+        Some(key) => app.store.add_templates_for_request(&templates, key).await,
+        None => app.store.add_templates(&templates).await,
+    };
+    if let Err(err) = stored {
         images::delete(app, uploaded, Deletion::EnrolmentRollback).await;
         return Err(err.into());
     }

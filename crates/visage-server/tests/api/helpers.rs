@@ -106,7 +106,15 @@ impl TestApp {
             return stored;
         };
         let mut conn = sqlx::PgConnection::connect(&db.url()).await.unwrap();
-        for table in ["collections", "subjects", "templates", "api_keys", "verifications", "audit_events"] {
+        for table in [
+            "collections",
+            "subjects",
+            "templates",
+            "enrolment_requests",
+            "api_keys",
+            "verifications",
+            "audit_events",
+        ] {
             let sql = format!("SELECT r::text AS row FROM {table} r");
             for row in sqlx::query(AssertSqlSafe(sql)).fetch_all(&mut conn).await.unwrap() {
                 stored.extend(row.get::<String, _>("row").into_bytes());

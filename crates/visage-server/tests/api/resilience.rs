@@ -254,3 +254,51 @@ async fn without_outage_reads_a_database_outage_answers_503_quickly_and_the_serv
     assert_eq!(subject["face_count"], 1, "nothing acknowledged was lost");
     assert_eq!(app.verify(bob, "Bob_Graham_0005").await["match"], true);
 }
+
+/// An enrolment whose answer was lost after its templates were committed (the process killed
+/// before the shared idempotency record learnt the outcome, so the key's lease just expires):
+/// the retry with the same Idempotency-Key finds the request recorded with the templates and
+/// answers with them, instead of storing the face a second time.
+#[tokio::test]
+async fn an_enrolment_retried_after_its_answer_was_lost_is_stored_once() {
+    use bytes::Bytes;
+    use visage_server::service::{Caller, enrolment};
+
+    let app = spawn_app().await;
+    let bob = app.create_subject("bob").await;
+    let caller = Caller { key_id: "k-retry".into(), role: Role::Enrol, scope: CollectionScope::All };
+    let image = || vec![Bytes::from(lfw("Bob_Graham_0001"))];
+    let key = Some("request-1".to_owned());
+    let first = enrolment::enrol(&app.state, &caller, bob, image(), None, key.clone()).await.unwrap();
+    let again = enrolment::enrol(&app.state, &caller, bob, image(), None, key).await.unwrap();
+    let ids = |faces: &[enrolment::EnrolledFace]| faces.iter().map(|f| f.template.id).collect::<Vec<_>>();
+    assert_eq!(ids(&again), ids(&first), "the retry answers with the stored face");
+    let faces = expect(app.get(&format!("/v1/subjects/{bob}/faces"), &app.admin).await, StatusCode::OK).await;
+    assert_eq!(faces["faces"].as_array().unwrap().len(), 1, "stored once: {faces}");
+    // Another request is another enrolment.
+    let other =
+        enrolment::enrol(&app.state, &caller, bob, image(), None, Some("request-2".into())).await.unwrap();
+    assert_ne!(ids(&other), ids(&first));
+    // Over HTTP the middleware hands the handler the request's key: a replay from the shared
+    // record and the database agree on the face.
+    let form = || Form::new().part("image", jpeg(lfw("Bob_Graham_0005")));
+    let headers = |r: reqwest::RequestBuilder| r.bearer_auth(&app.admin).header("Idempotency-Key", "face-k");
+    let sent = headers(app.client.post(app.url(&format!("/v1/subjects/{bob}/faces"))))
+        .multipart(form())
+        .send()
+        .await;
+    let answered = expect(sent.unwrap(), StatusCode::CREATED).await;
+    let kept = app.state.store.list_templates(bob).await.unwrap();
+    assert_eq!(kept.len(), 3);
+    assert_eq!(answered["faces"][0]["id"], kept[2].id.to_string());
+    use sha2::{Digest, Sha256};
+    let key_id = apikey::parse(&app.admin).unwrap().0;
+    let header_hash = format!("{:x}", Sha256::digest(b"face-k"));
+    let request_key = format!("{:x}", Sha256::digest(format!("{key_id}\nface.enrol\n{header_hash}")));
+    let recorded = app.state.store.templates_of_request(&request_key).await.unwrap().expect("recorded");
+    assert_eq!(
+        recorded.iter().map(|t| t.id).collect::<Vec<_>>(),
+        [kept[2].id],
+        "the handler got the request's key"
+    );
+}

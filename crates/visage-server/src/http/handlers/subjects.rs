@@ -1,7 +1,7 @@
 //! `/v1/subjects`, a subject, its faces, and erasure.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use uuid::Uuid;
 use visage_store::Role;
@@ -13,6 +13,7 @@ use crate::http::dto::{
 };
 use crate::http::error::{ApiResult, ErrorBody};
 use crate::http::extract::{IMAGE_FIELD, ImageForm};
+use crate::http::middleware::idempotency::RequestKey;
 use crate::service::subjects::{self, NewSubjectRequest};
 use crate::service::{Caller, enrolment};
 use crate::state::AppState;
@@ -88,11 +89,13 @@ pub async fn enrol_faces(
     State(app): State<AppState>,
     caller: Caller,
     Path(id): Path<Uuid>,
+    request_key: Option<Extension<RequestKey>>,
     mut form: ImageForm,
 ) -> ApiResult<(StatusCode, Json<EnrolledFaces>)> {
     let request: EnrolRequest = form.params()?;
     let images = form.take_all(IMAGE_FIELD);
-    let enrolled = enrolment::enrol(&app, &caller, id, images, request.liveness).await?;
+    let request_key = request_key.map(|Extension(RequestKey(key))| key);
+    let enrolled = enrolment::enrol(&app, &caller, id, images, request.liveness, request_key).await?;
     let threshold = app.liveness_threshold;
     let faces = enrolled
         .iter()

@@ -34,6 +34,13 @@ pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 /// document names the header on them).
 pub const ROUTES: [&str; 2] = ["/v1/subjects", "/v1/subjects/{id}/faces"];
 
+/// The request's own name, handed to the handler in the request's extensions: the caller's key
+/// id, the route's scope and the Idempotency-Key, hashed. A handler whose work commits to the
+/// database records it in the same transaction, so a retry after a crash between that commit
+/// and the shared record of the answer finds the work done.
+#[derive(Debug, Clone)]
+pub struct RequestKey(pub String);
+
 /// The header value, checked: 1-255 visible ASCII characters, sent once. `None` without one.
 pub fn parse_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
     let mut values = headers.get_all(HEADER).iter();
@@ -120,6 +127,8 @@ async fn run_once(app: AppState, scope: &str, request: Request, next: Next) -> R
     let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     let fingerprint = fingerprint(&parts.method, &parts.uri, content_type, &bytes);
     let key = app.shared.key(&["idempotency", caller.key_id.as_str(), scope, header_hash.as_str()]);
+    let request_key = format!("{:x}", Sha256::digest(format!("{}\n{scope}\n{header_hash}", caller.key_id)));
+    parts.extensions.insert(RequestKey(request_key));
     let begun = app.shared.idempotency_begin(key, fingerprint, local_reservation_ttl(&app)).await;
     let ticket = match begun.map_err(|e| ApiError::internal(e.to_string()))? {
         Begin::Reserved(ticket) => ticket,
