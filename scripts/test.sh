@@ -37,7 +37,7 @@ VISAGE_BIN="${CARGO_TARGET_DIR:-target}/debug/visage" scripts/check/schemathesis
 # fixture photos, axe-core on every page; screenshots in target/console-screenshots.
 VISAGE_BIN="${CARGO_TARGET_DIR:-target}/debug/visage" scripts/check/console.sh
 # Reliability on the embedded storage (docs/reliability.md): 50 kill -9s during enrolment and
-# erasure traffic, a full disk (a tmpfs of its own; needs root, as CI runs), and slow clients
+# erasure traffic, a full disk (a tmpfs of its own; needs root: skipped without it, a failure under CI), and slow clients
 # (slowloris headers, trickled bodies) against a small connection limit.
 python3 scripts/reliability/kill9.py --bin "${CARGO_TARGET_DIR:-target}/debug/visage" --cycles 50
 python3 scripts/reliability/fulldisk.py --bin "${CARGO_TARGET_DIR:-target}/debug/visage"

@@ -169,6 +169,8 @@ def run(args, work: Path, mount: Path) -> int:
 
 if __name__ == "__main__":
     if os.geteuid() != 0:
-        print("full disk check: needs root to mount a tmpfs")
-        sys.exit(1)
+        # A developer's machine without root skips it, loudly; CI (root) must run it.
+        print("full disk check: SKIPPED, it needs root to mount a tmpfs" + ("" if os.environ.get("CI") else
+              " (CI=true makes this a failure)"))
+        sys.exit(1 if os.environ.get("CI") else 0)
     sys.exit(main())

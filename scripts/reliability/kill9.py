@@ -11,11 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sqlite3
 import statistics
 import sys
 import tempfile
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -125,8 +127,6 @@ def check(server: Server, ledger: Ledger) -> list[str]:
 def orphan_images(server: Server) -> int:
     """Image files no template names: an enrolment killed between storing its image and
     committing its templates (never acknowledged; `visage images sweep` removes them)."""
-    import sqlite3
-    import uuid
     with sqlite3.connect(server.database) as conn:
         ids = {str(uuid.UUID(bytes=row[0])) for row in conn.execute("SELECT id FROM templates")}
     files = list((server.data_dir / "images").glob("*.img"))

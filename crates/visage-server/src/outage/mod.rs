@@ -83,7 +83,14 @@ impl Outage {
         self.keys.read().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
     }
 
-    /// Keeps a key as just read (or revoked) for the next outage.
+    /// Keeps a key the copy lacks (one created since the last read of the keys).
+    pub fn remember_new_key(&self, key: &ApiKeyRecord) {
+        if !self.keys.read().unwrap_or_else(|p| p.into_inner()).contains_key(&key.id) {
+            self.remember_key(key);
+        }
+    }
+
+    /// Keeps a key as just revoked, before the next refresh of the copy.
     pub fn remember_key(&self, key: &ApiKeyRecord) {
         self.keys.write().unwrap_or_else(|p| p.into_inner()).insert(key.id.clone(), key.clone());
     }

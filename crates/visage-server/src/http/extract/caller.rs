@@ -26,8 +26,10 @@ async fn key_record(state: &AppState, id: &str) -> Result<Option<ApiKeyRecord>, 
     }
     match state.store.get_api_key(id).await {
         Ok(record) => {
+            // A key in use is known at once, not only after the watcher's next read; a read
+            // lock when it is known already, which is every request but the first.
             if let Some(record) = &record {
-                state.outage.remember_key(record);
+                state.outage.remember_new_key(record);
             }
             Ok(record)
         }
