@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # High-availability test on loopback (docs/ha-test.md). Starts, all in one temporary directory:
-#   PostgreSQL primary 127.0.0.1:55432 + streaming replica :55433 (pg_basebackup -R)
-#   Redis master 127.0.0.1:56379 + replica :56380
-#   an S3 server (moto) at 127.0.0.1:59000 with the bucket visage-ha
+#   PostgreSQL primary 127.0.0.1:25432 + streaming replica :25433 (pg_basebackup -R)
+#   Redis master 127.0.0.1:26379 + replica :26380
+#   an S3 server (moto) at 127.0.0.1:29000 with the bucket visage-ha
 #   3 x `visage serve` (production profile) at 127.0.0.2:8001, 127.0.0.3:8002, 127.0.0.4:8003
-#   Traefik at 127.0.0.1:58080: round robin, /health/read checked every second, retry x3
+#   Traefik at 127.0.0.1:28080: round robin, /health/read checked every second, retry x3
 # then runs the driver, scripts/ha/driver.py (steady verify + enrol load through Traefik while
 # it kills a replica, stops Redis and PostgreSQL; prints a summary table), and stops everything
 # it started, also on failure or Ctrl-C. Exit status: the driver's (0 = every check passed).
@@ -31,16 +31,18 @@ TRAEFIK_VERSION=3.7.15
 MOTO_VERSION=5.2.5
 
 # HA_PORT_OFFSET (default 0) moves every port, so that two runs on one machine can coexist.
+# All ports sit below Linux's ephemeral range (32768-60999): a port in it can be taken by any
+# outgoing connection (CI once found :59000 so taken after the load tests before it).
 offset=${HA_PORT_OFFSET:-0}
 export HA_PORT_OFFSET=$offset
-PG_PRIMARY_PORT=$((55432 + offset))
-PG_REPLICA_PORT=$((55433 + offset))
-REDIS_MASTER_PORT=$((56379 + offset))
-REDIS_REPLICA_PORT=$((56380 + offset))
-S3_PORT=$((59000 + offset))
+PG_PRIMARY_PORT=$((25432 + offset))
+PG_REPLICA_PORT=$((25433 + offset))
+REDIS_MASTER_PORT=$((26379 + offset))
+REDIS_REPLICA_PORT=$((26380 + offset))
+S3_PORT=$((29000 + offset))
 S3_BUCKET=visage-ha
-TRAEFIK_PORT=$((58080 + offset))
-TRAEFIK_API_PORT=$((58081 + offset))
+TRAEFIK_PORT=$((28080 + offset))
+TRAEFIK_API_PORT=$((28081 + offset))
 REPLICAS=3
 replica_addr() { echo "127.0.0.$(($1 + 1)):$((8000 + $1 + offset))"; } # N -> listen address of replica N
 
@@ -163,6 +165,19 @@ wait_for_quietly() {
   local deadline=$((SECONDS + $1))
   shift
   while [ "$SECONDS" -lt "$deadline" ]; do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 0.2
+  done
+  return 1
+}
+
+# wait_while_alive NAME SECONDS CMD...: like wait_for_quietly, but gives up at once when the
+# process pids/NAME has exited (a server that cannot bind says so in its log; no use waiting).
+wait_while_alive() {
+  local pid deadline=$((SECONDS + $2))
+  pid=$(cat "$HA_WORK/pids/$1")
+  shift 2
+  while [ "$SECONDS" -lt "$deadline" ] && kill -0 "$pid" 2>/dev/null; do
     if "$@" >/dev/null 2>&1; then return 0; fi
     sleep 0.2
   done
@@ -332,11 +347,11 @@ start moto "$HA_WORK/logs/moto.log" "$moto_venv/bin/moto_server" -H 127.0.0.1 -p
 # Creating the bucket is the readiness probe (moto answers 200 also when it exists).
 # Once seen not answering for over 90 s on a loaded machine (no log was kept): a dead server or its log
 # says why instead of a bare timeout.
-if ! wait_for_quietly 180 python3 -c 'import sys, urllib.request as u
+if ! wait_while_alive moto 180 python3 -c 'import sys, urllib.request as u
 u.urlopen(u.Request(sys.argv[1], method="PUT"), timeout=2).read()' "http://127.0.0.1:$S3_PORT/$S3_BUCKET"; then
   kill -0 "$(cat "$HA_WORK/pids/moto")" 2>/dev/null || say "moto exited"
   tail -n 20 "$HA_WORK/logs/moto.log" >&2 || true
-  die "moto did not come up within 180 s"
+  die "moto did not come up"
 fi
 
 # One template key for all replicas; an admin key for the driver.
