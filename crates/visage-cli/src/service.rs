@@ -9,7 +9,8 @@ use visage_face::{BackendKind, FaceSelection, LivenessKind, RecognizerKind};
 use visage_server::observability::telemetry::{self, LogOptions};
 use visage_server::resources::open_store;
 use visage_server::{Application, Config};
-use visage_store::{ApiKeyRecord, CollectionId, CollectionScope, Role, apikey};
+use visage_store::{ApiKeyRecord, CollectionId, CollectionScope, Role};
+use visage_wire::api_key;
 
 /// Values given explicitly on the command line (or by their own environment variables),
 /// which override the configuration file and `VISAGE_*__*` variables.
@@ -109,7 +110,7 @@ pub fn create_key(config: &Config, name: &str, role: Role, collections: &[String
     };
     runtime()?.block_on(async {
         let store = open_store(config).await?;
-        let key = apikey::generate();
+        let key = api_key::generate();
         store
             .create_api_key(&ApiKeyRecord {
                 id: key.id.clone(),

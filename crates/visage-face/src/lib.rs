@@ -14,7 +14,9 @@ pub mod liveness;
 pub mod models;
 pub mod quality;
 
-pub use backend::{BackendKind, InferenceBackend, Session, Tensor, TractBackend};
+#[cfg(feature = "tract")]
+pub use backend::TractBackend;
+pub use backend::{BackendKind, InferenceBackend, Session, Tensor};
 pub use decode::{DecodeLimits, decode_image};
 pub use detect::{DetectedFace, Detector, DetectorConfig};
 pub use embed::{Embedding, Recognizer, RecognizerKind};

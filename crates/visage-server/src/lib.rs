@@ -8,7 +8,7 @@
 //! - [`inference`], [`gallery`], [`outage`], [`shared`], [`observability`], [`config`]: the parts
 //!   below.
 
-pub mod config;
+pub use visage_config as config;
 pub mod gallery;
 pub mod http;
 pub mod inference;

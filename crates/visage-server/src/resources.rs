@@ -10,9 +10,29 @@ use visage_face::{EngineConfig, FaceEngine, LivenessModel, ModelPaths};
 use visage_store::crypto::{KeyRing, TemplateKey};
 use visage_store::{PostgresOptions, PostgresStore, SqliteStore, Store, StoreError};
 
-use crate::config::{Config, Profile};
+use crate::config::{Config, ImageBackend, ImagesConfig, Profile};
 use crate::gallery::GalleryIndex;
 use crate::inference::Pipeline;
+
+/// Where images are kept: `data_dir/images`, or the configured bucket.
+pub fn image_backend(config: &Config) -> visage_objects::Backend {
+    let images = &config.images;
+    match images.backend {
+        ImageBackend::Local => visage_objects::Backend::Local { dir: config.storage.data_dir.join("images") },
+        ImageBackend::S3 => visage_objects::Backend::S3(visage_objects::S3Options {
+            endpoint: ImagesConfig::non_empty(&images.s3_endpoint),
+            bucket: ImagesConfig::non_empty(&images.s3_bucket).unwrap_or_default(),
+            region: images.s3_region.clone(),
+            access_key_id: ImagesConfig::non_empty(&images.s3_access_key_id),
+            secret_access_key: images
+                .s3_secret_access_key
+                .as_ref()
+                .map(|s| s.expose().to_owned())
+                .filter(|s| !s.is_empty()),
+            timeout: Duration::from_secs(images.timeout_seconds),
+        }),
+    }
+}
 
 /// Reads the template keys: configured, from a file, or (development only) generated once
 /// into the data directory.
@@ -148,4 +168,30 @@ pub async fn load_gallery(
          until `visage reembed --to {model}` runs"
     );
     Ok(gallery)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    #[test]
+    fn images_go_to_the_data_directory_or_the_configured_bucket() {
+        let mut config = Config::defaults(Profile::Development);
+        assert!(
+            matches!(image_backend(&config), visage_objects::Backend::Local { dir } if dir.ends_with("images"))
+        );
+        config.images.backend = ImageBackend::S3;
+        config.images.s3_bucket = Some("visage-images".into());
+        config.images.s3_endpoint = Some("http://minio:9000".into());
+        config.images.s3_access_key_id = Some(String::new());
+        config.images.s3_secret_access_key = Some(Secret::new("minio-secret-123"));
+        let visage_objects::Backend::S3(options) = image_backend(&config) else { panic!("s3") };
+        assert_eq!(
+            (options.endpoint.as_deref(), options.bucket.as_str(), options.region.as_str()),
+            (Some("http://minio:9000"), "visage-images", "us-east-1")
+        );
+        assert_eq!(options.access_key_id, None, "an empty value counts as unset");
+        assert_eq!(options.secret_access_key.as_deref(), Some("minio-secret-123"));
+    }
 }

@@ -66,7 +66,7 @@ impl Application {
                 0 => QueueWait::Unbounded,
                 ms => QueueWait::At(Duration::from_millis(ms)),
             });
-        let images = ImageStore::open(&config.image_backend())?;
+        let images = ImageStore::open(&crate::resources::image_backend(&config))?;
         let listener = TcpListener::bind(&config.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;

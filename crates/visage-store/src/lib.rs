@@ -4,7 +4,6 @@
 //! Templates reach the store already sealed ([`crypto::KeyRing`]): no backend ever sees a
 //! template in the clear.
 
-pub mod apikey;
 mod audit;
 pub mod crypto;
 mod error;

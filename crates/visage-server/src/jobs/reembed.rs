@@ -120,7 +120,7 @@ pub async fn reembed(
     let batch = batch.max(1);
     let store = open_store(config).await?;
     let keys = key_ring(config)?;
-    let images = ImageStore::open(&config.image_backend())?;
+    let images = ImageStore::open(&crate::resources::image_backend(config))?;
     let model = enum_name(&to);
     let mut summary = ReembedSummary { to: model.clone(), ..ReembedSummary::default() };
     let before = store.model_status(&model).await?;
@@ -262,7 +262,7 @@ pub async fn prune(
 ) -> anyhow::Result<PruneSummary> {
     let batch = batch.max(1);
     let store = open_store(config).await?;
-    let images = ImageStore::open(&config.image_backend())?;
+    let images = ImageStore::open(&crate::resources::image_backend(config))?;
     let model = enum_name(&to);
     let before = store.model_status(&model).await?;
     if before.untwinned > 0 && !force {

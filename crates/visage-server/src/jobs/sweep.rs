@@ -28,7 +28,7 @@ pub struct SweepSummary {
 /// upload and its template. Reads the configuration `visage serve` reads.
 pub async fn sweep(config: &Config, grace: std::time::Duration) -> anyhow::Result<SweepSummary> {
     let store = open_store(config).await?;
-    let images = ImageStore::open(&config.image_backend())?;
+    let images = ImageStore::open(&crate::resources::image_backend(config))?;
     let referenced: std::collections::HashSet<String> = store.image_refs().await?.into_iter().collect();
     let cutoff = chrono::Utc::now() - chrono::Duration::from_std(grace)?;
     let mut summary = SweepSummary::default();

@@ -4,7 +4,8 @@
 
 use chrono::Utc;
 use serde_json::json;
-use visage_store::{ApiKeyRecord, AuditAction, AuditOutcome, CollectionId, CollectionScope, Role, apikey};
+use visage_store::{ApiKeyRecord, AuditAction, AuditOutcome, CollectionId, CollectionScope, Role};
+use visage_wire::api_key;
 use zeroize::Zeroizing;
 
 use super::audit::Entry;
@@ -53,7 +54,7 @@ pub async fn create(app: &App, caller: &Caller, request: NewKeyRequest) -> Servi
     if !within(&caller.scope, &scope) {
         return Err(ServiceError::Forbidden);
     }
-    let key = apikey::generate();
+    let key = api_key::generate();
     let record = ApiKeyRecord {
         id: key.id.clone(),
         name,

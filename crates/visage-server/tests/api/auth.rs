@@ -52,7 +52,7 @@ async fn keys_are_checked_for_role_and_collection() {
         "unauthorized",
     )
     .await;
-    let (id, _) = apikey::parse(&reader).unwrap();
+    let (id, _) = api_key::parse(&reader).unwrap();
     assert!(app.state.store.revoke_api_key(id).await.unwrap());
     expect_error(app.get("/v1/subjects", &reader).await, StatusCode::UNAUTHORIZED, "unauthorized").await;
     // Health needs no key.

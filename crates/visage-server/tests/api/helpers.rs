@@ -170,7 +170,7 @@ impl TestApp {
     }
 
     pub(crate) async fn key(&self, role: Role, scope: CollectionScope) -> String {
-        let key = apikey::generate();
+        let key = api_key::generate();
         self.state
             .store
             .create_api_key(&ApiKeyRecord {

@@ -70,7 +70,7 @@ async fn a_scoped_admin_cannot_give_a_key_more_than_it_holds() {
     expect(app.post_json("/v1/keys", &staff_admin, request).await, StatusCode::CREATED).await;
     // It sees only keys within its collections: not the all-collections admin key.
     let listed = expect(app.get("/v1/keys", &staff_admin).await, StatusCode::OK).await;
-    let (admin_id, _) = apikey::parse(&app.admin).unwrap();
+    let (admin_id, _) = api_key::parse(&app.admin).unwrap();
     assert!(listed["keys"].as_array().unwrap().iter().all(|k| k["id"] != admin_id), "{listed}");
     let revoke_admin = app.delete(&format!("/v1/keys/{admin_id}"), &staff_admin).await;
     expect_error(revoke_admin, StatusCode::NOT_FOUND, "key_not_found").await;

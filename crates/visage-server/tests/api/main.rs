@@ -22,7 +22,8 @@ use visage_server::inference::Pick;
 use visage_server::{AppState, Application, Config, Profile};
 use visage_store::crypto::{SealedTemplate, TemplateKey};
 use visage_store::testing::TestDatabase;
-use visage_store::{ApiKeyRecord, CollectionId, CollectionScope, Role, Template, apikey};
+use visage_store::{ApiKeyRecord, CollectionId, CollectionScope, Role, Template};
+use visage_wire::api_key;
 
 mod helpers;
 use helpers::*;

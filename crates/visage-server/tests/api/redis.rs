@@ -120,7 +120,7 @@ async fn two_replicas_share_one_rate_limit_bucket_per_key_through_redis() {
     for replica in [&first, &second, &second, &first] {
         expect(replica.get("/v1/collections", &key).await, StatusCode::OK).await;
     }
-    let key_id = apikey::parse(&key).unwrap().0.to_owned();
+    let key_id = api_key::parse(&key).unwrap().0.to_owned();
     let bucket = format!("{}rate:{key_id}", keyspace.prefix);
     let mut redis = redis_connection(&keyspace.url).await;
     for replica in [&first, &second] {
@@ -480,7 +480,7 @@ async fn without_redis_at_start_or_mid_run_the_service_serves_on_per_replica_sta
     // The restarted (empty) Redis holds the key's bucket again.
     let other = app.key(Role::Read, CollectionScope::All).await;
     expect(app.get("/v1/collections", &other).await, StatusCode::OK).await;
-    let other_id = apikey::parse(&other).unwrap().0;
+    let other_id = api_key::parse(&other).unwrap().0;
     assert!(keyspace.keys().await.contains(&format!("{}rate:{other_id}", keyspace.prefix)));
 }
 

@@ -110,7 +110,7 @@ async fn through_a_database_outage_decisions_go_on_and_reach_the_database_once_i
     let bob = app.enrol("bob", "Bob_Graham_0001").await;
     let bill = app.enrol("bill", "Bill_Nelson_0001").await;
     let revoked = app.key(Role::Verify, CollectionScope::All).await;
-    let revoked_id = apikey::parse(&revoked).unwrap().0.to_owned();
+    let revoked_id = api_key::parse(&revoked).unwrap().0.to_owned();
     expect(app.delete(&format!("/v1/keys/{revoked_id}"), &app.admin).await, StatusCode::NO_CONTENT).await;
     expect(app.delete(&format!("/v1/subjects/{bill}"), &app.admin).await, StatusCode::NO_CONTENT).await;
     let db = app.db.as_ref().unwrap();
@@ -292,7 +292,7 @@ async fn an_enrolment_retried_after_its_answer_was_lost_is_stored_once() {
     assert_eq!(kept.len(), 3);
     assert_eq!(answered["faces"][0]["id"], kept[2].id.to_string());
     use sha2::{Digest, Sha256};
-    let key_id = apikey::parse(&app.admin).unwrap().0;
+    let key_id = api_key::parse(&app.admin).unwrap().0;
     let header_hash = format!("{:x}", Sha256::digest(b"face-k"));
     let request_key = format!("{:x}", Sha256::digest(format!("{key_id}\nface.enrol\n{header_hash}")));
     let recorded = app.state.store.templates_of_request(&request_key).await.unwrap().expect("recorded");

@@ -3,18 +3,16 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use visage_store::{ApiKeyRecord, apikey};
+use visage_store::ApiKeyRecord;
+use visage_wire::api_key;
 
 use crate::http::error::ApiError;
 use crate::service::{Caller, ServiceError};
 use crate::state::AppState;
 
 fn presented_token(parts: &Parts) -> Option<&str> {
-    if let Some(value) = parts.headers.get("x-api-key") {
-        return value.to_str().ok();
-    }
-    let value = parts.headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
-    value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")).map(str::trim)
+    let header = |name| parts.headers.get(name).map(axum::http::HeaderValue::as_bytes);
+    api_key::presented(header("x-api-key"), header(axum::http::header::AUTHORIZATION.as_str()))
 }
 
 /// The key from the database; while it cannot be reached, as this replica last read it (a key
@@ -47,9 +45,9 @@ impl FromRequestParts<AppState> for Caller {
             return Ok(caller.clone());
         }
         let token = presented_token(parts).ok_or(ApiError::Unauthorized)?;
-        let (id, secret) = apikey::parse(token).ok_or(ApiError::Unauthorized)?;
+        let (id, secret) = api_key::parse(token).ok_or(ApiError::Unauthorized)?;
         let record = key_record(state, id).await?.ok_or(ApiError::Unauthorized)?;
-        if record.revoked_at.is_some() || !apikey::matches(secret, &record.secret_hash) {
+        if record.revoked_at.is_some() || !api_key::matches(secret, &record.secret_hash) {
             return Err(ApiError::Unauthorized);
         }
         state.shared.check_rate_limit(&record.id).await?;

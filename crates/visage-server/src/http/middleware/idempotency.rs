@@ -15,11 +15,12 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
+use visage_wire::idempotency;
 
 use crate::http::error::{ApiError, REQUEST_ID};
 use crate::service::Caller;
@@ -41,51 +42,10 @@ pub const ROUTES: [&str; 2] = ["/v1/subjects", "/v1/subjects/{id}/faces"];
 #[derive(Debug, Clone)]
 pub struct RequestKey(pub String);
 
-/// The header value, checked: 1-255 visible ASCII characters, sent once. `None` without one.
+/// The header value, checked ([`visage_wire::idempotency::check_key`]). `None` without one.
 pub fn parse_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
-    let mut values = headers.get_all(HEADER).iter();
-    let Some(value) = values.next() else { return Ok(None) };
-    if values.next().is_some() {
-        return Err(ApiError::invalid("send one Idempotency-Key header, not several"));
-    }
-    let bytes = value.as_bytes();
-    if bytes.is_empty() || bytes.len() > 255 || !bytes.iter().all(|b| b.is_ascii_graphic()) {
-        return Err(ApiError::invalid("Idempotency-Key must be 1-255 visible ASCII characters (no spaces)"));
-    }
-    Ok(value.to_str().ok())
-}
-
-/// SHA-256 (hex) of what makes two requests the same: method, path and query, media type and
-/// body. A multipart body is hashed with its boundary replaced, since a client that builds the
-/// same form again picks a new random boundary.
-pub fn fingerprint(method: &Method, uri: &Uri, content_type: Option<&str>, body: &[u8]) -> String {
-    let content_type = content_type.unwrap_or_default();
-    let mut params = content_type.split(';');
-    let media_type = params.next().unwrap_or_default().trim().to_ascii_lowercase();
-    let boundary = params
-        .filter_map(|p| p.trim().split_once('='))
-        .find(|(name, _)| name.trim().eq_ignore_ascii_case("boundary"))
-        .map(|(_, value)| value.trim().trim_matches('"'))
-        .filter(|b| media_type.starts_with("multipart/") && !b.is_empty());
-    let mut hash = Sha256::new();
-    for part in [method.as_str(), uri.path_and_query().map_or("", |p| p.as_str()), &media_type] {
-        hash.update(part.as_bytes());
-        hash.update(b"\n");
-    }
-    match boundary {
-        Some(boundary) => {
-            let delimiter = format!("--{boundary}");
-            let mut rest = 0;
-            for at in memchr::memmem::find_iter(body, delimiter.as_bytes()) {
-                hash.update(&body[rest..at]);
-                hash.update(b"--boundary");
-                rest = at + delimiter.len();
-            }
-            hash.update(&body[rest..]);
-        }
-        None => hash.update(body),
-    }
-    format!("{:x}", hash.finalize())
+    let values: Vec<&[u8]> = headers.get_all(HEADER).iter().map(HeaderValue::as_bytes).collect();
+    idempotency::check_key(&values).map_err(|e| ApiError::invalid(e.to_string()))
 }
 
 /// How long a reservation in this replica's memory outlives a request that never finishes:
@@ -125,7 +85,8 @@ async fn run_once(app: AppState, scope: &str, request: Request, next: Next) -> R
         }
     })?;
     let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    let fingerprint = fingerprint(&parts.method, &parts.uri, content_type, &bytes);
+    let path_and_query = parts.uri.path_and_query().map_or("", |p| p.as_str());
+    let fingerprint = idempotency::fingerprint(parts.method.as_str(), path_and_query, content_type, &bytes);
     let key = app.shared.key(&["idempotency", caller.key_id.as_str(), scope, header_hash.as_str()]);
     let request_key = format!("{:x}", Sha256::digest(format!("{}\n{scope}\n{header_hash}", caller.key_id)));
     parts.extensions.insert(RequestKey(request_key));
@@ -222,75 +183,13 @@ async fn settle(app: &App, ticket: &Ticket, response: Response) -> Response {
 mod tests {
     use super::*;
 
-    fn headers(values: &[&[u8]]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for value in values {
-            map.append(HEADER, HeaderValue::from_bytes(value).unwrap());
-        }
-        map
-    }
-
     #[test]
-    fn a_key_is_one_header_of_1_to_255_visible_ascii_characters() {
-        assert_eq!(parse_key(&headers(&[])).unwrap(), None);
-        assert_eq!(parse_key(&headers(&[b"order-42/retry_1"])).unwrap(), Some("order-42/retry_1"));
-        let (longest, too_long) = ("k".repeat(255), "k".repeat(256));
-        assert_eq!(parse_key(&headers(&[longest.as_bytes()])).unwrap(), Some(longest.as_str()));
-        let bad: [&[u8]; 5] = [b"", too_long.as_bytes(), b"two words", b"tab\there", "caf\u{e9}".as_bytes()];
-        for value in bad {
-            let err = parse_key(&headers(&[value])).unwrap_err();
-            assert_eq!(err.code().as_str(), "invalid_request", "{value:?}");
-        }
-        assert_eq!(parse_key(&headers(&[b"a", b"b"])).unwrap_err().code().as_str(), "invalid_request");
-    }
-
-    #[test]
-    fn fingerprints_tell_requests_apart_but_not_multipart_boundaries() {
-        let uri: Uri = "/v1/subjects/1/faces".parse().unwrap();
-        let post = Method::POST;
-        let form = |boundary: &str, image: &str| {
-            format!(
-                "--{boundary}\r\ncontent-disposition: form-data; name=\"image\"; filename=\"a.jpg\"\r\n\r\n{image}\r\n--{boundary}--\r\n"
-            )
-        };
-        let a = fingerprint(
-            &post,
-            &uri,
-            Some("multipart/form-data; boundary=abc"),
-            form("abc", "JPEG1").as_bytes(),
-        );
-        let b = fingerprint(
-            &post,
-            &uri,
-            Some("multipart/form-data; boundary=\"xyz123\""),
-            form("xyz123", "JPEG1").as_bytes(),
-        );
-        assert_eq!(a, b, "the same form with another boundary");
-        let other_image = fingerprint(
-            &post,
-            &uri,
-            Some("multipart/form-data; boundary=abc"),
-            form("abc", "JPEG2").as_bytes(),
-        );
-        assert_ne!(a, other_image);
-        let other_path =
-            fingerprint(&post, &"/v1/subjects/2/faces".parse().unwrap(), Some("image/jpeg"), b"JPEG1");
-        let same_path = fingerprint(&post, &uri, Some("image/jpeg"), b"JPEG1");
-        assert_ne!(other_path, same_path);
-        assert_ne!(
-            same_path,
-            fingerprint(
-                &post,
-                &"/v1/subjects/1/faces?liveness=require".parse().unwrap(),
-                Some("image/jpeg"),
-                b"JPEG1"
-            )
-        );
-        assert_ne!(same_path, fingerprint(&post, &uri, Some("image/png"), b"JPEG1"));
-        assert_eq!(same_path, fingerprint(&post, &uri, Some("IMAGE/JPEG"), b"JPEG1"));
-        assert_ne!(same_path, fingerprint(&Method::PUT, &uri, Some("image/jpeg"), b"JPEG1"));
-        // Fixed bytes, fixed hash: the fingerprint is SHA-256 of its parts.
-        let expected = format!("{:x}", Sha256::digest(b"POST\n/v1/subjects/1/faces\nimage/jpeg\nJPEG1"));
-        assert_eq!(same_path, expected);
+    fn a_refused_key_is_an_invalid_request() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(parse_key(&headers).unwrap(), None);
+        headers.append(HEADER, HeaderValue::from_static("order-42"));
+        assert_eq!(parse_key(&headers).unwrap(), Some("order-42"));
+        headers.append(HEADER, HeaderValue::from_static("order-43"));
+        assert_eq!(parse_key(&headers).unwrap_err().code().as_str(), "invalid_request");
     }
 }

@@ -1,5 +1,7 @@
-//! One typed configuration: defaults, then an optional TOML file, then `VISAGE_*` environment
-//! variables (`__` separates levels: `VISAGE_SERVER__LISTEN`). Validated before anything starts.
+//! The one typed configuration of visage: defaults, then an optional TOML file, then
+//! `VISAGE_*` environment variables (`__` separates levels: `VISAGE_SERVER__LISTEN`). Validated
+//! before anything starts. A crate of its own: the fuzz targets read configuration files
+//! without building the server.
 
 use std::path::{Path, PathBuf};
 
@@ -24,7 +26,8 @@ pub enum Profile {
 }
 
 /// What a request does about liveness, weakest first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum LivenessMode {
     /// No liveness check.
@@ -132,7 +135,7 @@ pub enum ImageBackend {
 
 impl ImagesConfig {
     /// An empty value (`VISAGE_IMAGES__S3_ENDPOINT=`) counts as unset.
-    fn non_empty(value: &Option<String>) -> Option<String> {
+    pub fn non_empty(value: &Option<String>) -> Option<String> {
         value.clone().filter(|v| !v.is_empty())
     }
 }
@@ -417,7 +420,17 @@ impl Config {
             }
             figment = figment.merge(Toml::file(file));
         }
-        figment = figment.merge(Env::prefixed("VISAGE_").split("__")).merge(overrides);
+        Self::from_sources(figment.merge(Env::prefixed("VISAGE_").split("__")).merge(overrides))
+    }
+
+    /// Defaults, then the TOML `text` alone (no file, no environment): what `load` makes of a
+    /// configuration file with that content and no `VISAGE_*` variables set.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        Self::from_sources(Figment::from(Toml::string(text)))
+    }
+
+    /// Defaults for the profile `figment` names (else as `ENVIRONMENT` says), then `figment`.
+    fn from_sources(figment: Figment) -> Result<Self, ConfigError> {
         let profile: Profile = match figment.extract_inner::<Profile>("profile") {
             Ok(profile) => profile,
             Err(err) if err.missing() => match std::env::var("ENVIRONMENT").as_deref() {
@@ -541,28 +554,6 @@ impl Config {
         self.storage.data_dir.join("visage.db")
     }
 
-    /// Where images are kept: `data_dir/images`, or the configured bucket.
-    pub fn image_backend(&self) -> visage_objects::Backend {
-        let images = &self.images;
-        match images.backend {
-            ImageBackend::Local => {
-                visage_objects::Backend::Local { dir: self.storage.data_dir.join("images") }
-            }
-            ImageBackend::S3 => visage_objects::Backend::S3(visage_objects::S3Options {
-                endpoint: ImagesConfig::non_empty(&images.s3_endpoint),
-                bucket: ImagesConfig::non_empty(&images.s3_bucket).unwrap_or_default(),
-                region: images.s3_region.clone(),
-                access_key_id: ImagesConfig::non_empty(&images.s3_access_key_id),
-                secret_access_key: images
-                    .s3_secret_access_key
-                    .as_ref()
-                    .map(|s| s.expose().to_owned())
-                    .filter(|s| !s.is_empty()),
-                timeout: std::time::Duration::from_secs(images.timeout_seconds),
-            }),
-        }
-    }
-
     /// The configuration as JSON, secrets redacted: what `visage serve` prints at start.
     pub fn redacted_json(&self) -> serde_json::Value {
         serde_json::to_value(self).expect("the configuration serializes")
@@ -664,15 +655,26 @@ mod tests {
         config.images.s3_secret_access_key = Some(Secret::new("minio-secret-123"));
         config.validate().unwrap();
         assert!(!format!("{:?} {}", config, config.redacted_json()).contains("minio-secret-123"));
-        let visage_objects::Backend::S3(options) = config.image_backend() else { panic!("s3") };
+    }
+
+    #[test]
+    fn a_toml_text_is_read_over_the_defaults_and_validated() {
+        let config =
+            Config::from_toml("[server]\nmax_connections = 64\n[verification]\nfar_target = 0.0001\n")
+                .unwrap();
+        assert_eq!((config.server.max_connections, config.verification.far_target), (64, 0.0001));
         assert_eq!(
-            (options.endpoint.as_deref(), options.region.as_str()),
-            (Some("http://minio:9000"), "us-east-1")
+            config.limits.max_body_bytes,
+            Config::defaults(Profile::Development).limits.max_body_bytes
         );
-        config.images.backend = ImageBackend::Local;
-        assert!(
-            matches!(config.image_backend(), visage_objects::Backend::Local { dir } if dir.ends_with("images"))
-        );
+        for bad in [
+            "[verification]\nfar_target = 2.0",
+            "[server]\nmax_connections = \"many\"",
+            "[server",
+            "profile = \"nope\"",
+        ] {
+            assert!(Config::from_toml(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -28,6 +28,16 @@ pub fn generate() -> NewKey {
     NewKey { secret_hash: hash(&secret_text), id, token }
 }
 
+/// The token a request presents: `X-API-Key: vsg_…`, else `Authorization: Bearer vsg_…`
+/// (the raw header values; either may be absent or not text).
+pub fn presented<'a>(x_api_key: Option<&'a [u8]>, authorization: Option<&'a [u8]>) -> Option<&'a str> {
+    if let Some(value) = x_api_key {
+        return std::str::from_utf8(value).ok();
+    }
+    let value = std::str::from_utf8(authorization?).ok()?;
+    value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")).map(str::trim)
+}
+
 /// Splits a presented token into its key id and secret, or `None` when it is not a key.
 pub fn parse(token: &str) -> Option<(&str, &str)> {
     let rest = token.strip_prefix(PREFIX)?;
@@ -56,6 +66,16 @@ mod tests {
         assert!(matches(secret, &key.secret_hash));
         assert!(!matches("guess", &key.secret_hash));
         assert!(!key.secret_hash.windows(secret.len().min(8)).any(|w| w == &secret.as_bytes()[..8]));
+    }
+
+    #[test]
+    fn the_x_api_key_header_wins_over_a_bearer_token() {
+        assert_eq!(presented(Some(b"vsg_a"), Some(b"Bearer vsg_b")), Some("vsg_a"));
+        assert_eq!(presented(None, Some(b"Bearer  vsg_b ")), Some("vsg_b"));
+        assert_eq!(presented(None, Some(b"bearer vsg_b")), Some("vsg_b"));
+        assert_eq!(presented(None, Some(b"Basic dXNlcg==")), None);
+        assert_eq!(presented(Some(&[0xff]), None), None);
+        assert_eq!(presented(None, None), None);
     }
 
     #[test]
