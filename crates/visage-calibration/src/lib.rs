@@ -104,6 +104,8 @@ pub enum CalibrationError {
     Format { path: PathBuf, source: serde_json::Error },
     #[error("{} has format version {found}, this visage reads {FORMAT_VERSION}", path.display())]
     Version { path: PathBuf, found: u32 },
+    #[error("{}: {reason}", path.display())]
+    Invalid { path: PathBuf, reason: String },
 }
 
 #[derive(Debug, Clone)]
@@ -126,16 +128,32 @@ impl Calibration {
         if !path.exists() {
             return Ok(Self::built_in(recognizer, liveness));
         }
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(source) => return Err(CalibrationError::Read { path, source }),
-        };
-        let file: CalibrationFile = match serde_json::from_str(&text) {
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Self::parse(&text, &path, recognizer, liveness),
+            Err(source) => Err(CalibrationError::Read { path, source }),
+        }
+    }
+
+    /// A calibration file's `text` (read from `path`, which messages name), checked: every
+    /// FAR target and APCER target a rate in (0, 1), every threshold a finite similarity in
+    /// [-1, 1] (liveness: [0, 1]), every reported rate a percentage. A hand-edited file that
+    /// breaks one is refused, never served.
+    pub fn parse(
+        text: &str,
+        path: &Path,
+        recognizer: RecognizerKind,
+        liveness: LivenessKind,
+    ) -> Result<Self, CalibrationError> {
+        let path = path.to_path_buf();
+        let file: CalibrationFile = match serde_json::from_str(text) {
             Ok(file) => file,
             Err(source) => return Err(CalibrationError::Format { path, source }),
         };
         if file.version != FORMAT_VERSION {
             return Err(CalibrationError::Version { path, found: file.version });
+        }
+        if let Err(reason) = file.check() {
+            return Err(CalibrationError::Invalid { path, reason });
         }
         let built_in = Self::built_in(recognizer, liveness);
         // A threshold calibrated for another liveness model means nothing for this one.
@@ -188,6 +206,37 @@ impl Calibration {
 
     pub fn targets(&self) -> Vec<f64> {
         self.points.iter().map(|p| p.far).collect()
+    }
+}
+
+impl CalibrationFile {
+    fn check(&self) -> Result<(), String> {
+        let rate = |x: f64| x > 0.0 && x < 1.0;
+        let percent = |x: f64| (0.0..=100.0).contains(&x);
+        for (name, calibration) in &self.recognizers {
+            for point in &calibration.points {
+                if !rate(point.far) {
+                    return Err(format!("{name}: FAR target {} is not a rate in (0, 1)", point.far));
+                }
+                if !(-1.0..=1.0).contains(&point.threshold) {
+                    return Err(format!(
+                        "{name}: threshold {} is not a similarity in [-1, 1]",
+                        point.threshold
+                    ));
+                }
+            }
+            if let Some(e) = calibration.evaluation
+                && !(percent(e.far_percent) && percent(e.frr_percent) && percent(e.eer_percent))
+            {
+                return Err(format!("{name}: the evaluation's rates are not percentages"));
+            }
+        }
+        if let Some(l) = &self.liveness
+            && !(rate(l.apcer_target) && (0.0..=1.0).contains(&l.threshold))
+        {
+            return Err("liveness: the APCER target must be in (0, 1) and the threshold in [0, 1]".into());
+        }
+        Ok(())
     }
 }
 
@@ -293,5 +342,30 @@ mod tests {
         std::fs::write(dir.path().join(FILE_NAME), "{").unwrap();
         let err = Calibration::load(dir.path(), RecognizerKind::Sface, LivenessKind::Minifasnet).unwrap_err();
         assert!(err.to_string().contains("is not a calibration file"), "{err}");
+    }
+
+    #[test]
+    fn a_file_with_a_rate_or_threshold_out_of_range_is_refused() {
+        let parse = |text: &str| {
+            Calibration::parse(text, Path::new("c.json"), RecognizerKind::Sface, LivenessKind::Minifasnet)
+        };
+        let file = |point: &str, liveness: &str| {
+            format!(
+                r#"{{"version":1,"recognizers":{{"sface":{{"dataset":"d","points":[{point}]}}}},"liveness":{liveness}}}"#
+            )
+        };
+        let good_liveness = r#"{"dataset":"n","apcer_target":0.01,"threshold":0.2}"#;
+        assert!(parse(&file(r#"{"far":0.001,"threshold":0.36}"#, good_liveness)).is_ok());
+        for (point, liveness) in [
+            (r#"{"far":0,"threshold":0.36}"#, good_liveness),
+            (r#"{"far":1.5,"threshold":0.36}"#, good_liveness),
+            (r#"{"far":0.001,"threshold":1.01}"#, good_liveness),
+            (r#"{"far":0.001,"threshold":-7}"#, good_liveness),
+            (r#"{"far":0.001,"threshold":0.36}"#, r#"{"dataset":"n","apcer_target":0.01,"threshold":2}"#),
+            (r#"{"far":0.001,"threshold":0.36}"#, r#"{"dataset":"n","apcer_target":-1,"threshold":0.2}"#),
+        ] {
+            let err = parse(&file(point, liveness)).unwrap_err();
+            assert!(matches!(err, CalibrationError::Invalid { .. }), "{point} {liveness}: {err}");
+        }
     }
 }
