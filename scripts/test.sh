@@ -36,6 +36,9 @@ VISAGE_BIN="${CARGO_TARGET_DIR:-target}/debug/visage" scripts/check/schemathesis
 # The web console in headless Chromium (installed when missing) with a fake camera fed from
 # fixture photos, axe-core on every page; screenshots in target/console-screenshots.
 VISAGE_BIN="${CARGO_TARGET_DIR:-target}/debug/visage" scripts/check/console.sh
+# Coverage-guided fuzzing of what reads untrusted bytes (docs/reliability.md#fuzzing): every
+# target of fuzz/ for 20 s from its seeds (nightly toolchain; cargo-fuzz installed when missing).
+scripts/check/fuzz.sh 20
 # Reliability on the embedded storage (docs/reliability.md): 50 kill -9s during enrolment and
 # erasure traffic, a full disk (a tmpfs of its own; needs root: skipped without it, a failure under CI), and slow clients
 # (slowloris headers, trickled bodies) against a small connection limit.
