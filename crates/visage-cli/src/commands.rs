@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::evaluation::{embed_images, liveness_samples, score_comparisons, score_liveness};
+use crate::evaluation::{embed_with_each, liveness_samples, score_comparisons, score_liveness};
 use crate::report::worst_type_threshold;
 use anyhow::{Context as _, bail};
 use serde_json::json;
@@ -10,6 +10,7 @@ use visage_face::{
     ModelPaths, RecognizerKind, models,
 };
 
+#[derive(Clone)]
 pub struct Context {
     pub models_dir: PathBuf,
     pub backend: BackendKind,
@@ -18,11 +19,26 @@ pub struct Context {
     pub selection: FaceSelection,
     pub liveness: LivenessKind,
     pub flip_tta: bool,
+    /// A second recognizer whose cosine is averaged with the first's (`--fuse-with`).
+    pub fuse_with: Option<RecognizerKind>,
 }
 
 impl Context {
     pub fn engine(&self) -> anyhow::Result<FaceEngine> {
         Ok(self.load(false)?.0)
+    }
+
+    /// The engines whose scores a pair gets: the chosen recognizer's, then the fused one's.
+    pub fn scoring_engines(&self) -> anyhow::Result<Vec<FaceEngine>> {
+        let mut engines = vec![self.engine()?];
+        if let Some(other) = self.fuse_with {
+            if other == self.recognizer {
+                bail!("--fuse-with names the recognizer already chosen");
+            }
+            let fused = Self { recognizer: other, fuse_with: None, ..self.clone() };
+            engines.push(fused.engine()?);
+        }
+        Ok(engines)
     }
 
     /// The face engine and the liveness models, on one backend.
@@ -207,16 +223,20 @@ pub fn calibrate(ctx: &Context, args: &CalibrateArgs) -> anyhow::Result<()> {
         CalibrationFile, EvaluationSummary, FILE_NAME, FORMAT_VERSION, FarEvidence, LivenessCalibration,
         OperatingPoint, RecognizerCalibration, ThresholdRule,
     };
-    let engine = ctx.engine()?;
+    if ctx.fuse_with.is_some() && args.out.is_none() {
+        bail!(
+            "--fuse-with needs --out: the service does not fuse, so its calibration file must not hold fused thresholds"
+        );
+    }
+    let engines = ctx.scoring_engines()?;
     let root = args
         .images
         .map(Path::to_path_buf)
         .unwrap_or_else(|| args.pairs.parent().unwrap_or(Path::new(".")).into());
     let mut comparisons = crate::dataset::from_pairs_file(args.pairs, &root)?;
     crate::dataset::add_sampled_impostors(&mut comparisons, args.impostor_pairs, args.seed);
-    let cache = args.cache.open(ctx, &engine)?;
-    let embedded = embed_images(&engine, &comparisons.images, cache.as_ref(), args.threads)?;
-    let failures = &embedded.failures;
+    let embedded = embed_with_each(ctx, &engines, &comparisons.images, args.cache, args.threads)?;
+    let failures = &embedded[0].failures;
     let scores = score_comparisons(&comparisons, &embedded)?.scores;
     let resolution = scores.far_resolution();
     let mut points = Vec::new();

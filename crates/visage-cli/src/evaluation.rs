@@ -162,6 +162,23 @@ pub fn embed_images(
     Ok(embedded)
 }
 
+/// Embeds every image with each engine (`Context::scoring_engines`), each through its own cache.
+pub fn embed_with_each(
+    ctx: &Context,
+    engines: &[FaceEngine],
+    images: &[PathBuf],
+    cache: &CacheArgs,
+    threads: Option<usize>,
+) -> anyhow::Result<Vec<Embedded>> {
+    engines
+        .iter()
+        .map(|engine| {
+            let cache = cache.open(ctx, engine)?;
+            embed_images(engine, images, cache.as_ref(), threads)
+        })
+        .collect()
+}
+
 /// How a pair with a failed image is scored, as the reports state it.
 pub const FAILURE_POLICY: &str = "a pair with an image that failed scores -1 (a non-match): a false reject when \
      genuine, a correct refusal when impostor; failures are never dropped, so they cannot flatter the rates";
@@ -186,12 +203,21 @@ impl PairScores {
     }
 }
 
-pub fn score_comparisons(comparisons: &Comparisons, embedded: &Embedded) -> anyhow::Result<PairScores> {
+/// Scores each comparison: the cosine of its two embeddings, or with several recognizers
+/// (`--fuse-with`) the mean of their cosines (the sum rule of score fusion).
+pub fn score_comparisons(comparisons: &Comparisons, embedded: &[Embedded]) -> anyhow::Result<PairScores> {
     let mut folds = vec![(Vec::new(), Vec::new()); comparisons.fold_count()];
     let (mut genuine, mut impostor, mut failed_pairs) = (Vec::new(), Vec::new(), 0);
     for pair in &comparisons.pairs {
-        let score = match (&embedded.embeddings[pair.a], &embedded.embeddings[pair.b]) {
-            (Some(a), Some(b)) => f64::from(a.cosine(b)),
+        let cosines: Option<Vec<f64>> = embedded
+            .iter()
+            .map(|e| match (&e.embeddings[pair.a], &e.embeddings[pair.b]) {
+                (Some(a), Some(b)) => Some(f64::from(a.cosine(b))),
+                _ => None,
+            })
+            .collect();
+        let score = match cosines {
+            Some(cosines) if !cosines.is_empty() => cosines.iter().sum::<f64>() / cosines.len() as f64,
             _ => {
                 failed_pairs += 1;
                 -1.0
@@ -287,4 +313,44 @@ pub fn score_liveness(
         }
     }
     Ok((per_model, failures))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataset::{Comparison, DatasetInfo};
+
+    fn embedded(vectors: &[Option<[f32; 2]>]) -> Embedded {
+        Embedded {
+            embeddings: vectors.iter().map(|v| v.map(|v| Embedding::parse(v.to_vec()).unwrap())).collect(),
+            failures: Vec::new(),
+            computed: vectors.len(),
+            from_cache: 0,
+        }
+    }
+
+    #[test]
+    fn fused_scores_are_the_mean_cosine_and_a_failed_image_fails_the_pair_in_any_recognizer() {
+        let pair = |a, b, genuine| Comparison { a, b, genuine, fold: None };
+        let comparisons = Comparisons {
+            images: vec![PathBuf::from("a"), PathBuf::from("b"), PathBuf::from("c")],
+            pairs: vec![pair(0, 1, true), pair(0, 2, false)],
+            info: DatasetInfo {
+                kind: "lfw_pairs",
+                source: PathBuf::from("pairs.txt"),
+                images: 3,
+                identities: None,
+                folds: "file",
+                impostor_sampling: None,
+            },
+        };
+        // First recognizer: a·b = 1, a·c = 0. Second: a·b = 0, c failed.
+        let first = embedded(&[Some([1.0, 0.0]), Some([1.0, 0.0]), Some([0.0, 1.0])]);
+        let second = embedded(&[Some([1.0, 0.0]), Some([0.0, 1.0]), None]);
+        let alone = score_comparisons(&comparisons, std::slice::from_ref(&first)).unwrap();
+        assert_eq!((alone.scores.genuine(), alone.scores.impostor()), (&[1.0][..], &[0.0][..]));
+        let fused = score_comparisons(&comparisons, &[first, second]).unwrap();
+        assert_eq!((fused.scores.genuine(), fused.scores.impostor()), (&[0.5][..], &[-1.0][..]));
+        assert_eq!(fused.failed_pairs, 1);
+    }
 }

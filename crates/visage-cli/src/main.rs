@@ -47,6 +47,10 @@ struct Cli {
     /// measuring it; the service does not use it (docs/accuracy.md).
     #[arg(long, global = true)]
     flip_tta: bool,
+    /// Score fusion, for measuring it: `evaluate` and `calibrate` score a pair as the mean of
+    /// this recognizer's cosine and the chosen one's; the service does not fuse (docs/accuracy.md).
+    #[arg(long, global = true, value_enum)]
+    fuse_with: Option<RecognizerKind>,
     #[command(subcommand)]
     command: Command,
 }
@@ -323,6 +327,7 @@ fn main() -> ExitCode {
         selection: cli.select,
         liveness: cli.liveness_model,
         flip_tta: cli.flip_tta,
+        fuse_with: cli.fuse_with,
     };
     let result = match cli.command {
         Command::Detect { images } => commands::detect(&ctx, &images),

@@ -17,7 +17,7 @@ use visage_stats::{CrossValidation, Eer, Interval, ScoreSet, TarAtFar, pad::PadR
 use crate::commands::Context;
 use crate::dataset::{Comparisons, DatasetInfo};
 use crate::evaluation::{
-    CacheArgs, FAILURE_POLICY, FailedImage, LivenessScores, PairScores, embed_images, liveness_samples,
+    CacheArgs, FAILURE_POLICY, FailedImage, LivenessScores, PairScores, embed_with_each, liveness_samples,
     score_comparisons, score_liveness,
 };
 
@@ -33,6 +33,9 @@ pub struct EvaluationReport {
     pub visage_version: &'static str,
     pub dataset: DatasetInfo,
     pub recognizer: RecognizerKind,
+    /// The recognizer whose cosine was averaged in (`--fuse-with`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fused_with: Option<RecognizerKind>,
     pub backend: BackendKind,
     pub pairs: PairCounts,
     pub images: ImageCounts,
@@ -160,11 +163,11 @@ fn choose_threshold(
 pub fn evaluate(ctx: &Context, args: EvaluateArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let threshold = choose_threshold(ctx, args.threshold, args.far_target)?;
-    let engine = ctx.engine()?;
-    let cache = args.cache.open(ctx, &engine)?;
+    let engines = ctx.scoring_engines()?;
     let comparisons = args.comparisons;
-    let embedded = embed_images(&engine, &comparisons.images, cache.as_ref(), args.threads)?;
-    let pair_scores = score_comparisons(&comparisons, &embedded)?;
+    let all_embedded = embed_with_each(ctx, &engines, &comparisons.images, args.cache, args.threads)?;
+    let pair_scores = score_comparisons(&comparisons, &all_embedded)?;
+    let embedded = &all_embedded[0];
     let protocol = pair_scores.protocol()?;
     let PairScores { scores, folds, failed_pairs } = pair_scores;
     let cross_validation = if folds.len() >= 2 {
@@ -188,6 +191,7 @@ pub fn evaluate(ctx: &Context, args: EvaluateArgs) -> anyhow::Result<()> {
         visage_version: env!("CARGO_PKG_VERSION"),
         dataset: comparisons.info.clone(),
         recognizer: ctx.recognizer,
+        fused_with: ctx.fuse_with,
         backend: ctx.backend,
         pairs: PairCounts {
             genuine: scores.genuine().len(),
