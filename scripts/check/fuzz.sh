@@ -24,6 +24,17 @@ targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
   mapfile -t targets < <(cargo +nightly fuzz list)
 fi
+# Every target built once up front, timed (minutes from nothing; the runs then start at once).
+started=$SECONDS
+say "building the targets (a sanitizer build: minutes the first time)"
+build_log=$(mktemp)
+if ! cargo +nightly fuzz build >"$build_log" 2>&1; then
+  tail -40 "$build_log" >&2
+  say "the build failed"
+  exit 1
+fi
+rm -f "$build_log"
+say "built in $((SECONDS - started)) s"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 for target in "${targets[@]}"; do
