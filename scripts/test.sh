@@ -37,8 +37,14 @@ VISAGE_BIN="${CARGO_TARGET_DIR:-target}/debug/visage" scripts/check/schemathesis
 # fixture photos, axe-core on every page; screenshots in target/console-screenshots.
 VISAGE_BIN="${CARGO_TARGET_DIR:-target}/debug/visage" scripts/check/console.sh
 # Coverage-guided fuzzing of what reads untrusted bytes (docs/reliability.md#fuzzing): every
-# target of fuzz/ for 20 s from its seeds (nightly toolchain; cargo-fuzz installed when missing).
-scripts/check/fuzz.sh 20
+# target of fuzz/ for 20 s from its seeds (cargo-fuzz installed when missing). It needs the
+# nightly toolchain, which no registry this suite may use carries: without it the step says
+# SKIPPED, except under CI, where it fails.
+if cargo +nightly --version >/dev/null 2>&1 || [ "${CI:-}" = true ]; then
+  scripts/check/fuzz.sh 20
+else
+  echo "test: fuzzing SKIPPED: no nightly toolchain (rustup toolchain install nightly)" >&2
+fi
 # Reliability on the embedded storage (docs/reliability.md): 50 kill -9s during enrolment and
 # erasure traffic, a full disk (a tmpfs of its own; needs root: skipped without it, a failure under CI), and slow clients
 # (slowloris headers, trickled bodies) against a small connection limit.
