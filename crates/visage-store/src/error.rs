@@ -40,6 +40,20 @@ impl StoreError {
             .is_some_and(|pg| postgres_refuses_connections_now(pg.code()));
         if refused { Self::Unavailable(err) } else { err.into() }
     }
+
+    /// A write's error, with the constraints read for what they mean here: a unique key
+    /// already held is a conflict over `taken`, a reference to no row is `referenced` missing.
+    pub(crate) fn from_write(err: sqlx::Error, taken: Option<Entity>, referenced: Option<Entity>) -> Self {
+        if let Some(db) = err.as_database_error() {
+            if let Some(entity) = taken.filter(|_| db.is_unique_violation()) {
+                return Self::Conflict(entity);
+            }
+            if let Some(entity) = referenced.filter(|_| db.is_foreign_key_violation()) {
+                return Self::Missing(entity);
+            }
+        }
+        err.into()
+    }
 }
 
 /// What a [`StoreError::Conflict`] or [`StoreError::Missing`] is about.

@@ -37,12 +37,9 @@ impl SqliteStore {
     async fn insert_templates(&self, templates: &[Template], request_key: Option<&str>) -> StoreResult<()> {
         let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
         for template in templates {
-            insert_template(&mut *tx, template).await.map_err(|err| match &err {
-                sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
-                    StoreError::Missing(Entity::Subject)
-                }
-                _ => err.into(),
-            })?;
+            insert_template(&mut *tx, template)
+                .await
+                .map_err(|err| StoreError::from_write(err, None, Some(Entity::Subject)))?;
         }
         if let (Some(request_key), Some(first)) = (request_key, templates.first()) {
             let ids: Vec<Uuid> = templates.iter().map(|t| t.id).collect();
@@ -196,13 +193,7 @@ impl Store for SqliteStore {
         .bind(s.created_at)
         .execute(&self.pool)
         .await
-        .map_err(|err| match &err {
-            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(Entity::Subject),
-            sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
-                StoreError::Missing(Entity::Collection)
-            }
-            _ => err.into(),
-        })?;
+        .map_err(|err| StoreError::from_write(err, Some(Entity::Subject), Some(Entity::Collection)))?;
         Ok(Subject {
             id: s.id,
             collection: s.collection.clone(),
@@ -513,10 +504,7 @@ impl Store for SqliteStore {
         .bind(key.revoked_at)
         .execute(&self.pool)
         .await
-        .map_err(|err| match &err {
-            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(Entity::ApiKey),
-            _ => err.into(),
-        })?;
+        .map_err(|err| StoreError::from_write(err, Some(Entity::ApiKey), None))?;
         Ok(())
     }
 
