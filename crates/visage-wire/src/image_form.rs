@@ -27,6 +27,22 @@ pub struct ImageForm {
     pub fields: Map<String, Value>,
 }
 
+impl ImageForm {
+    /// The first image sent in `field`, taken out of the form.
+    pub fn take(&mut self, field: &str) -> Option<Bytes> {
+        let position = self.images.iter().position(|image| image.field == field)?;
+        Some(self.images.remove(position).bytes)
+    }
+
+    /// Every image sent in `field`, in the order sent, taken out of the form.
+    pub fn take_all(&mut self, field: &str) -> Vec<Bytes> {
+        let (taken, kept) =
+            std::mem::take(&mut self.images).into_iter().partition(|image| image.field == field);
+        self.images = kept;
+        taken.into_iter().map(|image| image.bytes).collect()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FormError {
     #[error("the body is larger than {limit} bytes")]
@@ -256,6 +272,22 @@ mod tests {
             let err = read_all("application/json", None, bad, 1 << 10).await.unwrap_err();
             assert!(matches!(err, FormError::Invalid(_)), "{bad:?}: {err:?}");
         }
+    }
+
+    #[test]
+    fn images_are_taken_by_field_in_the_order_sent() {
+        let image = |field: &str, bytes: &'static [u8]| NamedImage {
+            field: field.into(),
+            bytes: Bytes::from_static(bytes),
+        };
+        let mut form = ImageForm {
+            images: vec![image(IMAGE_FIELD, b"1"), image(REFERENCE_FIELD, b"R"), image(IMAGE_FIELD, b"2")],
+            fields: Map::new(),
+        };
+        assert_eq!(form.take(REFERENCE_FIELD).as_deref(), Some(&b"R"[..]));
+        assert_eq!(form.take(REFERENCE_FIELD), None);
+        assert_eq!(form.take_all(IMAGE_FIELD), [Bytes::from_static(b"1"), Bytes::from_static(b"2")]);
+        assert!(form.images.is_empty());
     }
 
     #[tokio::test]

@@ -5,8 +5,8 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::header::CONTENT_TYPE;
 use serde::de::DeserializeOwned;
-use serde_json::{Map, Value};
-use visage_wire::image_form::{self, FormError, NamedImage};
+use serde_json::Value;
+use visage_wire::image_form::{self, FormError};
 
 use crate::http::error::ApiError;
 use crate::service::ServiceError;
@@ -14,28 +14,22 @@ use crate::state::AppState;
 
 pub use visage_wire::image_form::{IMAGE_FIELD, REFERENCE_FIELD};
 
-pub struct ImageForm {
-    images: Vec<NamedImage>,
-    fields: Map<String, Value>,
-}
+/// The request's images and other fields ([`image_form::ImageForm`]), as a handler takes them.
+pub struct ImageForm(image_form::ImageForm);
 
 impl ImageForm {
     /// The request's non-image fields as `T`.
     pub fn params<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
-        serde_json::from_value(Value::Object(self.fields.clone()))
+        serde_json::from_value(Value::Object(self.0.fields.clone()))
             .map_err(|e| ApiError::invalid(format!("invalid parameters: {e}")))
     }
 
     pub fn take(&mut self, field: &str) -> Option<Bytes> {
-        let position = self.images.iter().position(|image| image.field == field)?;
-        Some(self.images.remove(position).bytes)
+        self.0.take(field)
     }
 
     pub fn take_all(&mut self, field: &str) -> Vec<Bytes> {
-        let (taken, kept) =
-            std::mem::take(&mut self.images).into_iter().partition(|image| image.field == field);
-        self.images = kept;
-        taken.into_iter().map(|image| image.bytes).collect()
+        self.0.take_all(field)
     }
 }
 
@@ -58,13 +52,7 @@ impl FromRequest<AppState> for ImageForm {
             request.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let query = request.uri().query().map(str::to_owned);
         let body = request.into_body().into_data_stream();
-        let form = image_form::read(
-            content_type.as_deref(),
-            query.as_deref(),
-            body,
-            state.config.limits.max_body_bytes,
-        )
-        .await?;
-        Ok(Self { images: form.images, fields: form.fields })
+        let limit = state.config.limits.max_body_bytes;
+        Ok(Self(image_form::read(content_type.as_deref(), query.as_deref(), body, limit).await?))
     }
 }
