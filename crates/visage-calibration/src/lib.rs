@@ -201,12 +201,106 @@ impl Calibration {
     /// The operating point for a FAR target, when one was calibrated (relative match, so
     /// `0.001` finds `1e-3`).
     pub fn point(&self, far: f64) -> Option<OperatingPoint> {
-        self.points.iter().copied().find(|p| ((p.far - far) / far).abs() < 1e-6)
+        find_point(&self.points, far)
     }
 
     pub fn targets(&self) -> Vec<f64> {
         self.points.iter().map(|p| p.far).collect()
     }
+}
+
+/// The points measured for some FAR targets, and the targets the data could not resolve.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Measured {
+    pub points: Vec<OperatingPoint>,
+    pub unresolved: Vec<f64>,
+}
+
+/// The threshold for each FAR target chosen by `rule` on `scores`, with its evidence. A target
+/// the data cannot resolve by that rule gets no point: with the conservative rule, fewer than
+/// [`impostors_needed`] impostor scores; with the point rule, fewer than 1 / target.
+pub fn measure(scores: &visage_stats::ScoreSet, targets: &[f64], rule: ThresholdRule) -> Measured {
+    let mut measured = Measured { points: Vec::new(), unresolved: Vec::new() };
+    for &far in targets {
+        let point = match rule {
+            ThresholdRule::Conservative => scores.conservative_threshold_for_far(far),
+            ThresholdRule::Point => {
+                (scores.far_resolution() <= far).then(|| scores.far_point(scores.threshold_for_far(far)))
+            }
+        };
+        match point {
+            Some(m) => measured.points.push(OperatingPoint {
+                far,
+                threshold: m.threshold as f32,
+                evidence: Some(FarEvidence {
+                    rule,
+                    false_accepts: m.false_accepts as u64,
+                    impostor_pairs: m.impostors as u64,
+                    far_estimate: m.far,
+                    far_low_95: m.interval.low,
+                    far_high_95: m.interval.high,
+                }),
+            }),
+            None => measured.unresolved.push(far),
+        }
+    }
+    measured
+}
+
+/// The fewest impostor comparisons that can show a FAR under `target` by the conservative
+/// rule: even with no false accept, the upper end of the 95% Wilson interval, z² / (n + z²),
+/// must come down to the target (about 3.84 / target).
+pub fn impostors_needed(target: f64) -> u64 {
+    let above = |n: u64| visage_stats::wilson_interval(0, n as usize, visage_stats::Z_95).high > target;
+    let z2 = visage_stats::Z_95 * visage_stats::Z_95;
+    let mut n = (z2 * (1.0 - target) / target).floor().max(1.0) as u64;
+    while above(n) {
+        n += 1;
+    }
+    while n > 1 && !above(n - 1) {
+        n -= 1;
+    }
+    n
+}
+
+/// Thresholds one collection earned from its own labelled decisions (`visage calibrate
+/// --from-feedback`): a calibration file kept in the database under a name decisions cite.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CollectionCalibration {
+    /// `feedback:<collection>:<date>`.
+    pub name: String,
+    pub points: Vec<OperatingPoint>,
+    pub evaluation: Option<EvaluationSummary>,
+}
+
+impl CollectionCalibration {
+    /// The name decisions made with a collection's own thresholds cite.
+    pub fn name_for(collection: &str, date: &str) -> String {
+        format!("feedback:{collection}:{date}")
+    }
+
+    /// The points for `recognizer` in a calibration file's `document`, checked as a file is.
+    pub fn parse(name: &str, document: &str, recognizer: RecognizerKind) -> Result<Self, String> {
+        let file: CalibrationFile = serde_json::from_str(document).map_err(|e| e.to_string())?;
+        if file.version != FORMAT_VERSION {
+            return Err(format!("format version {}, this visage reads {FORMAT_VERSION}", file.version));
+        }
+        file.check()?;
+        let entry = file
+            .recognizers
+            .get(&recognizer_name(recognizer))
+            .ok_or_else(|| format!("no thresholds for {}", recognizer_name(recognizer)))?;
+        Ok(Self { name: name.to_owned(), points: entry.points.clone(), evaluation: entry.evaluation })
+    }
+
+    pub fn point(&self, far: f64) -> Option<OperatingPoint> {
+        find_point(&self.points, far)
+    }
+}
+
+/// The point for a FAR target (relative match, so `0.001` finds `1e-3`).
+fn find_point(points: &[OperatingPoint], far: f64) -> Option<OperatingPoint> {
+    points.iter().copied().find(|p| ((p.far - far) / far).abs() < 1e-6)
 }
 
 impl CalibrationFile {
@@ -278,7 +372,7 @@ fn built_in_run(recognizer: RecognizerKind) -> BuiltInRun {
 }
 
 /// The key of a recognizer's entry in the file: its serde name, as in the configuration.
-fn recognizer_name(recognizer: RecognizerKind) -> String {
+pub fn recognizer_name(recognizer: RecognizerKind) -> String {
     let name = serde_json::to_value(recognizer).ok();
     name.as_ref().and_then(serde_json::Value::as_str).unwrap_or_default().to_owned()
 }
@@ -306,6 +400,61 @@ mod tests {
             assert!((evaluation.far_percent - evidence.far_estimate * 100.0).abs() < 1e-9);
             assert_eq!(c.source, BUILT_IN_SOURCE);
         }
+    }
+
+    /// Scores with a known answer: 1,000 impostors at 0.000, 0.001, ..., 0.999 and genuine
+    /// scores above them. At FAR 1% the point rule allows 10 false accepts (threshold 0.990);
+    /// the upper end of the Wilson interval stays under 1% only up to 3 (3 of 1,000: 0.88%,
+    /// 4: 1.02%), so the conservative threshold is 0.997.
+    #[test]
+    fn the_conservative_threshold_is_never_below_the_point_one_and_its_interval_ends_under_the_target() {
+        let impostor: Vec<f64> = (0..1000).map(|i| f64::from(i) / 1000.0).collect();
+        let genuine: Vec<f64> = (0..200).map(|i| 0.9 + f64::from(i) / 1000.0).collect();
+        let scores = visage_stats::ScoreSet::new(genuine, impostor).unwrap();
+        let targets = [1e-1, 1e-2, 1e-3];
+        let conservative = measure(&scores, &targets, ThresholdRule::Conservative);
+        let point = measure(&scores, &targets, ThresholdRule::Point);
+        assert_eq!(point.points[1].threshold, 0.99, "10 of 1,000 impostors at or above 0.990");
+        assert_eq!(conservative.unresolved, [1e-3], "1,000 impostors cannot show FAR < 0.1%");
+        assert_eq!(point.unresolved, Vec::<f64>::new());
+        for (c, p) in conservative.points.iter().zip(&point.points) {
+            let evidence = c.evidence.unwrap();
+            assert!(c.threshold >= p.threshold, "{c:?} below {p:?}");
+            assert!(evidence.far_high_95 <= c.far, "{c:?}");
+            // The lowest such threshold: one impostor more and the bound passes the target.
+            let one_more = visage_stats::wilson_interval(
+                evidence.false_accepts as usize + 1,
+                evidence.impostor_pairs as usize,
+                visage_stats::Z_95,
+            );
+            assert!(one_more.high > c.far, "{c:?}");
+        }
+        let at_one_percent = conservative.points[1].evidence.unwrap();
+        assert_eq!(at_one_percent.false_accepts, 3);
+        assert_eq!(conservative.points[1].threshold, 0.997);
+    }
+
+    #[test]
+    fn the_impostors_needed_are_the_fewest_whose_bound_reaches_the_target() {
+        for target in [1e-1, 1e-2, 1e-3, 1e-4] {
+            let n = impostors_needed(target);
+            let high = |n: u64| visage_stats::wilson_interval(0, n as usize, visage_stats::Z_95).high;
+            assert!(high(n) <= target && high(n - 1) > target, "{target}: {n}");
+        }
+        assert_eq!(impostors_needed(1e-3), 3838);
+        assert_eq!(impostors_needed(1e-1), 35);
+    }
+
+    #[test]
+    fn a_collection_calibration_reads_its_recognizers_points() {
+        let document = r#"{"version":1,"recognizers":{"sface":{"dataset":"feedback","points":[{"far":0.1,"threshold":0.31}]}},"liveness":null}"#;
+        let c = CollectionCalibration::parse("feedback:door:2026-12-07", document, RecognizerKind::Sface)
+            .unwrap();
+        assert_eq!(c.point(0.1).unwrap().threshold, 0.31);
+        assert!(c.point(1e-3).is_none());
+        assert!(CollectionCalibration::parse("x", document, RecognizerKind::Mobilefacenet).is_err());
+        let broken = document.replace("0.31", "3.1");
+        assert!(CollectionCalibration::parse("x", &broken, RecognizerKind::Sface).is_err());
     }
 
     #[test]

@@ -220,8 +220,8 @@ pub struct CalibrateArgs<'a> {
 /// threshold) to the calibration file the service reads.
 pub fn calibrate(ctx: &Context, args: &CalibrateArgs) -> anyhow::Result<()> {
     use visage_calibration::{
-        CalibrationFile, EvaluationSummary, FILE_NAME, FORMAT_VERSION, FarEvidence, LivenessCalibration,
-        OperatingPoint, RecognizerCalibration, ThresholdRule,
+        CalibrationFile, EvaluationSummary, FILE_NAME, FORMAT_VERSION, LivenessCalibration,
+        RecognizerCalibration,
     };
     if ctx.fuse_with.is_some() && args.out.is_none() {
         bail!(
@@ -239,29 +239,8 @@ pub fn calibrate(ctx: &Context, args: &CalibrateArgs) -> anyhow::Result<()> {
     let failures = &embedded[0].failures;
     let scores = score_comparisons(&comparisons, &embedded)?.scores;
     let resolution = scores.far_resolution();
-    let mut points = Vec::new();
-    let mut unresolved = Vec::new();
-    for far in FAR_TARGETS {
-        let measured = match args.rule {
-            ThresholdRule::Conservative => scores.conservative_threshold_for_far(far),
-            ThresholdRule::Point => {
-                (resolution <= far).then(|| scores.far_point(scores.threshold_for_far(far)))
-            }
-        };
-        let Some(m) = measured else {
-            unresolved.push(far);
-            continue;
-        };
-        let evidence = FarEvidence {
-            rule: args.rule,
-            false_accepts: m.false_accepts as u64,
-            impostor_pairs: m.impostors as u64,
-            far_estimate: m.far,
-            far_low_95: m.interval.low,
-            far_high_95: m.interval.high,
-        };
-        points.push(OperatingPoint { far, threshold: m.threshold as f32, evidence: Some(evidence) });
-    }
+    let visage_calibration::Measured { points, unresolved } =
+        visage_calibration::measure(&scores, &FAR_TARGETS, args.rule);
     let default = points
         .iter()
         .find(|p| ((p.far - args.default_far) / args.default_far).abs() < 1e-6)

@@ -157,11 +157,20 @@ enum Command {
     },
     /// Measure decision thresholds for FAR 1e-2/1e-3/1e-4 (those the data resolves) and the
     /// liveness threshold on a development split; write them to MODELS/calibration.json, which
-    /// `visage serve` reads.
+    /// `visage serve` reads. With --from-feedback: measure each collection's thresholds on its
+    /// own labelled decisions instead (same configuration as `visage serve`), and keep them in
+    /// the database, where every replica reads them.
     Calibrate {
         /// Development pairs file, e.g. ../shared/data/lfw-dev/pairsDevTrain.txt (never the split you report on).
-        #[arg(long)]
-        pairs: PathBuf,
+        #[arg(long, required_unless_present = "from_feedback")]
+        pairs: Option<PathBuf>,
+        /// Calibrate collections from their labelled decisions (conservative rule; the FAR
+        /// targets the service offers). A collection without enough labels keeps the global
+        /// calibration; the command says how many it needs and has.
+        #[arg(long, conflicts_with_all = ["pairs", "images", "liveness_dir", "impostor_pairs", "fuse_with"])]
+        from_feedback: bool,
+        #[command(flatten)]
+        feedback: FeedbackArgs,
         /// LFW image root; defaults to the pairs file's folder.
         #[arg(long)]
         images: Option<PathBuf>,
@@ -189,7 +198,8 @@ enum Command {
         /// Seed of the impostor sample.
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// Output file [default: MODELS/calibration.json].
+        /// Output file [default: MODELS/calibration.json]; with --from-feedback, a folder to
+        /// also write each collection's file to (calibration-<collection>.json).
         #[arg(long)]
         out: Option<PathBuf>,
         #[command(flatten)]
@@ -253,6 +263,30 @@ struct ServiceArgs {
     /// Data directory: the embedded database and the development key (storage.data_dir).
     #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
+}
+
+/// `visage calibrate --from-feedback` options.
+#[derive(clap::Args)]
+struct FeedbackArgs {
+    #[command(flatten)]
+    service: ServiceArgs,
+    /// Only this collection (it fails when it has too few labels) [default: every collection
+    /// with labelled decisions].
+    #[arg(long, requires = "from_feedback")]
+    collection: Option<String>,
+    /// A FAR target to calibrate, one the service offers (repeat for several) [default: all of them].
+    #[arg(long = "far-target", requires = "from_feedback")]
+    far_targets: Vec<f64>,
+    /// Genuine labels a collection needs, so that its false-reject rate at the new thresholds
+    /// is measured.
+    #[arg(long, default_value_t = visage_server::jobs::calibration::MIN_GENUINE, requires = "from_feedback")]
+    min_genuine: usize,
+    /// Measure and report; keep nothing.
+    #[arg(long, requires = "from_feedback")]
+    dry_run: bool,
+    /// Drop the --collection's own calibration: its decisions go back to the global one.
+    #[arg(long, requires_all = ["from_feedback", "collection"], conflicts_with = "dry_run")]
+    reset: bool,
 }
 
 #[derive(Subcommand)]
@@ -392,6 +426,23 @@ fn main() -> ExitCode {
             )
         }
         Command::Models => commands::check_models(&ctx),
+        Command::Calibrate { from_feedback: true, ref feedback, ref out, .. } => {
+            let overrides = service_overrides(&cli, &matches, feedback.service.data_dir.clone(), None);
+            service::load_config(feedback.service.config.as_deref(), &overrides).and_then(|config| {
+                if feedback.reset {
+                    let collection = feedback.collection.as_deref().expect("clap requires --collection");
+                    return service::reset_calibration(&config, collection);
+                }
+                service::calibrate_from_feedback(
+                    &config,
+                    feedback.collection.as_deref(),
+                    feedback.far_targets.clone(),
+                    feedback.min_genuine,
+                    out.clone(),
+                    feedback.dry_run,
+                )
+            })
+        }
         Command::Calibrate {
             ref pairs,
             ref images,
@@ -405,10 +456,11 @@ fn main() -> ExitCode {
             ref out,
             ref cache,
             threads,
+            ..
         } => commands::calibrate(
             &ctx,
             &commands::CalibrateArgs {
-                pairs,
+                pairs: pairs.as_deref().expect("clap requires --pairs without --from-feedback"),
                 images: images.as_deref(),
                 liveness_dir: liveness_dir.as_deref(),
                 liveness_subjects,

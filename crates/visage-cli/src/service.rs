@@ -178,3 +178,48 @@ pub fn revoke_key(config: &Config, id: &str) -> anyhow::Result<()> {
         Ok(())
     })
 }
+
+/// `visage calibrate --from-feedback`: each collection's thresholds from its labelled decisions.
+pub fn calibrate_from_feedback(
+    config: &Config,
+    collection: Option<&str>,
+    far_targets: Vec<f64>,
+    min_genuine: usize,
+    out: Option<PathBuf>,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    use visage_server::jobs::calibration::{FromFeedback, from_feedback};
+    let options = FromFeedback {
+        collection: collection.map(CollectionId::parse).transpose().map_err(anyhow::Error::msg)?,
+        far_targets,
+        min_genuine,
+        out,
+        dry_run,
+    };
+    let report = runtime()?.block_on(from_feedback(config, &options))?;
+    for c in &report.collections {
+        match (&c.calibration, &c.kept_global_because) {
+            (Some(name), _) if dry_run => eprintln!("{}: would keep {name} (--dry-run)", c.collection),
+            (Some(name), _) => {
+                eprintln!("{}: kept {name}; replicas use it within index.poll_interval_ms", c.collection)
+            }
+            (None, Some(why)) => eprintln!("{}: keeps the global calibration: {why}", c.collection),
+            (None, None) => {}
+        }
+    }
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+/// `visage calibrate --from-feedback --reset --collection C`.
+pub fn reset_calibration(config: &Config, collection: &str) -> anyhow::Result<()> {
+    let collection = CollectionId::parse(collection).map_err(anyhow::Error::msg)?;
+    let dropped = runtime()?.block_on(visage_server::jobs::calibration::reset(config, &collection))?;
+    match dropped {
+        true => eprintln!(
+            "{collection}: back on the global calibration (replicas follow within index.poll_interval_ms)"
+        ),
+        false => eprintln!("{collection}: had no calibration of its own"),
+    }
+    Ok(())
+}

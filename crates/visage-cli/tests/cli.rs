@@ -239,6 +239,32 @@ fn reembed_and_sweep_report_what_they_did_and_force_needs_prune() {
     assert_eq!((summary["images"].as_u64(), summary["deleted"].as_u64()), (Some(0), Some(0)));
 }
 
+#[test]
+fn calibrating_from_feedback_says_how_many_labels_are_needed_and_offers_only_the_services_targets() {
+    let dir = tempfile::tempdir().unwrap();
+    let stderr = |out: &Output| String::from_utf8_lossy(&out.stderr).into_owned();
+    let none = service(dir.path(), &["calibrate", "--from-feedback"]);
+    assert!(!none.status.success());
+    assert!(stderr(&none).contains("no labelled decisions"), "{}", stderr(&none));
+    let door = service(dir.path(), &["calibrate", "--from-feedback", "--collection", "default"]);
+    assert!(!door.status.success());
+    assert!(
+        stderr(&door).contains("0 impostor labels, at least 3838 needed")
+            && stderr(&door).contains("0 genuine labels"),
+        "{}",
+        stderr(&door)
+    );
+    let missing = service(dir.path(), &["calibrate", "--from-feedback", "--collection", "ghost"]);
+    assert!(stderr(&missing).contains("collection ghost does not exist"), "{}", stderr(&missing));
+    let target = service(dir.path(), &["calibrate", "--from-feedback", "--far-target", "0.5"]);
+    assert!(stderr(&target).contains("not one the service offers"), "{}", stderr(&target));
+    let reset = service(dir.path(), &["calibrate", "--from-feedback", "--reset", "--collection", "default"]);
+    assert!(reset.status.success(), "{}", stderr(&reset));
+    assert!(stderr(&reset).contains("had no calibration of its own"));
+    let both = service(dir.path(), &["calibrate", "--from-feedback", "--pairs", "x.txt"]);
+    assert_eq!(both.status.code(), Some(2), "--pairs and --from-feedback exclude each other");
+}
+
 /// `psql` against the test server (PostgreSQL at 127.0.0.1:5432, user postgres, trust auth).
 fn psql(database: &str, sql: &str) -> String {
     let output = Command::new("psql")

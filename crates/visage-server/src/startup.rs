@@ -101,12 +101,14 @@ impl Application {
             images,
             keys,
             calibration,
+            collection_calibrations: Default::default(),
             liveness_threshold,
             model,
             ready: AtomicBool::new(false),
             outage,
         });
         state.metrics.mark_gallery_synced();
+        crate::service::calibrations::reload(&state).await?;
         let gallery_sync = gallery_sync::spawn(&state);
         let probe_sweeper = review::spawn_probe_sweeper(&state);
         // Entries an earlier run spooled go to the database before anything else is decided.

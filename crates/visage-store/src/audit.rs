@@ -34,6 +34,8 @@ named_enum! {
         ProbeView = "probe.view",
         /// Probe images whose retention ended were deleted.
         ProbeExpire = "probe.expire",
+        /// A collection got thresholds of its own, calibrated from its labelled decisions.
+        CalibrationSet = "calibration.set",
     }
 }
 
@@ -146,6 +148,7 @@ mod tests {
             "model.prune",
             "probe.view",
             "probe.expire",
+            "calibration.set",
         ];
         assert_eq!(AuditAction::ALL.iter().map(|a| a.as_str()).collect::<Vec<_>>(), actions);
         let outcomes = ["ok", "refused", "failed", "match", "no_match"];

@@ -132,6 +132,18 @@ pub trait Store: Send + Sync {
         since: chrono::DateTime<chrono::Utc>,
         limit: u32,
     ) -> StoreResult<Vec<LabelledVerification>>;
+    /// Every labelled decision of `collection` (all when `None`) whose similarity came from the
+    /// recognizer `model` (or from an unnamed one: decisions made before they named it).
+    async fn labelled_scores(
+        &self,
+        collection: Option<&CollectionId>,
+        model: &str,
+    ) -> StoreResult<Vec<LabelledScore>>;
+    /// Keeps a collection's calibration, replacing the one it had.
+    async fn put_collection_calibration(&self, calibration: &CollectionCalibration) -> StoreResult<()>;
+    async fn collection_calibrations(&self) -> StoreResult<Vec<CollectionCalibration>>;
+    /// True when the collection had a calibration of its own.
+    async fn delete_collection_calibration(&self, collection: &CollectionId) -> StoreResult<bool>;
     /// Probe images whose retention ended by `now`, at most `limit`.
     async fn expired_probes(
         &self,

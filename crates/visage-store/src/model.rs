@@ -306,6 +306,14 @@ pub struct VerificationRecord {
     pub probe_quality: Option<serde_json::Value>,
     /// The sealed probe image kept for review, and when it goes.
     pub probe: Option<KeptProbe>,
+    /// Where the threshold came from (a calibration's name); absent on decisions made before
+    /// decisions named it.
+    #[serde(default)]
+    pub calibration: Option<String>,
+    /// The recognizer that gave the similarity; absent on decisions made before decisions
+    /// named it.
+    #[serde(default)]
+    pub model: Option<String>,
 }
 
 /// A probe image kept for review: its object name and when it expires.
@@ -367,6 +375,28 @@ pub struct LabelledVerification {
     pub similarity: Option<f32>,
     /// The service answered match.
     pub accepted: bool,
+}
+
+/// A labelled decision's score, for thresholds calibrated from a deployment's own decisions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabelledScore {
+    pub collection: Option<CollectionId>,
+    pub genuine: bool,
+    /// Absent for an identification that found no candidate: its score was never kept.
+    pub similarity: Option<f32>,
+}
+
+/// Thresholds a collection earned from its own labelled decisions: a calibration file's JSON,
+/// which the store keeps as it is given.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CollectionCalibration {
+    pub collection: CollectionId,
+    /// `feedback:<collection>:<date>`, as decisions name it.
+    pub name: String,
+    /// The recognizer the thresholds belong to.
+    pub model: String,
+    pub document: String,
+    pub created_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

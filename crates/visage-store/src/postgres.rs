@@ -13,11 +13,11 @@ use crate::crypto::SealedTemplate;
 use crate::rows::{collection_id, record_mappers};
 use crate::twins;
 use crate::{
-    ApiKeyRecord, AuditAction, AuditEvent, AuditFilter, Collection, CollectionCounts, CollectionId,
-    CollectionScope, Decision, DecisionFilter, Entity, Erasure, GalleryChange, GalleryTemplate, KeptProbe,
-    LabelledVerification, Labelling, ModelStatus, NewAuditEvent, NewSubject, PoolStats, ReviewedDecision,
-    Role, Store, StoreError, StoreResult, Subject, Template, Truth, TwinFilter, VerificationMode,
-    VerificationRecord,
+    ApiKeyRecord, AuditAction, AuditEvent, AuditFilter, Collection, CollectionCalibration, CollectionCounts,
+    CollectionId, CollectionScope, Decision, DecisionFilter, Entity, Erasure, GalleryChange, GalleryTemplate,
+    KeptProbe, LabelledScore, LabelledVerification, Labelling, ModelStatus, NewAuditEvent, NewSubject,
+    PoolStats, ReviewedDecision, Role, Store, StoreError, StoreResult, Subject, Template, Truth, TwinFilter,
+    VerificationMode, VerificationRecord,
 };
 
 /// How the service reaches PostgreSQL.
@@ -625,8 +625,8 @@ impl Store for PostgresStore {
         let done = sqlx::query(
             "INSERT INTO verifications (id, created_at, api_key_id, mode, collection_id, subject_id, similarity,
                                         threshold, far_target, decision, liveness_score, probe_quality,
-                                        probe_ref, probe_expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                                        probe_ref, probe_expires_at, calibration, model)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
              ON CONFLICT (id) DO NOTHING",
         )
         .bind(v.id)
@@ -643,6 +643,8 @@ impl Store for PostgresStore {
         .bind(&v.probe_quality)
         .bind(v.probe.as_ref().map(|p| p.reference.as_str()))
         .bind(v.probe.as_ref().map(|p| stored(p.expires_at)))
+        .bind(&v.calibration)
+        .bind(&v.model)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -707,6 +709,59 @@ impl Store for PostgresStore {
                 })
             })
             .collect()
+    }
+
+    async fn labelled_scores(
+        &self,
+        collection: Option<&CollectionId>,
+        model: &str,
+    ) -> StoreResult<Vec<LabelledScore>> {
+        let collection = collection.map(CollectionId::as_str);
+        let rows = self
+            .fetch_all_read(|| {
+                sqlx::query(
+                    "SELECT collection_id, truth, similarity FROM verifications
+                     WHERE truth IS NOT NULL AND ($1::TEXT IS NULL OR collection_id = $1)
+                       AND (model IS NULL OR model = $2)",
+                )
+                .bind(collection)
+                .bind(model)
+            })
+            .await?;
+        rows.iter().map(labelled_score_from_row).collect()
+    }
+
+    async fn put_collection_calibration(&self, c: &CollectionCalibration) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO collection_calibrations (collection_id, name, model, document, created_at)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (collection_id) DO UPDATE SET name = excluded.name, model = excluded.model,
+                 document = excluded.document, created_at = excluded.created_at",
+        )
+        .bind(c.collection.as_str())
+        .bind(&c.name)
+        .bind(&c.model)
+        .bind(&c.document)
+        .bind(stored(c.created_at))
+        .execute(&self.pool)
+        .await
+        .map_err(|err| StoreError::from_write(err, None, Some(Entity::Collection)))?;
+        Ok(())
+    }
+
+    async fn collection_calibrations(&self) -> StoreResult<Vec<CollectionCalibration>> {
+        let rows = self
+            .fetch_all_read(|| sqlx::query("SELECT * FROM collection_calibrations ORDER BY collection_id"))
+            .await?;
+        rows.iter().map(collection_calibration_from_row).collect()
+    }
+
+    async fn delete_collection_calibration(&self, collection: &CollectionId) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM collection_calibrations WHERE collection_id = $1")
+            .bind(collection.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn expired_probes(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<Vec<String>> {

@@ -103,6 +103,28 @@ macro_rules! record_mappers {
                     (Some(reference), Some(expires_at)) => Some(KeptProbe { reference, expires_at }),
                     _ => None,
                 },
+                calibration: row.try_get("calibration")?,
+                model: row.try_get("model")?,
+            })
+        }
+
+        fn labelled_score_from_row(row: &$row) -> StoreResult<LabelledScore> {
+            let collection: Option<String> = row.try_get("collection_id")?;
+            let truth: String = row.try_get("truth")?;
+            Ok(LabelledScore {
+                collection: collection.map($crate::rows::collection_id).transpose()?,
+                genuine: truth == "genuine",
+                similarity: row.try_get("similarity")?,
+            })
+        }
+
+        fn collection_calibration_from_row(row: &$row) -> StoreResult<CollectionCalibration> {
+            Ok(CollectionCalibration {
+                collection: $crate::rows::collection_id(row.try_get("collection_id")?)?,
+                name: row.try_get("name")?,
+                model: row.try_get("model")?,
+                document: row.try_get("document")?,
+                created_at: row.try_get("created_at")?,
             })
         }
 

@@ -14,11 +14,11 @@ use crate::crypto::SealedTemplate;
 use crate::rows::{corrupt, record_mappers};
 use crate::twins;
 use crate::{
-    ApiKeyRecord, AuditAction, AuditEvent, AuditFilter, Collection, CollectionCounts, CollectionId,
-    CollectionScope, Decision, DecisionFilter, Entity, Erasure, GalleryChange, GalleryTemplate, KeptProbe,
-    LabelledVerification, Labelling, ModelStatus, NewAuditEvent, NewSubject, PoolStats, ReviewedDecision,
-    Role, Store, StoreError, StoreResult, Subject, Template, Truth, TwinFilter, VerificationMode,
-    VerificationRecord,
+    ApiKeyRecord, AuditAction, AuditEvent, AuditFilter, Collection, CollectionCalibration, CollectionCounts,
+    CollectionId, CollectionScope, Decision, DecisionFilter, Entity, Erasure, GalleryChange, GalleryTemplate,
+    KeptProbe, LabelledScore, LabelledVerification, Labelling, ModelStatus, NewAuditEvent, NewSubject,
+    PoolStats, ReviewedDecision, Role, Store, StoreError, StoreResult, Subject, Template, Truth, TwinFilter,
+    VerificationMode, VerificationRecord,
 };
 
 const MAX_CONNECTIONS: u32 = 8;
@@ -533,8 +533,8 @@ impl Store for SqliteStore {
         let done = sqlx::query(
             "INSERT INTO verifications (id, created_at, api_key_id, mode, collection_id, subject_id, similarity,
                                         threshold, far_target, decision, liveness_score, probe_quality,
-                                        probe_ref, probe_expires_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                        probe_ref, probe_expires_at, calibration, model)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (id) DO NOTHING",
         )
         .bind(v.id)
@@ -551,6 +551,8 @@ impl Store for SqliteStore {
         .bind(v.probe_quality.as_ref().map(serde_json::Value::to_string))
         .bind(v.probe.as_ref().map(|p| p.reference.as_str()))
         .bind(v.probe.as_ref().map(|p| p.expires_at))
+        .bind(&v.calibration)
+        .bind(&v.model)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -612,6 +614,55 @@ impl Store for SqliteStore {
                 })
             })
             .collect()
+    }
+
+    async fn labelled_scores(
+        &self,
+        collection: Option<&CollectionId>,
+        model: &str,
+    ) -> StoreResult<Vec<LabelledScore>> {
+        let rows = sqlx::query(
+            "SELECT collection_id, truth, similarity FROM verifications
+             WHERE truth IS NOT NULL AND (?1 IS NULL OR collection_id = ?1) AND (model IS NULL OR model = ?2)",
+        )
+        .bind(collection.map(CollectionId::as_str))
+        .bind(model)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(labelled_score_from_row).collect()
+    }
+
+    async fn put_collection_calibration(&self, c: &CollectionCalibration) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO collection_calibrations (collection_id, name, model, document, created_at)
+             VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (collection_id) DO UPDATE SET name = excluded.name, model = excluded.model,
+                 document = excluded.document, created_at = excluded.created_at",
+        )
+        .bind(c.collection.as_str())
+        .bind(&c.name)
+        .bind(&c.model)
+        .bind(&c.document)
+        .bind(c.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|err| StoreError::from_write(err, None, Some(Entity::Collection)))?;
+        Ok(())
+    }
+
+    async fn collection_calibrations(&self) -> StoreResult<Vec<CollectionCalibration>> {
+        let rows = sqlx::query("SELECT * FROM collection_calibrations ORDER BY collection_id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(collection_calibration_from_row).collect()
+    }
+
+    async fn delete_collection_calibration(&self, collection: &CollectionId) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM collection_calibrations WHERE collection_id = ?")
+            .bind(collection.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn expired_probes(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<Vec<String>> {

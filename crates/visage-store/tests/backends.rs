@@ -12,10 +12,10 @@ use uuid::Uuid;
 use visage_store::crypto::SealedTemplate;
 use visage_store::testing::TestDatabase;
 use visage_store::{
-    ApiKeyRecord, AuditAction, AuditFilter, AuditOutcome, CollectionId, CollectionScope, Consent, Decision,
-    DecisionFilter, DecisionOrder, Entity, KeptProbe, Labelling, ModelStatus, NewAuditEvent, NewSubject,
-    PostgresOptions, PostgresStore, Role, SqliteStore, Store, StoreError, Template, Truth, TwinFilter,
-    VerificationMode, VerificationRecord,
+    ApiKeyRecord, AuditAction, AuditFilter, AuditOutcome, CollectionCalibration, CollectionId,
+    CollectionScope, Consent, Decision, DecisionFilter, DecisionOrder, Entity, KeptProbe, Labelling,
+    ModelStatus, NewAuditEvent, NewSubject, PostgresOptions, PostgresStore, Role, SqliteStore, Store,
+    StoreError, Template, Truth, TwinFilter, VerificationMode, VerificationRecord,
 };
 
 /// A store and what it keeps on its backend, for looking underneath the trait.
@@ -125,6 +125,7 @@ on_both_backends!(
     erasure_leaves_nothing_of_the_subject,
     api_keys_are_found_listed_and_revoked_once,
     verifications_are_labelled_once,
+    labelled_scores_and_collection_calibrations_are_kept_per_collection_and_recognizer,
     audit_events_page_by_sequence,
     the_review_queue_filters_and_puts_the_closest_calls_first,
     kept_probes_expire_and_go_with_any_subject_they_show,
@@ -199,6 +200,8 @@ fn verification(subject_id: Option<Uuid>, similarity: f32, decision: Decision) -
         liveness_score: Some(0.9),
         probe_quality: Some(json!({ "sharpness": 120.5 })),
         probe: None,
+        calibration: Some("built-in".into()),
+        model: Some("sface".into()),
     }
 }
 
@@ -415,6 +418,71 @@ async fn verifications_are_labelled_once(backend: &Backend) {
     assert!(
         store.labelled_verifications(Utc::now() + chrono::Duration::hours(1), 10).await.unwrap().is_empty()
     );
+}
+
+async fn labelled_scores_and_collection_calibrations_are_kept_per_collection_and_recognizer(
+    backend: &Backend,
+) {
+    let store = backend.store.as_ref();
+    store.create_collection(&collection("door")).await.unwrap();
+    let at = |collection_id: &str, similarity: f32, model: Option<&str>| VerificationRecord {
+        collection: Some(collection(collection_id)),
+        model: model.map(Into::into),
+        ..verification(None, similarity, Decision::NoMatch)
+    };
+    let door_sface = at("door", 0.2, Some("sface"));
+    let door_unnamed = at("door", 0.25, None);
+    let door_other_model = at("door", 0.3, Some("mobilefacenet"));
+    let default_genuine = at("default", 0.7, Some("sface"));
+    let unlabelled = at("door", 0.9, Some("sface"));
+    for record in [&door_sface, &door_unnamed, &door_other_model, &default_genuine, &unlabelled] {
+        store.record_verification(record).await.unwrap();
+    }
+    let read = store.get_verification(door_sface.id).await.unwrap().unwrap();
+    assert_eq!((read.calibration.as_deref(), read.model.as_deref()), (Some("built-in"), Some("sface")));
+    for record in [&door_sface, &door_unnamed, &door_other_model] {
+        store.label_verification(record.id, Truth::Impostor, "review").await.unwrap();
+    }
+    store.label_verification(default_genuine.id, Truth::Genuine, "review").await.unwrap();
+
+    let mut door: Vec<f32> = store
+        .labelled_scores(Some(&collection("door")), "sface")
+        .await
+        .unwrap()
+        .iter()
+        .inspect(|s| assert!(!s.genuine && s.collection == Some(collection("door"))))
+        .filter_map(|s| s.similarity)
+        .collect();
+    door.sort_by(f32::total_cmp);
+    assert_eq!(door, [0.2, 0.25], "another recognizer's scores and unlabelled decisions are left out");
+    let all = store.labelled_scores(None, "sface").await.unwrap();
+    assert_eq!(all.len(), 3);
+    assert!(all.iter().any(|s| s.genuine && s.similarity == Some(0.7)));
+
+    assert!(store.collection_calibrations().await.unwrap().is_empty());
+    let calibration = |name: &str| CollectionCalibration {
+        collection: collection("door"),
+        name: name.into(),
+        model: "sface".into(),
+        document: r#"{"version":1}"#.into(),
+        created_at: Utc::now(),
+    };
+    store.put_collection_calibration(&calibration("feedback:door:2026-12-01")).await.unwrap();
+    store.put_collection_calibration(&calibration("feedback:door:2026-12-07")).await.unwrap();
+    let kept = store.collection_calibrations().await.unwrap();
+    assert_eq!(kept.len(), 1, "a collection has one calibration: the newest");
+    assert_eq!(
+        (kept[0].name.as_str(), kept[0].document.as_str()),
+        ("feedback:door:2026-12-07", r#"{"version":1}"#)
+    );
+    let ghost = CollectionCalibration { collection: collection("ghost"), ..calibration("x") };
+    assert!(matches!(
+        store.put_collection_calibration(&ghost).await,
+        Err(StoreError::Missing(Entity::Collection))
+    ));
+    assert!(store.delete_collection_calibration(&collection("door")).await.unwrap());
+    assert!(!store.delete_collection_calibration(&collection("door")).await.unwrap());
+    assert!(store.collection_calibrations().await.unwrap().is_empty());
 }
 
 async fn audit_events_page_by_sequence(backend: &Backend) {

@@ -1,4 +1,5 @@
 //! Offline work the command line runs against the same configuration as `visage serve`.
 
+pub mod calibration;
 pub mod reembed;
 pub mod sweep;

@@ -71,6 +71,9 @@ pub struct Metrics {
     pub spool_replayed: IntCounter,
     build_info: IntGaugeVec,
     calibration_info: IntGaugeVec,
+    /// The `calibration_info` label sets of the collections' own calibrations, to drop when
+    /// they are replaced.
+    collection_calibration_series: Mutex<Vec<[String; 3]>>,
 }
 
 /// Redis operations, as `redis_errors_total{operation}` counts their failures.
@@ -329,6 +332,7 @@ impl Metrics {
                 "The calibration the thresholds come from, and each calibrated FAR target's threshold (always 1)",
                 &["calibration", "far_target", "threshold"],
             ),
+            collection_calibration_series: Mutex::new(Vec::new()),
             registry: r,
         };
         metrics.build_info.with_label_values(&[version, recognizer, "yunet_2023mar", liveness]).set(1);
@@ -396,6 +400,23 @@ impl Metrics {
         for (far, threshold) in points {
             let (far, threshold) = (far.to_string(), format!("{threshold:.4}"));
             self.calibration_info.with_label_values(&[calibration, &far, &threshold]).set(1);
+        }
+    }
+
+    /// Names the collections' own calibrations (`feedback:<collection>:<date>`) beside the
+    /// global one, replacing those named before.
+    pub fn set_collection_calibrations(&self, calibrations: &[(String, Vec<(f64, f32)>)]) {
+        let mut held =
+            self.collection_calibration_series.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for labels in held.drain(..) {
+            let _ = self.calibration_info.remove_label_values(&[&labels[0], &labels[1], &labels[2]]);
+        }
+        for (name, points) in calibrations {
+            for (far, threshold) in points {
+                let labels = [name.clone(), far.to_string(), format!("{threshold:.4}")];
+                self.calibration_info.with_label_values(&[&labels[0], &labels[1], &labels[2]]).set(1);
+                held.push(labels);
+            }
         }
     }
 

@@ -203,6 +203,8 @@ mod tests {
             liveness_score: None,
             probe_quality: None,
             probe: None,
+            calibration: Some("built-in".into()),
+            model: Some("sface".into()),
         }
     }
 

@@ -47,6 +47,9 @@ pub fn spawn(app: &AppState) -> tokio::task::JoinHandle<()> {
                         state.metrics.index_reloads.inc();
                     }
                     state.metrics.mark_gallery_synced();
+                    if let Err(err) = super::calibrations::reload(&state).await {
+                        tracing::warn!(error = %err, "cannot read the collection calibrations: keeping those read before");
+                    }
                 }
                 Err(err) => {
                     state.metrics.gallery_sync_errors.inc();

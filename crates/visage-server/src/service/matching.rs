@@ -7,7 +7,6 @@ use bytes::Bytes;
 use chrono::Utc;
 use serde_json::json;
 use uuid::Uuid;
-use visage_calibration::OperatingPoint;
 use visage_face::AnalyzedFace;
 use visage_store::{
     CollectionId, Decision, KeptProbe, Role, StoreResult, Subject, Template, VerificationMode,
@@ -15,6 +14,7 @@ use visage_store::{
 };
 
 use super::audit::Entry;
+use super::calibrations::{self, Threshold};
 use super::{Caller, ServiceError, ServiceResult, analysis, audit, degraded, review};
 use crate::config::LivenessMode;
 use crate::inference::{LivenessVerdict, Pick, Probe, StageTimes};
@@ -44,7 +44,7 @@ pub struct Verified {
     pub verification_id: Uuid,
     pub is_match: bool,
     pub similarity: f32,
-    pub point: OperatingPoint,
+    pub threshold: Threshold,
     pub subject_id: Option<Uuid>,
     pub probe: Probe,
 }
@@ -68,20 +68,9 @@ pub struct Identified {
     pub verification_id: Uuid,
     /// At or above the threshold, best first; empty for an unknown person.
     pub candidates: Vec<Candidate>,
-    pub point: OperatingPoint,
+    pub threshold: Threshold,
     pub collection: CollectionId,
     pub probe: Probe,
-}
-
-/// The threshold for a FAR target, when one was calibrated.
-pub fn operating_point(app: &App, far_target: Option<f64>) -> ServiceResult<OperatingPoint> {
-    let far = far_target.unwrap_or(app.config.verification.far_target);
-    app.calibration.point(far).ok_or_else(|| {
-        ServiceError::InvalidRequest(format!(
-            "far_target {far} is not calibrated; calibrated targets: {:?}",
-            app.calibration.targets()
-        ))
-    })
 }
 
 /// 1:1: is the probe the claimed subject (or the person in the second image)?
@@ -106,12 +95,13 @@ pub async fn verify(app: &App, caller: &Caller, request: Verification) -> Servic
 
 async fn verify_inner(app: &App, caller: &Caller, request: Verification) -> ServiceResult<(Verified, f64)> {
     caller.require(Role::Verify)?;
-    let point = operating_point(app, request.far_target)?;
     let mode = LivenessMode::for_request(request.liveness, app.config.liveness.verify, app.config.profile);
     let claimed = match &request.claim {
         Claim::Subject(id) => Some(claimed(app, caller, *id).await?),
         Claim::Image(_) => None,
     };
+    let threshold =
+        calibrations::threshold(app, claimed.as_ref().map(|c| &c.collection), request.far_target)?;
     let image = request.image.clone();
     let probe = analysis::probe(app, caller, request.image, Pick::Configured, mode).await?;
     let search_started = Instant::now();
@@ -128,14 +118,14 @@ async fn verify_inner(app: &App, caller: &Caller, request: Verification) -> Serv
         }
     };
     let search = search_started.elapsed().as_secs_f64();
-    let is_match = similarity >= point.threshold;
+    let is_match = similarity >= threshold.point.threshold;
     let kept = review::keep_probe(app, &image).await;
     let decision = DecisionMade {
         mode: VerificationMode::Verify,
         collection: claimed.as_ref().map(|c| &c.collection),
         subject_id: claimed.as_ref().map(|c| c.id),
         similarity: Some(similarity),
-        point,
+        threshold: &threshold,
         matched: is_match,
         liveness_score: liveness_score(&probe),
         face: &probe.face,
@@ -144,7 +134,7 @@ async fn verify_inner(app: &App, caller: &Caller, request: Verification) -> Serv
     };
     let verification_id = record_decision(app, caller, decision).await?;
     let subject_id = claimed.map(|c| c.id);
-    Ok((Verified { verification_id, is_match, similarity, point, subject_id, probe }, search))
+    Ok((Verified { verification_id, is_match, similarity, threshold, subject_id, probe }, search))
 }
 
 /// The subject a verification claims, and where its templates come from.
@@ -249,11 +239,11 @@ async fn identify_inner(
     let kept = review::keep_probe(app, &image).await;
     let found =
         search.face(app, caller, &probe.face, probe.liveness.as_ref(), kept.as_ref(), json!({})).await?;
-    let Search { collection, point, .. } = search;
+    let Search { collection, threshold, .. } = search;
     let identified = Identified {
         verification_id: found.verification_id,
         candidates: found.candidates,
-        point,
+        threshold,
         collection,
         probe,
     };
@@ -263,7 +253,7 @@ async fn identify_inner(
 /// What an identification searches with, checked once per request.
 struct Search {
     collection: CollectionId,
-    point: OperatingPoint,
+    threshold: Threshold,
     top_k: usize,
     mode: LivenessMode,
 }
@@ -298,11 +288,11 @@ impl Search {
             }
             _ => {}
         }
-        let point = operating_point(app, request.far_target)?;
+        let threshold = calibrations::threshold(app, Some(&collection), request.far_target)?;
         let top_k = request.top_k.unwrap_or(DEFAULT_TOP_K).clamp(1, app.config.verification.max_top_k);
         let mode =
             LivenessMode::for_request(request.liveness, app.config.liveness.identify, app.config.profile);
-        Ok(Self { collection, point, top_k, mode })
+        Ok(Self { collection, threshold, top_k, mode })
     }
 
     /// Searches the collection for one face and keeps the decision (audited, ready for feedback).
@@ -317,7 +307,8 @@ impl Search {
     ) -> ServiceResult<Found> {
         let started = Instant::now();
         let hits = tracing::info_span!("search").in_scope(|| {
-            app.gallery.search(&self.collection, face.embedding.as_slice(), self.point.threshold, self.top_k)
+            let at = self.threshold.point.threshold;
+            app.gallery.search(&self.collection, face.embedding.as_slice(), at, self.top_k)
         });
         let seconds = started.elapsed().as_secs_f64();
         let candidates = candidates_of(app, hits);
@@ -329,7 +320,7 @@ impl Search {
             collection: Some(&self.collection),
             subject_id: top.map(|c| c.subject_id),
             similarity: top.map(|c| c.similarity),
-            point: self.point,
+            threshold: &self.threshold,
             matched: top.is_some(),
             liveness_score: liveness.and_then(LivenessVerdict::score),
             face,
@@ -358,7 +349,7 @@ pub struct IdentifiedAll {
     pub height: u32,
     /// Every detected face, best detection first.
     pub faces: Vec<IdentifiedFace>,
-    pub point: OperatingPoint,
+    pub threshold: Threshold,
     pub collection: CollectionId,
 }
 
@@ -423,8 +414,8 @@ async fn identify_all_inner(
         };
         faces.push(IdentifiedFace { face, liveness, searched, candidates, verification_id });
     }
-    let Search { collection, point, .. } = search;
-    Ok(IdentifiedAll { width: detection.width, height: detection.height, faces, point, collection })
+    let Search { collection, threshold, .. } = search;
+    Ok(IdentifiedAll { width: detection.width, height: detection.height, faces, threshold, collection })
 }
 
 /// The subjects behind search hits, named by the index's cards (no database round trip, and
@@ -452,7 +443,7 @@ struct DecisionMade<'a> {
     collection: Option<&'a CollectionId>,
     subject_id: Option<Uuid>,
     similarity: Option<f32>,
-    point: OperatingPoint,
+    threshold: &'a Threshold,
     matched: bool,
     liveness_score: Option<f32>,
     /// The probe face, for its quality measures.
@@ -474,12 +465,14 @@ async fn record_decision(app: &App, caller: &Caller, d: DecisionMade<'_>) -> Ser
         collection: d.collection.cloned(),
         subject_id: d.subject_id,
         similarity: d.similarity,
-        threshold: d.point.threshold,
-        far_target: Some(d.point.far),
+        threshold: d.threshold.point.threshold,
+        far_target: Some(d.threshold.point.far),
         decision,
         liveness_score: d.liveness_score,
         probe_quality: serde_json::to_value(d.face.quality.measures).ok(),
         probe: d.kept.cloned(),
+        calibration: Some(d.threshold.calibration.clone()),
+        model: Some(app.model.clone()),
     };
     keep_decision(app, record).await?;
     let mut detail = d.detail;

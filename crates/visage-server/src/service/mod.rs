@@ -4,6 +4,7 @@
 
 pub mod analysis;
 pub mod audit;
+pub mod calibrations;
 pub mod caller;
 pub mod collections;
 pub mod degraded;

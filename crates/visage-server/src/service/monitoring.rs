@@ -99,8 +99,9 @@ async fn feedback_rates(app: &App) -> ServiceResult<ObservedRates> {
 pub struct Overview {
     pub ready: bool,
     pub checks: Map<String, Value>,
-    /// Subjects and templates of the collections the caller may see.
-    pub collections: Vec<CollectionCounts>,
+    /// Subjects and templates of the collections the caller may see, with the calibration
+    /// each one's decisions use.
+    pub collections: Vec<(CollectionCounts, String)>,
     pub traffic: TrafficSummary,
     /// FAR, FRR and EER from labelled decisions, as the gauges have them.
     pub error_rates: ObservedRates,
@@ -120,7 +121,16 @@ pub async fn overview(app: &App, caller: &Caller) -> ServiceResult<Overview> {
     Ok(Overview {
         ready,
         checks,
-        collections,
+        collections: collections
+            .into_iter()
+            .map(|c| {
+                let calibration = match CollectionId::parse(c.collection.clone()) {
+                    Ok(id) => super::calibrations::name_for(app, &id),
+                    Err(_) => app.calibration.source.clone(),
+                };
+                (c, calibration)
+            })
+            .collect(),
         traffic: app.metrics.traffic(),
         error_rates: feedback_rates(app).await?,
         min_labelled: window.min_labelled,

@@ -148,7 +148,11 @@ async fn the_overview_counts_collections_traffic_liveness_and_labelled_decisions
     let o = expect(app.get("/v1/overview", &reader).await, StatusCode::OK).await;
     assert_eq!(o["ready"], true);
     assert_eq!(o["checks"]["storage"], "ok");
-    assert_eq!(o["collections"], json!([{ "collection": "default", "subjects": 1, "templates": 1 }]));
+    let calibration = &app.state.calibration.source;
+    assert_eq!(
+        o["collections"],
+        json!([{ "collection": "default", "subjects": 1, "templates": 1, "calibration": calibration }])
+    );
     assert!(o["traffic"]["requests"].as_u64().unwrap() >= 4, "{o}");
     assert_eq!(o["traffic"]["server_errors"], 0);
     assert!(o["traffic"]["p95_seconds"].as_f64().unwrap() >= o["traffic"]["p50_seconds"].as_f64().unwrap());

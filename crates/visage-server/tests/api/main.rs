@@ -30,6 +30,7 @@ use helpers::*;
 
 mod audit;
 mod auth;
+mod calibration;
 mod console;
 mod errors;
 mod keys;

@@ -36,8 +36,9 @@ export async function render() {
     errorRates(o.error_rates),
     h('p', { class: 'note' }, t('overview.ratesNote')),
     h('h2', {}, t('overview.collections')),
-    table(t('overview.collections'), [t('subjects.collection'), t('overview.subjects'), t('overview.templates')],
-      o.collections.map((c) => h('tr', {}, h('td', {}, c.collection), h('td', {}, String(c.subjects)), h('td', {}, String(c.templates))))),
+    table(t('overview.collections'), [t('subjects.collection'), t('overview.subjects'), t('overview.templates'), t('overview.calibration')],
+      o.collections.map((c) => h('tr', {}, h('td', {}, c.collection), h('td', {}, String(c.subjects)), h('td', {}, String(c.templates)),
+        h('td', { class: 'calibration' }, c.calibration)))),
     h('details', {}, h('summary', {}, t('overview.checks')), h('ul', {}, checks)),
     o.grafana_url ? h('p', {}, h('a', { href: o.grafana_url, target: '_blank', rel: 'noopener noreferrer' }, t('overview.grafana'))) : null);
 }

@@ -41,6 +41,9 @@ pub struct VerifyResponse {
     pub threshold: f32,
     /// The false-accept rate this threshold was calibrated for.
     pub far_target: f64,
+    /// The calibration the threshold comes from: the deployment's, or the collection's own
+    /// (`feedback:<collection>:<date>`).
+    pub calibration: String,
     pub model: String,
     pub subject_id: Option<Uuid>,
     pub face: ProbeFaceDto,
@@ -54,8 +57,9 @@ impl VerifyResponse {
             verification_id: v.verification_id,
             is_match: v.is_match,
             similarity: v.similarity,
-            threshold: v.point.threshold,
-            far_target: v.point.far,
+            threshold: v.threshold.point.threshold,
+            far_target: v.threshold.point.far,
+            calibration: v.threshold.calibration,
             model: model.to_owned(),
             subject_id: v.subject_id,
             face: (&v.probe.face).into(),
@@ -119,6 +123,9 @@ pub struct IdentifyResponse {
     pub candidates: Vec<CandidateDto>,
     pub threshold: f32,
     pub far_target: f64,
+    /// The calibration the threshold comes from: the deployment's, or the collection's own
+    /// (`feedback:<collection>:<date>`).
+    pub calibration: String,
     pub model: String,
     pub collection: String,
     pub face: ProbeFaceDto,
@@ -143,6 +150,8 @@ pub struct IdentifyAllResponse {
     pub faces: Vec<IdentifiedFaceDto>,
     pub threshold: f32,
     pub far_target: f64,
+    /// The calibration the threshold comes from.
+    pub calibration: String,
     pub model: String,
     pub collection: String,
 }
@@ -178,8 +187,9 @@ impl IdentifyAllResponse {
             width: all.width,
             height: all.height,
             faces,
-            threshold: all.point.threshold,
-            far_target: all.point.far,
+            threshold: all.threshold.point.threshold,
+            far_target: all.threshold.point.far,
+            calibration: all.threshold.calibration,
             model: model.to_owned(),
             collection: all.collection.to_string(),
         }
@@ -198,8 +208,9 @@ impl IdentifyResponse {
         Self {
             verification_id: i.verification_id,
             candidates,
-            threshold: i.point.threshold,
-            far_target: i.point.far,
+            threshold: i.threshold.point.threshold,
+            far_target: i.threshold.point.far,
+            calibration: i.threshold.calibration,
             model: model.to_owned(),
             collection: i.collection.to_string(),
             face: (&i.probe.face).into(),

@@ -10,6 +10,9 @@ pub struct CollectionCountsDto {
     pub collection: String,
     pub subjects: u64,
     pub templates: u64,
+    /// The calibration its decisions use: its own, from its labelled decisions
+    /// (`feedback:<collection>:<date>`, for the FAR targets it resolves), else the deployment's.
+    pub calibration: String,
 }
 
 /// API requests since this replica started (Prometheus keeps the history).
@@ -71,10 +74,11 @@ impl From<Overview> for OverviewDto {
             collections: o
                 .collections
                 .into_iter()
-                .map(|c| CollectionCountsDto {
+                .map(|(c, calibration)| CollectionCountsDto {
                     collection: c.collection,
                     subjects: c.subjects,
                     templates: c.templates,
+                    calibration,
                 })
                 .collect(),
             traffic: TrafficDto {

@@ -111,6 +111,9 @@ pub struct DecisionDto {
     pub similarity: Option<f32>,
     pub threshold: f32,
     pub far_target: Option<f64>,
+    /// The calibration the threshold came from (absent on decisions made before decisions
+    /// named it).
+    pub calibration: Option<String>,
     pub liveness_score: Option<f32>,
     /// The subject claimed (verify) or best candidate (identify); absent once erased.
     pub subject: Option<DecisionSubjectDto>,
@@ -138,6 +141,7 @@ impl From<QueuedDecision> for DecisionDto {
             similarity: r.similarity,
             threshold: r.threshold,
             far_target: r.far_target,
+            calibration: r.calibration,
             liveness_score: r.liveness_score,
             subject: q.subject.map(|s| DecisionSubjectDto {
                 id: s.id,
