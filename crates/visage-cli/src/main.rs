@@ -246,6 +246,14 @@ enum Command {
         #[command(subcommand)]
         action: ImagesAction,
     },
+    /// Records of destroyed personal data (erasures, face deletions): what, how much, why,
+    /// how, when, by whom (Roskomnadzor order No. 179).
+    DestructionRecords {
+        #[command(flatten)]
+        service: ServiceArgs,
+        #[command(subcommand)]
+        action: DestructionAction,
+    },
     /// Create, list and revoke the service's API keys.
     Keys {
         #[command(flatten)]
@@ -318,6 +326,30 @@ enum ImagesAction {
         #[arg(long, default_value_t = 24)]
         older_than_hours: u64,
     },
+}
+
+#[derive(Subcommand)]
+enum DestructionAction {
+    /// Print the records of a period on stdout, oldest first.
+    Export {
+        /// From this day (YYYY-MM-DD, UTC) or instant (RFC 3339) [default: the first record].
+        #[arg(long, value_parser = clap::builder::ValueParser::new(service::parse_from))]
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        /// Through this day (YYYY-MM-DD: the whole day, UTC), or until this instant (RFC 3339,
+        /// excluded) [default: now].
+        #[arg(long, value_parser = clap::builder::ValueParser::new(service::parse_to))]
+        to: Option<chrono::DateTime<chrono::Utc>>,
+        #[arg(long, value_enum, default_value = "json")]
+        format: ExportFormat,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ExportFormat {
+    /// A JSON array of records.
+    Json,
+    /// CSV with a header line.
+    Csv,
 }
 
 fn parse_role(text: &str) -> Result<visage_store::Role, String> {
@@ -487,6 +519,18 @@ fn main() -> ExitCode {
             let overrides = service_overrides(&cli, &matches, service.data_dir.clone(), None);
             service::load_config(service.config.as_deref(), &overrides)
                 .and_then(|config| reembed::sweep(&config, older_than_hours))
+        }
+        Command::DestructionRecords {
+            ref service,
+            action: DestructionAction::Export { from, to, format },
+        } => {
+            let overrides = service_overrides(&cli, &matches, service.data_dir.clone(), None);
+            let format = match format {
+                ExportFormat::Json => visage_server::jobs::destruction::Format::Json,
+                ExportFormat::Csv => visage_server::jobs::destruction::Format::Csv,
+            };
+            service::load_config(service.config.as_deref(), &overrides)
+                .and_then(|config| service::export_destruction_records(&config, from, to, format))
         }
         Command::Keys { ref service, ref action } => {
             let overrides = service_overrides(&cli, &matches, service.data_dir.clone(), None);

@@ -223,3 +223,37 @@ pub fn reset_calibration(config: &Config, collection: &str) -> anyhow::Result<()
     }
     Ok(())
 }
+
+/// `visage destruction-records export`.
+pub fn export_destruction_records(
+    config: &Config,
+    from: Option<chrono::DateTime<Utc>>,
+    to: Option<chrono::DateTime<Utc>>,
+    format: visage_server::jobs::destruction::Format,
+) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    let written =
+        runtime()?.block_on(visage_server::jobs::destruction::export(config, from, to, format, &mut out))?;
+    eprintln!("{written} destruction records");
+    Ok(())
+}
+
+/// `--from`: a day (its first instant, UTC) or an RFC 3339 instant.
+pub fn parse_from(text: &str) -> Result<chrono::DateTime<Utc>, String> {
+    parse_day_or_instant(text, 0)
+}
+
+/// `--to`: a day (through its end: the next day's first instant) or an RFC 3339 instant.
+pub fn parse_to(text: &str) -> Result<chrono::DateTime<Utc>, String> {
+    parse_day_or_instant(text, 1)
+}
+
+fn parse_day_or_instant(text: &str, days_after: i64) -> Result<chrono::DateTime<Utc>, String> {
+    if let Ok(day) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        let start = (day + chrono::Duration::days(days_after)).and_time(chrono::NaiveTime::MIN);
+        return Ok(start.and_utc());
+    }
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|at| at.with_timezone(&Utc))
+        .map_err(|_| format!("{text:?} is neither a day (YYYY-MM-DD) nor an RFC 3339 instant"))
+}

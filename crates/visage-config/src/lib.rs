@@ -69,6 +69,7 @@ pub struct Config {
     pub redis: RedisConfig,
     pub monitoring: MonitoringConfig,
     pub review: ReviewConfig,
+    pub retention: RetentionConfig,
     pub tracing: TracingConfig,
 }
 
@@ -305,6 +306,14 @@ pub struct ReviewConfig {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RetentionConfig {
+    /// Whether destruction records keep the operator's id of the subject (`external_id`).
+    /// Off: the record names the subject by its internal id only, which no longer resolves
+    /// to anyone once the subject is erased.
+    pub destruction_records_keep_external_id: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TracingConfig {
     /// OTLP/HTTP collector base URL (Jaeger: `http://jaeger:4318`); spans go to
     /// `{endpoint}/v1/traces`. Unset: no spans are exported and no exporter exists.
@@ -406,6 +415,7 @@ impl Config {
                 grafana_url: None,
             },
             review: ReviewConfig { keep_probe_images_hours: 0 },
+            retention: RetentionConfig { destruction_records_keep_external_id: false },
             tracing: TracingConfig { otlp_endpoint: None, service_name: "visage".into(), sample_ratio: 1.0 },
         }
     }

@@ -81,6 +81,10 @@ pub const OPTIONS: &[(&str, &str)] = &[
         "review.keep_probe_images_hours",
         "keep decisions' probe images (sealed) this long for reviewers, 0 = none, at most 720 [0]",
     ),
+    (
+        "retention.destruction_records_keep_external_id",
+        "destruction records keep the subject's external_id (else only its internal id) [false]",
+    ),
     ("tracing.otlp_endpoint", "OTLP/HTTP collector, e.g. http://jaeger:4318; unset = no traces [unset]"),
     ("tracing.service_name", "service.name of the exported spans [visage]"),
     ("tracing.sample_ratio", "fraction of new traces exported; a sampled traceparent is followed [1.0]"),

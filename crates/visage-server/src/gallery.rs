@@ -379,7 +379,12 @@ mod tests {
         store.add_templates(&templates).await.unwrap();
         let outcome = in_step.catch_up(&store, &keys).await.unwrap();
         assert_eq!((outcome.applied, outcome.reloaded), (3, false));
-        store.delete_template(subject.id, templates[0].id).await.unwrap();
+        let by = visage_store::Destruction {
+            ground: visage_store::DestructionGround::FaceDeletion,
+            performed_by: "test".into(),
+            keep_external_id: false,
+        };
+        store.delete_template(subject.id, templates[0].id, &by).await.unwrap();
 
         // Every change but the newest (the deletion) goes before `behind` has read them.
         let later = chrono::Utc::now() + chrono::Duration::minutes(1);

@@ -57,9 +57,9 @@ pub trait Store: Send + Sync {
         collection: &CollectionId,
         external_id: &str,
     ) -> StoreResult<Option<Subject>>;
-    /// Deletes the subject, its templates and its link from past verifications; `None` when
-    /// there was no such subject.
-    async fn erase_subject(&self, id: Uuid) -> StoreResult<Option<Erasure>>;
+    /// Deletes the subject, its templates and its link from past verifications, and writes
+    /// its destruction record in the same transaction; `None` when there was no such subject.
+    async fn erase_subject(&self, id: Uuid, destruction: &Destruction) -> StoreResult<Option<Erasure>>;
 
     /// Stores all templates or none.
     async fn add_templates(&self, templates: &[Template]) -> StoreResult<()>;
@@ -72,8 +72,16 @@ pub trait Store: Send + Sync {
     async fn templates_of_request(&self, request_key: &str) -> StoreResult<Option<Vec<Template>>>;
     /// Deletes a face: the template and the other templates of its face (its original and
     /// their re-embedded twins), so that no recognizer keeps matching a deleted face. Returns
-    /// them (empty when the subject has no such template), the named one first.
-    async fn delete_template(&self, subject_id: Uuid, template_id: Uuid) -> StoreResult<Vec<Template>>;
+    /// them (empty when the subject has no such template), the named one first; writes the
+    /// destruction record in the same transaction.
+    async fn delete_template(
+        &self,
+        subject_id: Uuid,
+        template_id: Uuid,
+        destruction: &Destruction,
+    ) -> StoreResult<Vec<Template>>;
+    /// Destruction records, oldest first.
+    async fn destruction_records(&self, filter: &DestructionFilter) -> StoreResult<Vec<DestructionRecord>>;
     /// Every template of every subject, for building the 1:N index.
     async fn all_templates(&self) -> StoreResult<Vec<GalleryTemplate>>;
     /// Number of the newest gallery change (0 before the first). Changes are numbered in

@@ -172,6 +172,107 @@ pub struct Erasure {
     /// Enrolment images, and the probe images of decisions about the subject (the whole photo:
     /// every decision that named it loses it too).
     pub image_refs: Vec<String>,
+    /// Written in the same transaction as the erasure.
+    pub record: Option<DestructionRecord>,
+}
+
+named_enum! {
+    /// Why personal data was destroyed, as its destruction record states it.
+    pub enum DestructionGround("destruction ground") {
+        /// The subject (or the operator on their behalf) asked for erasure: `DELETE /v1/subjects/{id}`.
+        ErasureRequest = "erasure_request",
+        /// One face of a subject was deleted: `DELETE /v1/subjects/{id}/faces/{face_id}`.
+        FaceDeletion = "face_deletion",
+    }
+}
+
+/// Who destroys what, and on which ground: what a destruction record needs that the store
+/// cannot know.
+#[derive(Debug, Clone)]
+pub struct Destruction {
+    pub ground: DestructionGround,
+    /// The API key id, or `visage:<job>` for the service's own jobs.
+    pub performed_by: String,
+    /// Whether the record may keep the operator's id of the subject (`external_id`).
+    pub keep_external_id: bool,
+}
+
+/// A category of personal data destroyed, and how many items of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DestroyedCategory {
+    /// `biometric_templates`, `enrolment_images`, `probe_images`, `subject_record`
+    /// (identifiers, metadata and the consent record).
+    pub category: String,
+    pub items: u64,
+}
+
+/// The record of one destruction of personal data (Roskomnadzor order No. 179, 2022): what
+/// categories, how many items, the ground, the method, the date, who. Never a template, an
+/// image or a name; the operator's id of the subject only when configured.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DestructionRecord {
+    pub id: Uuid,
+    pub destroyed_at: DateTime<Utc>,
+    pub subject_id: Uuid,
+    pub collection: CollectionId,
+    pub external_id: Option<String>,
+    pub ground: DestructionGround,
+    pub categories: Vec<DestroyedCategory>,
+    pub method: String,
+    pub performed_by: String,
+}
+
+impl DestructionRecord {
+    /// Counts of zero are left out: a record lists what was there.
+    pub(crate) fn new(
+        destruction: &Destruction,
+        subject_id: Uuid,
+        collection: CollectionId,
+        external_id: String,
+        counts: &[(&str, u64)],
+        method: &str,
+    ) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            // Microseconds: what every backend keeps, so the record returned is the one stored.
+            destroyed_at: chrono::SubsecRound::trunc_subsecs(Utc::now(), 6),
+            subject_id,
+            collection,
+            external_id: destruction.keep_external_id.then_some(external_id),
+            ground: destruction.ground,
+            categories: counts
+                .iter()
+                .filter(|(_, items)| *items > 0)
+                .map(|(category, items)| DestroyedCategory {
+                    category: (*category).to_owned(),
+                    items: *items,
+                })
+                .collect(),
+            method: method.to_owned(),
+            performed_by: destruction.performed_by.clone(),
+        }
+    }
+}
+
+impl Erasure {
+    /// What the destruction record lists: `probes` distinct probe photos went too.
+    pub(crate) fn counts(&self, probes: usize) -> [(&'static str, u64); 4] {
+        let enrolment_images = (self.image_refs.len() - probes) as u64;
+        [
+            ("biometric_templates", self.templates.len() as u64),
+            ("enrolment_images", enrolment_images),
+            ("probe_images", probes as u64),
+            ("subject_record", 1),
+        ]
+    }
+}
+
+/// What a face deletion's destruction record lists.
+pub(crate) fn face_counts(deleted: &[Template]) -> [(&'static str, u64); 2] {
+    [
+        ("biometric_templates", deleted.len() as u64),
+        ("enrolment_images", deleted.iter().filter(|t| t.image_ref.is_some()).count() as u64),
+    ]
 }
 
 /// API key roles; each role includes the ones before it.
@@ -375,6 +476,15 @@ pub struct LabelledVerification {
     pub similarity: Option<f32>,
     /// The service answered match.
     pub accepted: bool,
+}
+
+/// Which destruction records to list: destroyed in `[from, to)`, oldest first, a page.
+#[derive(Debug, Clone, Default)]
+pub struct DestructionFilter {
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    pub limit: u32,
+    pub offset: u32,
 }
 
 /// A labelled decision's score, for thresholds calibrated from a deployment's own decisions.

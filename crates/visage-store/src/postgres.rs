@@ -10,14 +10,16 @@ use sqlx::{Postgres, Row};
 use uuid::Uuid;
 
 use crate::crypto::SealedTemplate;
+use crate::model::face_counts;
 use crate::rows::{collection_id, record_mappers};
 use crate::twins;
 use crate::{
     ApiKeyRecord, AuditAction, AuditEvent, AuditFilter, Collection, CollectionCalibration, CollectionCounts,
-    CollectionId, CollectionScope, Decision, DecisionFilter, Entity, Erasure, GalleryChange, GalleryTemplate,
-    KeptProbe, LabelledScore, LabelledVerification, Labelling, ModelStatus, NewAuditEvent, NewSubject,
-    PoolStats, ReviewedDecision, Role, Store, StoreError, StoreResult, Subject, Template, Truth, TwinFilter,
-    VerificationMode, VerificationRecord,
+    CollectionId, CollectionScope, Decision, DecisionFilter, Destruction, DestructionFilter,
+    DestructionRecord, Entity, Erasure, GalleryChange, GalleryTemplate, KeptProbe, LabelledScore,
+    LabelledVerification, Labelling, ModelStatus, NewAuditEvent, NewSubject, PoolStats, ReviewedDecision,
+    Role, Store, StoreError, StoreResult, Subject, Template, Truth, TwinFilter, VerificationMode,
+    VerificationRecord,
 };
 
 /// How the service reaches PostgreSQL.
@@ -139,6 +141,32 @@ type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>
 
 /// TIMESTAMPTZ keeps microseconds: values are cut to that before they are stored, so what a
 /// method returns equals what a later read returns.
+/// How this backend destroys, as destruction records state it.
+const METHOD: &str = "rows deleted from the PostgreSQL database (their space reclaimed by VACUUM); sealed image objects deleted from the image store";
+
+async fn insert_destruction_record(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    r: &DestructionRecord,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO destruction_records (id, destroyed_at, subject_id, collection_id, external_id, ground,
+                                          categories, method, performed_by)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(r.id)
+    .bind(stored(r.destroyed_at))
+    .bind(r.subject_id)
+    .bind(r.collection.as_str())
+    .bind(&r.external_id)
+    .bind(r.ground.as_str())
+    .bind(serde_json::to_value(&r.categories).expect("categories serialize"))
+    .bind(&r.method)
+    .bind(&r.performed_by)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 fn stored(at: DateTime<Utc>) -> DateTime<Utc> {
     at.trunc_subsecs(6)
 }
@@ -325,16 +353,15 @@ impl Store for PostgresStore {
     /// overwrite it, and VACUUM FULL locks the tables for every replica. The templates in
     /// those tuples are sealed anyway; operators who must also scrub the external id from
     /// pages, WAL and backups do it on their retention schedule (deploy/README.md).
-    async fn erase_subject(&self, id: Uuid) -> StoreResult<Option<Erasure>> {
+    async fn erase_subject(&self, id: Uuid, destruction: &Destruction) -> StoreResult<Option<Erasure>> {
         let mut tx = self.pool.begin().await?;
         // Lock the subject first, so a concurrent enrolment waits and then finds it gone.
-        let found = sqlx::query("SELECT 1 FROM subjects WHERE id = $1 FOR UPDATE")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if found.is_none() {
-            return Ok(None);
-        }
+        let found: Option<(String, String)> =
+            sqlx::query_as("SELECT collection_id, external_id FROM subjects WHERE id = $1 FOR UPDATE")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some((collection, external_id)) = found else { return Ok(None) };
         let rows = sqlx::query("DELETE FROM templates WHERE subject_id = $1 RETURNING id, image_ref")
             .bind(id)
             .fetch_all(&mut *tx)
@@ -373,6 +400,17 @@ impl Store for PostgresStore {
             .execute(&mut *tx)
             .await?;
         sqlx::query("DELETE FROM subjects WHERE id = $1").bind(id).execute(&mut *tx).await?;
+        let counts = erasure.counts(probes.len());
+        let record = DestructionRecord::new(
+            destruction,
+            id,
+            crate::rows::collection_id(collection)?,
+            external_id,
+            &counts,
+            METHOD,
+        );
+        insert_destruction_record(&mut tx, &record).await?;
+        erasure.record = Some(record);
         tx.commit().await?;
         Ok(Some(erasure))
     }
@@ -403,7 +441,12 @@ impl Store for PostgresStore {
         rows.iter().map(template_from_row).collect()
     }
 
-    async fn delete_template(&self, subject_id: Uuid, template_id: Uuid) -> StoreResult<Vec<Template>> {
+    async fn delete_template(
+        &self,
+        subject_id: Uuid,
+        template_id: Uuid,
+        destruction: &Destruction,
+    ) -> StoreResult<Vec<Template>> {
         let mut tx = self.pool.begin().await?;
         let face: Option<(Uuid,)> = sqlx::query_as(
             "SELECT COALESCE(source_template_id, id) FROM templates WHERE subject_id = $1 AND id = $2",
@@ -423,10 +466,39 @@ impl Store for PostgresStore {
         );
         let rows =
             sqlx::query(sqlx::AssertSqlSafe(sql)).bind(subject_id).bind(face).fetch_all(&mut *tx).await?;
-        tx.commit().await?;
         let mut deleted = rows.iter().map(template_from_row).collect::<StoreResult<Vec<_>>>()?;
+        let (collection, external_id): (String, String) =
+            sqlx::query_as("SELECT collection_id, external_id FROM subjects WHERE id = $1")
+                .bind(subject_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        let record = DestructionRecord::new(
+            destruction,
+            subject_id,
+            crate::rows::collection_id(collection)?,
+            external_id,
+            &face_counts(&deleted),
+            METHOD,
+        );
+        insert_destruction_record(&mut tx, &record).await?;
+        tx.commit().await?;
         deleted.sort_by_key(|t| (t.id != template_id, t.id));
         Ok(deleted)
+    }
+
+    async fn destruction_records(&self, filter: &DestructionFilter) -> StoreResult<Vec<DestructionRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM destruction_records
+             WHERE ($1::TIMESTAMPTZ IS NULL OR destroyed_at >= $1) AND ($2::TIMESTAMPTZ IS NULL OR destroyed_at < $2)
+             ORDER BY destroyed_at, id LIMIT $3 OFFSET $4",
+        )
+        .bind(filter.from)
+        .bind(filter.to)
+        .bind(i64::from(filter.limit))
+        .bind(i64::from(filter.offset))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(destruction_record_from_row).collect()
     }
 
     async fn all_templates(&self) -> StoreResult<Vec<GalleryTemplate>> {

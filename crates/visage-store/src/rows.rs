@@ -118,6 +118,22 @@ macro_rules! record_mappers {
             })
         }
 
+        fn destruction_record_from_row(row: &$row) -> StoreResult<DestructionRecord> {
+            let categories = $crate::rows::required_json(json_column(row, "categories")?, "categories")?;
+            Ok(DestructionRecord {
+                id: row.try_get("id")?,
+                destroyed_at: row.try_get("destroyed_at")?,
+                subject_id: row.try_get("subject_id")?,
+                collection: $crate::rows::collection_id(row.try_get("collection_id")?)?,
+                external_id: row.try_get("external_id")?,
+                ground: $crate::rows::named(row.try_get("ground")?)?,
+                categories: serde_json::from_value(categories)
+                    .map_err(|e| $crate::rows::corrupt("categories", e))?,
+                method: row.try_get("method")?,
+                performed_by: row.try_get("performed_by")?,
+            })
+        }
+
         fn collection_calibration_from_row(row: &$row) -> StoreResult<CollectionCalibration> {
             Ok(CollectionCalibration {
                 collection: $crate::rows::collection_id(row.try_get("collection_id")?)?,

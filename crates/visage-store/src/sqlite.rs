@@ -11,14 +11,16 @@ use sqlx::{Row, Sqlite};
 use uuid::Uuid;
 
 use crate::crypto::SealedTemplate;
+use crate::model::face_counts;
 use crate::rows::{corrupt, record_mappers};
 use crate::twins;
 use crate::{
     ApiKeyRecord, AuditAction, AuditEvent, AuditFilter, Collection, CollectionCalibration, CollectionCounts,
-    CollectionId, CollectionScope, Decision, DecisionFilter, Entity, Erasure, GalleryChange, GalleryTemplate,
-    KeptProbe, LabelledScore, LabelledVerification, Labelling, ModelStatus, NewAuditEvent, NewSubject,
-    PoolStats, ReviewedDecision, Role, Store, StoreError, StoreResult, Subject, Template, Truth, TwinFilter,
-    VerificationMode, VerificationRecord,
+    CollectionId, CollectionScope, Decision, DecisionFilter, Destruction, DestructionFilter,
+    DestructionRecord, Entity, Erasure, GalleryChange, GalleryTemplate, KeptProbe, LabelledScore,
+    LabelledVerification, Labelling, ModelStatus, NewAuditEvent, NewSubject, PoolStats, ReviewedDecision,
+    Role, Store, StoreError, StoreResult, Subject, Template, Truth, TwinFilter, VerificationMode,
+    VerificationRecord,
 };
 
 const MAX_CONNECTIONS: u32 = 8;
@@ -87,6 +89,32 @@ fn json_column(row: &SqliteRow, column: &str) -> StoreResult<Option<serde_json::
 }
 
 record_mappers!(SqliteRow);
+
+/// How this backend destroys, as destruction records state it.
+const METHOD: &str = "rows deleted from the SQLite database with secure_delete (overwritten) and its write-ahead log truncated; sealed image objects deleted from the image store";
+
+async fn insert_destruction_record(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    r: &DestructionRecord,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO destruction_records (id, destroyed_at, subject_id, collection_id, external_id, ground,
+                                          categories, method, performed_by)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(r.id)
+    .bind(r.destroyed_at)
+    .bind(r.subject_id)
+    .bind(r.collection.as_str())
+    .bind(&r.external_id)
+    .bind(r.ground.as_str())
+    .bind(serde_json::to_string(&r.categories).expect("categories serialize"))
+    .bind(&r.method)
+    .bind(&r.performed_by)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
 
 const TEMPLATE_COLUMNS: &str =
     "id, subject_id, model, key_id, nonce, ciphertext, quality, image_ref, created_at, source_template_id";
@@ -247,8 +275,18 @@ impl Store for SqliteStore {
         row.as_ref().map(subject_from_row).transpose()
     }
 
-    async fn erase_subject(&self, id: Uuid) -> StoreResult<Option<Erasure>> {
+    async fn erase_subject(&self, id: Uuid, destruction: &Destruction) -> StoreResult<Option<Erasure>> {
         let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+        let found: Option<(String, String)> =
+            sqlx::query_as("SELECT collection_id, external_id FROM subjects WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some((collection, external_id)) = found else {
+            // Release the write lock now rather than when the pool recycles the connection.
+            tx.rollback().await?;
+            return Ok(None);
+        };
         let rows = sqlx::query("SELECT id, image_ref FROM templates WHERE subject_id = ?")
             .bind(id)
             .fetch_all(&mut *tx)
@@ -285,12 +323,18 @@ impl Store for SqliteStore {
             .bind(AuditAction::SubjectErase.as_str())
             .execute(&mut *tx)
             .await?;
-        let deleted = sqlx::query("DELETE FROM subjects WHERE id = ?").bind(id).execute(&mut *tx).await?;
-        if deleted.rows_affected() == 0 {
-            // Release the write lock now rather than when the pool recycles the connection.
-            tx.rollback().await?;
-            return Ok(None);
-        }
+        sqlx::query("DELETE FROM subjects WHERE id = ?").bind(id).execute(&mut *tx).await?;
+        let counts = erasure.counts(probes.len());
+        let record = DestructionRecord::new(
+            destruction,
+            id,
+            crate::rows::collection_id(collection)?,
+            external_id,
+            &counts,
+            METHOD,
+        );
+        insert_destruction_record(&mut tx, &record).await?;
+        erasure.record = Some(record);
         tx.commit().await?;
         // Move the erased pages out of the write-ahead log so no copy of them survives there.
         sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await?;
@@ -324,7 +368,12 @@ impl Store for SqliteStore {
         rows.iter().map(template_from_row).collect()
     }
 
-    async fn delete_template(&self, subject_id: Uuid, template_id: Uuid) -> StoreResult<Vec<Template>> {
+    async fn delete_template(
+        &self,
+        subject_id: Uuid,
+        template_id: Uuid,
+        destruction: &Destruction,
+    ) -> StoreResult<Vec<Template>> {
         let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
         let face: Option<(Uuid,)> = sqlx::query_as(
             "SELECT COALESCE(source_template_id, id) FROM templates WHERE subject_id = ? AND id = ?",
@@ -347,10 +396,39 @@ impl Store for SqliteStore {
             .bind(face)
             .fetch_all(&mut *tx)
             .await?;
-        tx.commit().await?;
         let mut deleted = rows.iter().map(template_from_row).collect::<StoreResult<Vec<_>>>()?;
+        let (collection, external_id): (String, String) =
+            sqlx::query_as("SELECT collection_id, external_id FROM subjects WHERE id = ?")
+                .bind(subject_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        let record = DestructionRecord::new(
+            destruction,
+            subject_id,
+            crate::rows::collection_id(collection)?,
+            external_id,
+            &face_counts(&deleted),
+            METHOD,
+        );
+        insert_destruction_record(&mut tx, &record).await?;
+        tx.commit().await?;
         deleted.sort_by_key(|t| (t.id != template_id, t.id));
         Ok(deleted)
+    }
+
+    async fn destruction_records(&self, filter: &DestructionFilter) -> StoreResult<Vec<DestructionRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM destruction_records
+             WHERE (?1 IS NULL OR destroyed_at >= ?1) AND (?2 IS NULL OR destroyed_at < ?2)
+             ORDER BY destroyed_at, id LIMIT ?3 OFFSET ?4",
+        )
+        .bind(filter.from)
+        .bind(filter.to)
+        .bind(i64::from(filter.limit))
+        .bind(i64::from(filter.offset))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(destruction_record_from_row).collect()
     }
 
     async fn all_templates(&self) -> StoreResult<Vec<GalleryTemplate>> {

@@ -13,9 +13,10 @@ use visage_store::crypto::SealedTemplate;
 use visage_store::testing::TestDatabase;
 use visage_store::{
     ApiKeyRecord, AuditAction, AuditFilter, AuditOutcome, CollectionCalibration, CollectionId,
-    CollectionScope, Consent, Decision, DecisionFilter, DecisionOrder, Entity, KeptProbe, Labelling,
-    ModelStatus, NewAuditEvent, NewSubject, PostgresOptions, PostgresStore, Role, SqliteStore, Store,
-    StoreError, Template, Truth, TwinFilter, VerificationMode, VerificationRecord,
+    CollectionScope, Consent, Decision, DecisionFilter, DecisionOrder, Destruction, DestructionFilter,
+    DestructionGround, Entity, KeptProbe, Labelling, ModelStatus, NewAuditEvent, NewSubject, PostgresOptions,
+    PostgresStore, Role, SqliteStore, Store, StoreError, Template, Truth, TwinFilter, VerificationMode,
+    VerificationRecord,
 };
 
 /// A store and what it keeps on its backend, for looking underneath the trait.
@@ -126,6 +127,7 @@ on_both_backends!(
     api_keys_are_found_listed_and_revoked_once,
     verifications_are_labelled_once,
     labelled_scores_and_collection_calibrations_are_kept_per_collection_and_recognizer,
+    destruction_records_are_listed_by_date_and_keep_the_external_id_only_when_asked,
     audit_events_page_by_sequence,
     the_review_queue_filters_and_puts_the_closest_calls_first,
     kept_probes_expire_and_go_with_any_subject_they_show,
@@ -202,6 +204,22 @@ fn verification(subject_id: Option<Uuid>, similarity: f32, decision: Decision) -
         probe: None,
         calibration: Some("built-in".into()),
         model: Some("sface".into()),
+    }
+}
+
+fn erasure_request() -> Destruction {
+    Destruction {
+        ground: DestructionGround::ErasureRequest,
+        performed_by: "key1".into(),
+        keep_external_id: false,
+    }
+}
+
+fn face_deletion() -> Destruction {
+    Destruction {
+        ground: DestructionGround::FaceDeletion,
+        performed_by: "key1".into(),
+        keep_external_id: false,
     }
 }
 
@@ -300,10 +318,12 @@ async fn templates_are_stored_all_or_none_and_counted(backend: &Backend) {
     assert_eq!(all.len(), 2);
     assert!(all.iter().all(|g| g.collection == default && g.template.subject_id == subject.id));
 
-    let deleted = store.delete_template(subject.id, templates[1].id).await.unwrap();
+    let deleted = store.delete_template(subject.id, templates[1].id, &face_deletion()).await.unwrap();
     assert_eq!(deleted.iter().map(|t| t.id).collect::<Vec<_>>(), [templates[1].id]);
-    assert!(store.delete_template(subject.id, templates[1].id).await.unwrap().is_empty());
-    assert!(store.delete_template(Uuid::now_v7(), templates[0].id).await.unwrap().is_empty());
+    assert!(store.delete_template(subject.id, templates[1].id, &face_deletion()).await.unwrap().is_empty());
+    assert!(
+        store.delete_template(Uuid::now_v7(), templates[0].id, &face_deletion()).await.unwrap().is_empty()
+    );
 
     store.create_collection(&collection("empty")).await.unwrap();
     let counts = store.counts().await.unwrap();
@@ -324,10 +344,23 @@ async fn erasure_leaves_nothing_of_the_subject(backend: &Backend) {
     store.record_verification(&decision).await.unwrap();
     store.append_audit(&audit(AuditAction::SubjectCreate, Some(subject.id))).await.unwrap();
 
-    let erasure = store.erase_subject(subject.id).await.unwrap().expect("the subject existed");
+    let erasure =
+        store.erase_subject(subject.id, &erasure_request()).await.unwrap().expect("the subject existed");
     store.append_audit(&audit(AuditAction::SubjectErase, Some(subject.id))).await.unwrap();
     assert_eq!(erasure.templates, [templates[0].id, templates[1].id]);
     assert_eq!(erasure.image_refs, ["one.img"]);
+    // The destruction record, written with the erasure: categories and counts, ground, method,
+    // who; the subject by its internal id only (keeping the external id was not asked for).
+    let written = erasure.record.clone().expect("an erasure leaves a record");
+    let listed = store.destruction_records(&all_records()).await.unwrap();
+    assert_eq!(listed, std::slice::from_ref(&written));
+    assert_eq!((written.subject_id, written.collection.as_str()), (subject.id, "default"));
+    assert_eq!((written.ground, written.performed_by.as_str()), (DestructionGround::ErasureRequest, "key1"));
+    assert_eq!(written.external_id, None);
+    let counts: Vec<(&str, u64)> =
+        written.categories.iter().map(|c| (c.category.as_str(), c.items)).collect();
+    assert_eq!(counts, [("biometric_templates", 2), ("enrolment_images", 1), ("subject_record", 1)]);
+    assert!(written.method.contains("deleted"), "{}", written.method);
 
     assert_eq!(store.get_subject(subject.id).await.unwrap(), None);
     assert_eq!(store.find_subject(&default, "erase-me-7f3a").await.unwrap(), None);
@@ -342,8 +375,12 @@ async fn erasure_leaves_nothing_of_the_subject(backend: &Backend) {
             .filter(|e| e.subject_id == Some(subject.id))
             .all(|e| e.action == AuditAction::SubjectErase)
     );
-    assert_eq!(store.erase_subject(subject.id).await.unwrap(), None, "a second erasure finds nothing");
-    assert_eq!(store.erase_subject(Uuid::now_v7()).await.unwrap(), None);
+    assert_eq!(
+        store.erase_subject(subject.id, &erasure_request()).await.unwrap(),
+        None,
+        "a second erasure finds nothing"
+    );
+    assert_eq!(store.erase_subject(Uuid::now_v7(), &erasure_request()).await.unwrap(), None);
     assert_eq!(store.get_subject(kept.id).await.unwrap().unwrap().face_count, 1, "others are untouched");
 
     store.close().await;
@@ -485,6 +522,53 @@ async fn labelled_scores_and_collection_calibrations_are_kept_per_collection_and
     assert!(store.collection_calibrations().await.unwrap().is_empty());
 }
 
+fn all_records() -> DestructionFilter {
+    DestructionFilter { limit: 100, ..DestructionFilter::default() }
+}
+
+async fn destruction_records_are_listed_by_date_and_keep_the_external_id_only_when_asked(backend: &Backend) {
+    let store = backend.store.as_ref();
+    let default = collection("default");
+    let before = Utc::now();
+    let first = store.create_subject(&new_subject(&default, "first")).await.unwrap();
+    let faces = [template(first.id, Some("a.img")), template(first.id, None)];
+    store.add_templates(&faces).await.unwrap();
+    store.delete_template(first.id, faces[0].id, &face_deletion()).await.unwrap();
+    let keeping = Destruction { keep_external_id: true, ..erasure_request() };
+    store.erase_subject(first.id, &keeping).await.unwrap().unwrap();
+    let between = Utc::now();
+    let second = store.create_subject(&new_subject(&default, "second")).await.unwrap();
+    store.erase_subject(second.id, &erasure_request()).await.unwrap().unwrap();
+
+    let all = store.destruction_records(&all_records()).await.unwrap();
+    let summary: Vec<(DestructionGround, Option<&str>)> =
+        all.iter().map(|r| (r.ground, r.external_id.as_deref())).collect();
+    assert_eq!(
+        summary,
+        [
+            (DestructionGround::FaceDeletion, None),
+            (DestructionGround::ErasureRequest, Some("first")),
+            (DestructionGround::ErasureRequest, None),
+        ],
+        "oldest first"
+    );
+    let face = &all[0].categories;
+    assert_eq!(
+        face.iter().map(|c| (c.category.as_str(), c.items)).collect::<Vec<_>>(),
+        [("biometric_templates", 1), ("enrolment_images", 1)]
+    );
+    let erased_first = &all[1].categories;
+    assert_eq!(
+        erased_first.iter().map(|c| (c.category.as_str(), c.items)).collect::<Vec<_>>(),
+        [("biometric_templates", 1), ("subject_record", 1)]
+    );
+    let range = |from, to| DestructionFilter { from, to, ..all_records() };
+    assert_eq!(store.destruction_records(&range(Some(between), None)).await.unwrap(), all[2..]);
+    assert_eq!(store.destruction_records(&range(Some(before), Some(between))).await.unwrap(), all[..2]);
+    let page = DestructionFilter { limit: 1, offset: 1, ..all_records() };
+    assert_eq!(store.destruction_records(&page).await.unwrap(), all[1..2]);
+}
+
 async fn audit_events_page_by_sequence(backend: &Backend) {
     let store = backend.store.as_ref();
     let subject = Uuid::now_v7();
@@ -594,7 +678,7 @@ async fn kept_probes_expire_and_go_with_any_subject_they_show(backend: &Backend)
     assert!(store.expired_probes(now, 10).await.unwrap().is_empty());
     assert!(store.get_verification(old.id).await.unwrap().unwrap().probe.is_none());
 
-    let erasure = store.erase_subject(bob.id).await.unwrap().unwrap();
+    let erasure = store.erase_subject(bob.id, &erasure_request()).await.unwrap().unwrap();
     assert_eq!(erasure.image_refs, ["group.img"]);
     let bills = store.get_verification(group_bill.id).await.unwrap().unwrap();
     assert!(bills.probe.is_none(), "a photo showing an erased subject stays with another's decision");
@@ -705,8 +789,8 @@ async fn the_gallery_change_log_replays_every_write_in_order(backend: &Backend) 
     assert_eq!(current.template.sealed, a1.sealed);
 
     // A deleted face and an erased subject: new entries, and the old ones now resolve to nothing.
-    assert_eq!(store.delete_template(alice.id, a2.id).await.unwrap().len(), 1);
-    store.erase_subject(bob.id).await.unwrap().unwrap();
+    assert_eq!(store.delete_template(alice.id, a2.id, &face_deletion()).await.unwrap().len(), 1);
+    store.erase_subject(bob.id, &erasure_request()).await.unwrap().unwrap();
     let after = store.gallery_changes(version, 100).await.unwrap();
     assert_eq!(after.iter().map(|c| c.template_id).collect::<Vec<_>>(), [a2.id, b1.id]);
     assert!(after.iter().all(|c| c.current.is_none()));
@@ -724,7 +808,7 @@ async fn pruning_the_gallery_change_log_keeps_the_newest_change_and_marks_what_w
     let subject = store.create_subject(&new_subject(&collection("default"), "pruned")).await.unwrap();
     let (a, b, c) = (template(subject.id, None), template(subject.id, None), template(subject.id, None));
     store.add_templates(&[a.clone(), b.clone(), c.clone()]).await.unwrap();
-    assert_eq!(store.delete_template(subject.id, a.id).await.unwrap().len(), 1);
+    assert_eq!(store.delete_template(subject.id, a.id, &face_deletion()).await.unwrap().len(), 1);
     let version = store.gallery_version().await.unwrap();
     let all = store.gallery_changes(0, 100).await.unwrap();
     assert_eq!(all.len(), 4);
@@ -897,7 +981,7 @@ async fn twins_follow_their_face_through_reembedding_and_pruning(backend: &Backe
     );
 
     // Deleting a face through either of its templates deletes both.
-    let deleted = store.delete_template(subject.id, first.id).await.unwrap();
+    let deleted = store.delete_template(subject.id, first.id, &face_deletion()).await.unwrap();
     assert_eq!(ids(deleted), [first.id, with_image.id]);
     assert_eq!(store.get_subject(subject.id).await.unwrap().unwrap().face_count, 2);
 
@@ -920,7 +1004,7 @@ async fn twins_follow_their_face_through_reembedding_and_pruning(backend: &Backe
     // Erasure takes the twins and their images along.
     let third = twin(&newer, old);
     assert!(store.add_twin(&third).await.unwrap());
-    let erasure = store.erase_subject(subject.id).await.unwrap().unwrap();
+    let erasure = store.erase_subject(subject.id, &erasure_request()).await.unwrap().unwrap();
     assert_eq!(erasure.templates.len(), 3);
     assert!(erasure.image_refs.contains(third.image_ref.as_ref().unwrap()));
     assert!(store.all_templates().await.unwrap().is_empty());
@@ -933,8 +1017,9 @@ async fn a_twin_is_never_left_behind_by_a_face_deleted_meanwhile(backend: &Backe
         let original = template(subject.id, Some("o.img"));
         store.add_templates(std::slice::from_ref(&original)).await.unwrap();
         let copy = twin(&original, "mobilefacenet");
+        let by = face_deletion();
         let (stored, deleted) =
-            tokio::join!(store.add_twin(&copy), store.delete_template(subject.id, original.id));
+            tokio::join!(store.add_twin(&copy), store.delete_template(subject.id, original.id, &by));
         let deleted = deleted.unwrap();
         assert_eq!(deleted.first().map(|t| t.id), Some(original.id));
         if stored.unwrap() {

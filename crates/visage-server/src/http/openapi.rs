@@ -8,7 +8,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use visage_store::{AuditAction, AuditOutcome};
 
 use super::handlers::{
-    analysis, audit, collections, health, keys, matching, metrics, overview, review, subjects,
+    analysis, audit, collections, destruction, health, keys, matching, metrics, overview, review, subjects,
 };
 use super::middleware::idempotency;
 use crate::service::ErrorCode;
@@ -47,6 +47,7 @@ use crate::state::AppState;
         subjects::list_faces,
         subjects::delete_face,
         audit::list_audit,
+        destruction::list_destruction_records,
         keys::create_key,
         keys::list_keys,
         keys::own_key,

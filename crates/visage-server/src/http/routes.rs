@@ -15,7 +15,8 @@ use visage_store::Role;
 
 use super::error::ApiError;
 use super::handlers::{
-    analysis, audit, collections, console, health, keys, matching, metrics, overview, review, subjects,
+    analysis, audit, collections, console, destruction, health, keys, matching, metrics, overview, review,
+    subjects,
 };
 use super::middleware::{idempotency, request_context, role};
 use super::openapi;
@@ -79,6 +80,7 @@ fn routes(state: &AppState) -> Router<AppState> {
         )
         .route("/v1/subjects/{id}/faces/{face_id}", keyed(Role::Enrol, delete(subjects::delete_face)))
         .route("/v1/audit", keyed(Role::Admin, get(audit::list_audit)))
+        .route("/v1/destruction-records", keyed(Role::Admin, get(destruction::list_destruction_records)))
         .route("/v1/keys", keyed(Role::Admin, post(keys::create_key).merge(get(keys::list_keys))))
         .route("/v1/keys/me", keyed(Role::Read, get(keys::own_key)))
         .route("/v1/keys/{id}", keyed(Role::Admin, delete(keys::revoke_key)))

@@ -8,6 +8,7 @@ pub mod calibrations;
 pub mod caller;
 pub mod collections;
 pub mod degraded;
+pub mod destruction;
 pub mod enrolment;
 pub mod error;
 pub mod feedback;

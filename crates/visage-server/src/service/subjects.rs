@@ -3,11 +3,13 @@
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use uuid::Uuid;
-use visage_store::{AuditAction, AuditOutcome, CollectionId, Consent, NewSubject, Role, Subject, Template};
+use visage_store::{
+    AuditAction, AuditOutcome, CollectionId, Consent, DestructionGround, NewSubject, Role, Subject, Template,
+};
 
 use super::audit::Entry;
 use super::images::{self, Deletion};
-use super::{Caller, ServiceError, ServiceResult, audit, gallery_sync};
+use super::{Caller, ServiceError, ServiceResult, audit, destruction, gallery_sync};
 use crate::state::App;
 
 /// The longest external id, in characters.
@@ -134,7 +136,8 @@ pub async fn list(
 /// verifications are deleted. The audit log keeps that an erasure happened.
 pub async fn erase(app: &App, caller: &Caller, id: Uuid) -> ServiceResult<()> {
     let subject = visible(app, caller, id, Role::Enrol).await?;
-    let erasure = app.store.erase_subject(id).await?.ok_or(ServiceError::SubjectNotFound)?;
+    let destruction = destruction::by(app, caller, DestructionGround::ErasureRequest);
+    let erasure = app.store.erase_subject(id, &destruction).await?.ok_or(ServiceError::SubjectNotFound)?;
     app.gallery.remove_subject(id);
     gallery_sync::refresh(app).await;
     images::delete(app, erasure.image_refs.clone(), Deletion::Erasure).await;
@@ -162,7 +165,8 @@ pub async fn faces(app: &App, caller: &Caller, id: Uuid) -> ServiceResult<Vec<Te
 /// Deletes a face with all its templates: the one named and its twins of other recognizers.
 pub async fn delete_face(app: &App, caller: &Caller, id: Uuid, face_id: Uuid) -> ServiceResult<()> {
     let subject = visible(app, caller, id, Role::Enrol).await?;
-    let deleted = app.store.delete_template(id, face_id).await?;
+    let destruction = destruction::by(app, caller, DestructionGround::FaceDeletion);
+    let deleted = app.store.delete_template(id, face_id, &destruction).await?;
     if deleted.is_empty() {
         return Err(ServiceError::FaceNotFound);
     }

@@ -32,6 +32,7 @@ mod audit;
 mod auth;
 mod calibration;
 mod console;
+mod destruction;
 mod errors;
 mod keys;
 mod liveness;

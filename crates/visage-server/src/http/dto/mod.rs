@@ -6,6 +6,7 @@
 pub mod analysis;
 pub mod audit;
 pub mod collections;
+pub mod destruction;
 pub mod face;
 pub mod health;
 pub mod keys;
@@ -19,6 +20,7 @@ use serde::Deserialize;
 pub use analysis::*;
 pub use audit::*;
 pub use collections::*;
+pub use destruction::*;
 pub use face::*;
 pub use health::*;
 pub use keys::*;

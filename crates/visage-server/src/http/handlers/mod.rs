@@ -5,6 +5,7 @@ pub mod analysis;
 pub mod audit;
 pub mod collections;
 pub mod console;
+pub mod destruction;
 pub mod health;
 pub mod keys;
 pub mod matching;
