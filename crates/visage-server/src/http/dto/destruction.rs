@@ -77,13 +77,14 @@ pub struct DestructionQuery {
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// `next_offset` of the previous page.
-    #[param(minimum = 0)]
+    #[param(minimum = 0, maximum = 10000000)]
     pub offset: Option<u32>,
 }
 
 impl DestructionQuery {
     pub fn check(&self) -> Result<(), ApiError> {
-        check_range("limit", self.limit, 1, 1000)
+        check_range("limit", self.limit, 1, 1000)?;
+        check_range("offset", self.offset, 0, 10_000_000)
     }
 
     pub fn filter(&self) -> DestructionFilter {
