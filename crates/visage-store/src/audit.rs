@@ -36,6 +36,8 @@ named_enum! {
         ProbeExpire = "probe.expire",
         /// A collection got thresholds of its own, calibrated from its labelled decisions.
         CalibrationSet = "calibration.set",
+        /// Everything held about a subject was exported (subject access request).
+        SubjectExport = "subject.export",
     }
 }
 
@@ -149,6 +151,7 @@ mod tests {
             "probe.view",
             "probe.expire",
             "calibration.set",
+            "subject.export",
         ];
         assert_eq!(AuditAction::ALL.iter().map(|a| a.as_str()).collect::<Vec<_>>(), actions);
         let outcomes = ["ok", "refused", "failed", "match", "no_match"];

@@ -18,6 +18,8 @@ pub struct DecisionFilter {
     pub labelled: Option<bool>,
     /// Made at or after this instant.
     pub since: Option<DateTime<Utc>>,
+    /// Only decisions about this subject (claimed, or the best candidate).
+    pub subject_id: Option<Uuid>,
     pub order: DecisionOrder,
     pub limit: u32,
     pub offset: u32,
@@ -59,10 +61,14 @@ pub(crate) fn decisions_query<DB>(f: &DecisionFilter) -> QueryBuilder<DB>
 where
     DB: Database,
     for<'t> String: Encode<'t, DB> + Type<DB>,
+    for<'t> Uuid: Encode<'t, DB> + Type<DB>,
     for<'t> DateTime<Utc>: Encode<'t, DB> + Type<DB>,
     for<'t> i64: Encode<'t, DB> + Type<DB>,
 {
     let mut q = QueryBuilder::new("SELECT * FROM verifications WHERE 1 = 1");
+    if let Some(subject) = f.subject_id {
+        q.push(" AND subject_id = ").push_bind(subject);
+    }
     if let Some(mode) = f.mode {
         q.push(" AND mode = ").push_bind(mode.as_str().to_owned());
     }

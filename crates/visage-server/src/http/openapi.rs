@@ -46,6 +46,7 @@ use crate::state::AppState;
         subjects::enrol_faces,
         subjects::list_faces,
         subjects::delete_face,
+        subjects::export_subject,
         audit::list_audit,
         destruction::list_destruction_records,
         keys::create_key,

@@ -2,6 +2,7 @@
 //! what erasure removes. Functions over [`crate::state::App`] with no HTTP types, so that a
 //! handler, a job or a test calls them alike.
 
+pub mod access;
 pub mod analysis;
 pub mod audit;
 pub mod calibrations;

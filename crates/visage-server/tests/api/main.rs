@@ -28,6 +28,7 @@ use visage_wire::api_key;
 mod helpers;
 use helpers::*;
 
+mod access;
 mod audit;
 mod auth;
 mod calibration;

@@ -77,6 +77,7 @@ impl DecisionQuery {
             }),
             labelled: self.labelled,
             since: self.since,
+            subject_id: None,
             order: match self.order {
                 Some(QueueOrder::Newest) => DecisionOrder::Newest,
                 Some(QueueOrder::Nearest) | None => DecisionOrder::NearestThreshold,

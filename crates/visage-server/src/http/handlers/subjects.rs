@@ -129,3 +129,31 @@ pub async fn delete_face(
     subjects::delete_face(&app, &caller, id, face_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+#[utoipa::path(get, path = "/v1/subjects/{id}/export", tag = "subjects", params(("id" = Uuid, Path)),
+    responses(
+        (status = 200, description = "A ZIP: README.txt, subject.json, faces.json, images/ (when stored), decisions.json, audit.json",
+         content_type = "application/zip", body = Vec<u8>),
+        (status = "4XX", body = ErrorBody)),
+    security(("api_key" = [])))]
+/// Everything held about the subject, as a ZIP, for a subject access request (admin; audited
+/// as `subject.export`). Face templates are not included: they are encrypted numbers computed
+/// from the photos.
+pub async fn export_subject(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> ApiResult<axum::response::Response> {
+    use axum::http::{HeaderValue, header};
+    use axum::response::IntoResponse;
+    let export = crate::service::access::export(&app, &caller, id).await?;
+    let mut response = export.zip.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/zip"));
+    let disposition = format!("attachment; filename=\"{}\"", export.file_name);
+    headers
+        .insert(header::CONTENT_DISPOSITION, HeaderValue::from_str(&disposition).expect("a uuid file name"));
+    // Personal data: never kept by a browser or a proxy.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
