@@ -20,6 +20,9 @@ be, and the document cannot say so:
   `reference_image` (a `oneOf` on VerifyRequest), which schemathesis does not apply when it
   builds a multipart form; a form with both or neither is not schema-valid, so there is
   nothing to accept.
+- A consent that has already ended. A consent record's `expires_at` must lie in the future
+  (an ended consent is no ground to enrol), which a date-time schema cannot say; 400
+  invalid_request naming `consent.expires_at` is that refusal.
 - A link that carried nothing. The stateful phase feeds values from one answer into the next
   request; when the value is null (an audit event without a subject) it sends the text "None"
   as a UUID path parameter, which the parameter's own schema refuses. Such a request is not
@@ -74,6 +77,16 @@ def _not_base64(case, response):
     return "is not valid base64" in message
 
 
+def _consent_ended(case, response):
+    """A subject whose consent record ends in the past: refused, and rightly."""
+    if case.operation.label != "POST /v1/subjects" or _error_code(response) != "invalid_request":
+        return False
+    try:
+        return "consent.expires_at" in response.json()["error"]["message"]
+    except Exception:  # noqa: BLE001 - no message: not this refusal
+        return False
+
+
 def _path_parameters_invalid(case):
     values = case.path_parameters or {}
     return any(
@@ -92,7 +105,7 @@ def _verify_claim_invalid(case):
 @schemathesis.check
 def positive_data_acceptance_but_image_content(ctx, response, case):
     """Schema-valid data is accepted, or refused only for the content of its image."""
-    if _path_parameters_invalid(case) or _verify_claim_invalid(case):
+    if _path_parameters_invalid(case) or _verify_claim_invalid(case) or _consent_ended(case, response):
         return None
     if (
         case.headers

@@ -311,6 +311,9 @@ pub struct RetentionConfig {
     /// Off: the record names the subject by its internal id only, which no longer resolves
     /// to anyone once the subject is erased.
     pub destruction_records_keep_external_id: bool,
+    /// How often the retention job looks for subjects whose consent expired (one replica at a
+    /// time, under a lease in the database).
+    pub sweep_interval_seconds: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -415,7 +418,10 @@ impl Config {
                 grafana_url: None,
             },
             review: ReviewConfig { keep_probe_images_hours: 0 },
-            retention: RetentionConfig { destruction_records_keep_external_id: false },
+            retention: RetentionConfig {
+                destruction_records_keep_external_id: false,
+                sweep_interval_seconds: 60,
+            },
             tracing: TracingConfig { otlp_endpoint: None, service_name: "visage".into(), sample_ratio: 1.0 },
         }
     }

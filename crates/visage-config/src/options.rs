@@ -85,6 +85,10 @@ pub const OPTIONS: &[(&str, &str)] = &[
         "retention.destruction_records_keep_external_id",
         "destruction records keep the subject's external_id (else only its internal id) [false]",
     ),
+    (
+        "retention.sweep_interval_seconds",
+        "how often subjects whose consent expired are looked for and erased (one replica at a time) [60]",
+    ),
     ("tracing.otlp_endpoint", "OTLP/HTTP collector, e.g. http://jaeger:4318; unset = no traces [unset]"),
     ("tracing.service_name", "service.name of the exported spans [visage]"),
     ("tracing.sample_ratio", "fraction of new traces exported; a sampled traceparent is followed [1.0]"),

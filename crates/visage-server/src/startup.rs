@@ -29,6 +29,7 @@ pub struct Application {
     state: AppState,
     gallery_sync: tokio::task::JoinHandle<()>,
     probe_sweeper: Option<tokio::task::JoinHandle<()>>,
+    retention: tokio::task::JoinHandle<()>,
     outage_watch: tokio::task::JoinHandle<()>,
 }
 
@@ -111,13 +112,14 @@ impl Application {
         crate::service::calibrations::reload(&state).await?;
         let gallery_sync = gallery_sync::spawn(&state);
         let probe_sweeper = review::spawn_probe_sweeper(&state);
+        let retention = crate::service::retention::spawn(&state);
         // Entries an earlier run spooled go to the database before anything else is decided.
         degraded::replay(&state).await;
         let outage_watch = degraded::spawn_watch(&state);
         let router = crate::http::router(state.clone());
         state.ready.store(true, Ordering::SeqCst);
         tracing::info!(address = %listener.local_addr()?, workers, "visage is ready");
-        Ok(Self { listener, router, state, gallery_sync, probe_sweeper, outage_watch })
+        Ok(Self { listener, router, state, gallery_sync, probe_sweeper, retention, outage_watch })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -164,6 +166,7 @@ impl Application {
         };
         self.gallery_sync.abort();
         self.outage_watch.abort();
+        self.retention.abort();
         if let Some(sweeper) = &self.probe_sweeper {
             sweeper.abort();
         }

@@ -147,6 +147,21 @@ pub trait Store: Send + Sync {
         collection: Option<&CollectionId>,
         model: &str,
     ) -> StoreResult<Vec<LabelledScore>>;
+    /// Subjects whose consent expired by `now`, oldest expiry first, at most `limit`.
+    async fn expired_consents(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<Uuid>>;
+    /// Takes or renews the lease `name` for `holder` until `until`; false while another holder's
+    /// lease runs (at `now`). One replica at a time runs a job that holds one.
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<bool>;
     /// Keeps a collection's calibration, replacing the one it had.
     async fn put_collection_calibration(&self, calibration: &CollectionCalibration) -> StoreResult<()>;
     async fn collection_calibrations(&self) -> StoreResult<Vec<CollectionCalibration>>;

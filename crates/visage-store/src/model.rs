@@ -73,6 +73,9 @@ pub struct Consent {
     /// Where the signed consent is kept (document number, URL in the operator's system).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
+    /// When the consent ends: the subject is then out of matching and erased.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone)]
@@ -183,6 +186,10 @@ named_enum! {
         ErasureRequest = "erasure_request",
         /// One face of a subject was deleted: `DELETE /v1/subjects/{id}/faces/{face_id}`.
         FaceDeletion = "face_deletion",
+        /// The subject withdrew consent: `POST /v1/subjects/{id}/consent/withdraw`.
+        ConsentWithdrawn = "consent_withdrawn",
+        /// The consent record's `expires_at` passed.
+        ConsentExpired = "consent_expired",
     }
 }
 

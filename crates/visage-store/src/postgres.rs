@@ -281,8 +281,8 @@ impl Store for PostgresStore {
         let consent = s.consent.as_ref().map(|c| serde_json::to_value(c).expect("consent serializes"));
         let created_at = stored(s.created_at);
         sqlx::query(
-            "INSERT INTO subjects (id, collection_id, external_id, metadata, consent, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO subjects (id, collection_id, external_id, metadata, consent, created_at, consent_expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(s.id)
         .bind(s.collection.as_str())
@@ -290,6 +290,7 @@ impl Store for PostgresStore {
         .bind(&s.metadata)
         .bind(consent)
         .bind(created_at)
+        .bind(s.consent.as_ref().and_then(|c| c.expires_at).map(stored))
         .execute(&self.pool)
         .await
         .map_err(|err| StoreError::from_write(err, Some(Entity::Subject), Some(Entity::Collection)))?;
@@ -801,6 +802,39 @@ impl Store for PostgresStore {
             })
             .await?;
         rows.iter().map(labelled_score_from_row).collect()
+    }
+
+    async fn expired_consents(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<Vec<Uuid>> {
+        let ids: Vec<(Uuid,)> = sqlx::query_as(
+            "SELECT id FROM subjects WHERE consent_expires_at IS NOT NULL AND consent_expires_at <= $1
+             ORDER BY consent_expires_at LIMIT $2",
+        )
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids.into_iter().map(|(id,)| id).collect())
+    }
+
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "INSERT INTO job_leases (name, holder, until) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until
+             WHERE job_leases.until <= $4 OR job_leases.holder = excluded.holder",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(until)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn put_collection_calibration(&self, c: &CollectionCalibration) -> StoreResult<()> {

@@ -210,8 +210,8 @@ impl Store for SqliteStore {
     async fn create_subject(&self, s: &NewSubject) -> StoreResult<Subject> {
         let consent = s.consent.as_ref().map(|c| serde_json::to_string(c).expect("consent serializes"));
         sqlx::query(
-            "INSERT INTO subjects (id, collection_id, external_id, metadata, consent, created_at)
-             VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO subjects (id, collection_id, external_id, metadata, consent, created_at, consent_expires_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(s.id)
         .bind(s.collection.as_str())
@@ -219,6 +219,7 @@ impl Store for SqliteStore {
         .bind(s.metadata.as_ref().map(|m| m.to_string()))
         .bind(consent)
         .bind(s.created_at)
+        .bind(s.consent.as_ref().and_then(|c| c.expires_at))
         .execute(&self.pool)
         .await
         .map_err(|err| StoreError::from_write(err, Some(Entity::Subject), Some(Entity::Collection)))?;
@@ -708,6 +709,39 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(labelled_score_from_row).collect()
+    }
+
+    async fn expired_consents(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<Vec<Uuid>> {
+        let ids: Vec<(Uuid,)> = sqlx::query_as(
+            "SELECT id FROM subjects WHERE consent_expires_at IS NOT NULL AND consent_expires_at <= ?
+             ORDER BY consent_expires_at LIMIT ?",
+        )
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids.into_iter().map(|(id,)| id).collect())
+    }
+
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "INSERT INTO job_leases (name, holder, until) VALUES (?, ?, ?)
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until
+             WHERE job_leases.until <= ? OR job_leases.holder = excluded.holder",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(until)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn put_collection_calibration(&self, c: &CollectionCalibration) -> StoreResult<()> {

@@ -128,6 +128,7 @@ on_both_backends!(
     verifications_are_labelled_once,
     labelled_scores_and_collection_calibrations_are_kept_per_collection_and_recognizer,
     destruction_records_are_listed_by_date_and_keep_the_external_id_only_when_asked,
+    expired_consents_are_found_and_a_lease_has_one_holder_at_a_time,
     audit_events_page_by_sequence,
     the_review_queue_filters_and_puts_the_closest_calls_first,
     kept_probes_expire_and_go_with_any_subject_they_show,
@@ -157,6 +158,7 @@ fn new_subject(collection_id: &CollectionId, external_id: &str) -> NewSubject {
             given_at: Utc::now().trunc_subsecs(0),
             purpose: "tests".into(),
             reference: Some("form 12".into()),
+            expires_at: None,
         }),
         created_at: Utc::now(),
     }
@@ -567,6 +569,37 @@ async fn destruction_records_are_listed_by_date_and_keep_the_external_id_only_wh
     assert_eq!(store.destruction_records(&range(Some(before), Some(between))).await.unwrap(), all[..2]);
     let page = DestructionFilter { limit: 1, offset: 1, ..all_records() };
     assert_eq!(store.destruction_records(&page).await.unwrap(), all[1..2]);
+}
+
+async fn expired_consents_are_found_and_a_lease_has_one_holder_at_a_time(backend: &Backend) {
+    let store = backend.store.as_ref();
+    let default = collection("default");
+    let now = Utc::now();
+    let ending = |external_id: &str, minutes: i64| {
+        let mut subject = new_subject(&default, external_id);
+        subject.consent.as_mut().unwrap().expires_at = Some(now + chrono::Duration::minutes(minutes));
+        subject
+    };
+    let old = store.create_subject(&ending("old", -10)).await.unwrap();
+    let recent = store.create_subject(&ending("recent", -1)).await.unwrap();
+    store.create_subject(&ending("later", 10)).await.unwrap();
+    store.create_subject(&new_subject(&default, "forever")).await.unwrap();
+    assert_eq!(store.expired_consents(now, 10).await.unwrap(), [old.id, recent.id], "oldest expiry first");
+    assert_eq!(store.expired_consents(now, 1).await.unwrap(), [old.id]);
+    let read = store.get_subject(old.id).await.unwrap().unwrap();
+    assert!(read.consent.unwrap().expires_at.is_some());
+
+    let minute = chrono::Duration::minutes(1);
+    assert!(store.try_lease("job", "a", now, now + minute).await.unwrap());
+    assert!(!store.try_lease("job", "b", now, now + minute).await.unwrap(), "a holds it");
+    assert!(store.try_lease("job", "a", now, now + minute).await.unwrap(), "a renews it");
+    assert!(store.try_lease("other", "b", now, now + minute).await.unwrap(), "leases are per job");
+    let later = now + minute * 2;
+    assert!(
+        store.try_lease("job", "b", later, later + minute).await.unwrap(),
+        "an expired lease is taken over"
+    );
+    assert!(!store.try_lease("job", "a", later, later + minute).await.unwrap());
 }
 
 async fn audit_events_page_by_sequence(backend: &Backend) {

@@ -141,7 +141,8 @@ fn service_status(err: &ServiceError) -> StatusCode {
         ServiceError::LowQuality { .. }
         | ServiceError::SpoofDetected { .. }
         | ServiceError::LivenessInconclusive { .. }
-        | ServiceError::ConsentRequired => StatusCode::UNPROCESSABLE_ENTITY,
+        | ServiceError::ConsentRequired
+        | ServiceError::ConsentExpired => StatusCode::UNPROCESSABLE_ENTITY,
         ServiceError::InBatch { source, .. } => service_status(source),
         ServiceError::InvalidRequest(_) | ServiceError::ImageMissing => StatusCode::BAD_REQUEST,
         ServiceError::SubjectNotFound

@@ -47,6 +47,7 @@ use crate::state::AppState;
         subjects::list_faces,
         subjects::delete_face,
         subjects::export_subject,
+        subjects::withdraw_consent,
         audit::list_audit,
         destruction::list_destruction_records,
         keys::create_key,

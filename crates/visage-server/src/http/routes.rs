@@ -79,6 +79,7 @@ fn routes(state: &AppState) -> Router<AppState> {
                 .merge(keyed(Role::Read, get(subjects::list_faces))),
         )
         .route("/v1/subjects/{id}/faces/{face_id}", keyed(Role::Enrol, delete(subjects::delete_face)))
+        .route("/v1/subjects/{id}/consent/withdraw", keyed(Role::Enrol, post(subjects::withdraw_consent)))
         .route("/v1/subjects/{id}/export", keyed(Role::Admin, get(subjects::export_subject)))
         .route("/v1/audit", keyed(Role::Admin, get(audit::list_audit)))
         .route("/v1/destruction-records", keyed(Role::Admin, get(destruction::list_destruction_records)))

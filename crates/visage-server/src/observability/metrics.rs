@@ -63,6 +63,8 @@ pub struct Metrics {
     /// No labels: absent while Redis is not configured, 1 or 0 once it is.
     redis_up: IntGaugeVec,
     pub redis_errors: IntCounterVec,
+    /// Subjects the retention job erased, by ground.
+    pub retention_erasures: IntCounterVec,
     pub redis_fallbacks: IntCounterVec,
     pub cache_requests: IntCounterVec,
     pub image_deletions_failed: IntCounter,
@@ -282,6 +284,12 @@ impl Metrics {
                 "1 while Redis answers, 0 while it does not (absent when no Redis is configured)",
                 &[],
             ),
+            retention_erasures: counter(
+                &r,
+                "visage_retention_erasures_total",
+                "Subjects the retention job erased, by ground (consent_expired)",
+                &["ground"],
+            ),
             redis_errors: counter(
                 &r,
                 "redis_errors_total",
@@ -352,6 +360,7 @@ impl Metrics {
             metrics.false_accepts.with_label_values(&[severity]);
             metrics.false_rejects.with_label_values(&[severity]);
         }
+        metrics.retention_erasures.with_label_values(&["consent_expired"]);
         for operation in REDIS_OPERATIONS {
             metrics.redis_errors.with_label_values(&[operation]);
         }

@@ -48,6 +48,7 @@ error_codes! {
     SubjectExists => "subject_exists",
     CollectionExists => "collection_exists",
     ConsentRequired => "consent_required",
+    ConsentExpired => "consent_expired",
     SubjectHasNoFaces => "subject_has_no_faces",
     VerificationNotFound => "verification_not_found",
     ProbeNotFound => "probe_not_found",
@@ -143,6 +144,9 @@ pub enum ServiceError {
     SubjectHasNoFaces,
     #[error("enrolment needs a consent record (consent.given_by, consent.purpose)")]
     ConsentRequired,
+    /// Out of matching until the retention job erases the subject.
+    #[error("the subject's consent has expired: it is out of matching and will be erased")]
+    ConsentExpired,
     #[error("the templates were made by recognizer {stored}, the service runs {running}; re-embed first")]
     ModelMismatch { stored: String, running: String },
     #[error("this API key may not do that")]
@@ -181,6 +185,7 @@ impl ServiceError {
             Self::AlreadyLabelled => ErrorCode::AlreadyLabelled,
             Self::SubjectHasNoFaces => ErrorCode::SubjectHasNoFaces,
             Self::ConsentRequired => ErrorCode::ConsentRequired,
+            Self::ConsentExpired => ErrorCode::ConsentExpired,
             Self::ModelMismatch { .. } => ErrorCode::ModelMismatch,
             Self::Forbidden => ErrorCode::Forbidden,
             Self::Overloaded { .. } => ErrorCode::Overloaded,

@@ -172,6 +172,11 @@ async fn claimed(app: &App, caller: &Caller, id: Uuid) -> ServiceResult<Claimed>
     if !app.outage.serving_from_memory() {
         match stored_subject(app, id).await {
             Ok(Some((subject, stored))) if caller.scope.allows(&subject.collection) => {
+                // Consent that ended takes the subject out of verification at once; the
+                // retention job erases it soon after.
+                if subject.consent.as_ref().and_then(|c| c.expires_at).is_some_and(|end| end <= Utc::now()) {
+                    return Err(ServiceError::ConsentExpired);
+                }
                 let templates = comparable_templates(app, stored)?;
                 return Ok(Claimed { id, collection: subject.collection, templates: Some(templates) });
             }

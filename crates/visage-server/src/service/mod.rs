@@ -18,6 +18,7 @@ pub mod images;
 pub mod keys;
 pub mod matching;
 pub mod monitoring;
+pub mod retention;
 pub mod review;
 pub mod subjects;
 

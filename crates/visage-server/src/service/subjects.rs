@@ -22,6 +22,7 @@ pub struct ConsentGiven {
     pub given_at: Option<DateTime<Utc>>,
     pub purpose: String,
     pub reference: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 pub struct NewSubjectRequest {
@@ -54,11 +55,15 @@ pub async fn create(app: &App, caller: &Caller, request: NewSubjectRequest) -> S
         )));
     }
     let consent = match request.consent {
+        Some(c) if c.expires_at.is_some_and(|end| end <= Utc::now()) => {
+            return Err(ServiceError::InvalidRequest("consent.expires_at must lie in the future".into()));
+        }
         Some(c) if !c.given_by.trim().is_empty() && !c.purpose.trim().is_empty() => Some(Consent {
             given_by: c.given_by,
             given_at: c.given_at.unwrap_or_else(Utc::now),
             purpose: c.purpose,
             reference: c.reference,
+            expires_at: c.expires_at,
         }),
         Some(_) => return Err(ServiceError::ConsentRequired),
         None if app.config.enrolment.require_consent => {
@@ -135,13 +140,33 @@ pub async fn list(
 /// Erasure: the subject, its templates, stored images, index entries and its link from past
 /// verifications are deleted. The audit log keeps that an erasure happened.
 pub async fn erase(app: &App, caller: &Caller, id: Uuid) -> ServiceResult<()> {
+    erase_on(app, caller, id, DestructionGround::ErasureRequest).await.map(|_| ())
+}
+
+/// Withdrawal of consent: the subject is erased at once (ground `consent_withdrawn`); returns
+/// the destruction record's id.
+pub async fn withdraw_consent(app: &App, caller: &Caller, id: Uuid) -> ServiceResult<Uuid> {
+    erase_on(app, caller, id, DestructionGround::ConsentWithdrawn).await
+}
+
+/// Erases the subject on a ground its destruction record names; returns the record's id.
+pub async fn erase_on(
+    app: &App,
+    caller: &Caller,
+    id: Uuid,
+    ground: DestructionGround,
+) -> ServiceResult<Uuid> {
     let subject = visible(app, caller, id, Role::Enrol).await?;
-    let destruction = destruction::by(app, caller, DestructionGround::ErasureRequest);
+    let destruction = destruction::by(app, caller, ground);
     let erasure = app.store.erase_subject(id, &destruction).await?.ok_or(ServiceError::SubjectNotFound)?;
     app.gallery.remove_subject(id);
     gallery_sync::refresh(app).await;
     images::delete(app, erasure.image_refs.clone(), Deletion::Erasure).await;
-    let detail = json!({ "templates": erasure.templates.len(), "images": erasure.image_refs.len() });
+    let detail = json!({
+        "templates": erasure.templates.len(),
+        "images": erasure.image_refs.len(),
+        "ground": ground.as_str(),
+    });
     audit::record(
         app,
         caller,
@@ -151,7 +176,8 @@ pub async fn erase(app: &App, caller: &Caller, id: Uuid) -> ServiceResult<()> {
             .detail(detail),
     )
     .await;
-    Ok(())
+    let record = erasure.record.expect("the store writes a record with every erasure");
+    Ok(record.id)
 }
 
 /// The subject's faces as this service matches them: during a model change a face also has a

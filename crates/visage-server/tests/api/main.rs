@@ -32,6 +32,7 @@ mod access;
 mod audit;
 mod auth;
 mod calibration;
+mod consent;
 mod console;
 mod destruction;
 mod errors;

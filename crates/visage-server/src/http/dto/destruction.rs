@@ -21,7 +21,8 @@ pub struct DestructionRecordDto {
     /// The operator's id of the subject, only with
     /// `retention.destruction_records_keep_external_id`.
     pub external_id: Option<String>,
-    /// The legal ground: `erasure_request` (`DELETE /v1/subjects/{id}`) or `face_deletion`.
+    /// The legal ground: `erasure_request` (`DELETE /v1/subjects/{id}`), `face_deletion`,
+    /// `consent_withdrawn` or `consent_expired`.
     pub ground: String,
     /// Each category destroyed (`biometric_templates`, `enrolment_images`, `probe_images`,
     /// `subject_record`: identifiers, metadata, consent) and how many items.

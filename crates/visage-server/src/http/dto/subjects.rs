@@ -25,11 +25,20 @@ pub struct ConsentInput {
     pub purpose: String,
     /// Where the signed consent is kept.
     pub reference: Option<String>,
+    /// When the consent ends (in the future): the subject is then out of verification at once
+    /// (`consent_expired`) and erased by the retention job within `retention.sweep_interval_seconds`.
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 impl From<ConsentInput> for ConsentGiven {
     fn from(c: ConsentInput) -> Self {
-        Self { given_by: c.given_by, given_at: c.given_at, purpose: c.purpose, reference: c.reference }
+        Self {
+            given_by: c.given_by,
+            given_at: c.given_at,
+            purpose: c.purpose,
+            reference: c.reference,
+            expires_at: c.expires_at,
+        }
     }
 }
 
@@ -56,6 +65,7 @@ pub struct ConsentDto {
     pub given_at: DateTime<Utc>,
     pub purpose: String,
     pub reference: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 impl From<&Consent> for ConsentDto {
@@ -65,6 +75,7 @@ impl From<&Consent> for ConsentDto {
             given_at: c.given_at,
             purpose: c.purpose.clone(),
             reference: c.reference.clone(),
+            expires_at: c.expires_at,
         }
     }
 }
@@ -182,4 +193,14 @@ pub struct EnrolRequest {
     pub images: Option<ImageField>,
     #[schema(nullable = false)]
     pub liveness: Option<LivenessMode>,
+}
+
+/// A withdrawal of consent, done.
+#[derive(Serialize, ToSchema)]
+pub struct ConsentWithdrawn {
+    pub subject_id: Uuid,
+    /// Always true: a withdrawal erases the subject at once.
+    pub erased: bool,
+    /// Its record in `GET /v1/destruction-records`.
+    pub destruction_record_id: Uuid,
 }

@@ -8,8 +8,8 @@ use visage_store::Role;
 
 use super::collection_or_default;
 use crate::http::dto::{
-    AdviceDto, CreateSubjectRequest, EnrolRequest, EnrolledFaces, FaceList, FaceRecordDto, ListSubjectsQuery,
-    LivenessDto, SubjectDto, SubjectPage,
+    AdviceDto, ConsentWithdrawn, CreateSubjectRequest, EnrolRequest, EnrolledFaces, FaceList, FaceRecordDto,
+    ListSubjectsQuery, LivenessDto, SubjectDto, SubjectPage,
 };
 use crate::http::error::{ApiResult, ErrorBody};
 use crate::http::extract::{IMAGE_FIELD, ImageForm};
@@ -77,6 +77,19 @@ pub async fn erase_subject(
 ) -> ApiResult<StatusCode> {
     subjects::erase(&app, &caller, id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/v1/subjects/{id}/consent/withdraw", tag = "subjects", params(("id" = Uuid, Path)),
+    responses((status = 200, body = ConsentWithdrawn), (status = "4XX", body = ErrorBody)), security(("api_key" = [])))]
+/// The subject withdrew consent: it is erased at once, like `DELETE /v1/subjects/{id}`, and its
+/// destruction record names the ground `consent_withdrawn`.
+pub async fn withdraw_consent(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<ConsentWithdrawn>> {
+    let record = subjects::withdraw_consent(&app, &caller, id).await?;
+    Ok(Json(ConsentWithdrawn { subject_id: id, erased: true, destruction_record_id: record }))
 }
 
 #[utoipa::path(post, path = "/v1/subjects/{id}/faces", tag = "subjects", params(("id" = Uuid, Path)),
