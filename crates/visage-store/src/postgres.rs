@@ -144,10 +144,15 @@ type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>
 /// How this backend destroys, as destruction records state it.
 const METHOD: &str = "rows deleted from the PostgreSQL database (their space reclaimed by VACUUM); sealed image objects deleted from the image store";
 
-async fn insert_destruction_record(
+/// Writes the destruction record of `subject` (id, collection, external id) in the
+/// transaction that destroys its data.
+async fn record_destruction(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    r: &DestructionRecord,
-) -> StoreResult<()> {
+    destruction: &Destruction,
+    (subject_id, collection, external_id): (Uuid, CollectionId, String),
+    counts: &[(&str, u64)],
+) -> StoreResult<DestructionRecord> {
+    let r = DestructionRecord::new(destruction, subject_id, collection, external_id, counts, METHOD);
     sqlx::query(
         "INSERT INTO destruction_records (id, destroyed_at, subject_id, collection_id, external_id, ground,
                                           categories, method, performed_by)
@@ -164,7 +169,7 @@ async fn insert_destruction_record(
     .bind(&r.performed_by)
     .execute(&mut **tx)
     .await?;
-    Ok(())
+    Ok(r)
 }
 
 fn stored(at: DateTime<Utc>) -> DateTime<Utc> {
@@ -401,17 +406,9 @@ impl Store for PostgresStore {
             .execute(&mut *tx)
             .await?;
         sqlx::query("DELETE FROM subjects WHERE id = $1").bind(id).execute(&mut *tx).await?;
-        let counts = erasure.counts(probes.len());
-        let record = DestructionRecord::new(
-            destruction,
-            id,
-            crate::rows::collection_id(collection)?,
-            external_id,
-            &counts,
-            METHOD,
-        );
-        insert_destruction_record(&mut tx, &record).await?;
-        erasure.record = Some(record);
+        let subject = (id, crate::rows::collection_id(collection)?, external_id);
+        erasure.record =
+            Some(record_destruction(&mut tx, destruction, subject, &erasure.counts(probes.len())).await?);
         tx.commit().await?;
         Ok(Some(erasure))
     }
@@ -473,15 +470,8 @@ impl Store for PostgresStore {
                 .bind(subject_id)
                 .fetch_one(&mut *tx)
                 .await?;
-        let record = DestructionRecord::new(
-            destruction,
-            subject_id,
-            crate::rows::collection_id(collection)?,
-            external_id,
-            &face_counts(&deleted),
-            METHOD,
-        );
-        insert_destruction_record(&mut tx, &record).await?;
+        let subject = (subject_id, crate::rows::collection_id(collection)?, external_id);
+        record_destruction(&mut tx, destruction, subject, &face_counts(&deleted)).await?;
         tx.commit().await?;
         deleted.sort_by_key(|t| (t.id != template_id, t.id));
         Ok(deleted)

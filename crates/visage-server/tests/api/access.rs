@@ -27,12 +27,7 @@ async fn a_subject_export_holds_everything_about_the_subject_and_nothing_else() 
     let decision = app.verify(bob, "Bob_Graham_0005").await;
     app.verify(bill, "Bill_Nelson_0002").await;
     let id = decision["verification_id"].as_str().unwrap();
-    let label = json!({ "truth": "genuine", "source": "review" });
-    expect(
-        app.post_json(&format!("/v1/verifications/{id}/feedback"), &app.admin, label).await,
-        StatusCode::OK,
-    )
-    .await;
+    app.label(id, "genuine").await;
 
     let response = app.get(&format!("/v1/subjects/{bob}/export"), &app.admin).await;
     assert_eq!(response.status(), StatusCode::OK);

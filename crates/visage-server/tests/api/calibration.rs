@@ -50,16 +50,6 @@ async fn verify_at(app: &TestApp, subject: Uuid, image: &str, far_target: Option
     expect(app.post_form("/v1/verify", &app.admin, form).await, StatusCode::OK).await
 }
 
-async fn label(app: &TestApp, decision: &Value, truth: &str) {
-    let id = decision["verification_id"].as_str().unwrap();
-    let body = json!({ "truth": truth, "source": "manual_review" });
-    expect(
-        app.post_json(&format!("/v1/verifications/{id}/feedback"), &app.admin, body).await,
-        StatusCode::OK,
-    )
-    .await;
-}
-
 #[tokio::test]
 async fn a_collection_calibrated_from_its_labelled_decisions_uses_its_own_thresholds() {
     let models = models_with_two_targets();
@@ -133,10 +123,10 @@ async fn a_collection_calibrated_from_its_labelled_decisions_uses_its_own_thresh
     };
     // Too few labels: 12 genuine, 20 impostor; FAR 10% needs 35 impostor labels.
     for decision in &genuine {
-        label(&app, decision, "genuine").await;
+        app.label(decision["verification_id"].as_str().unwrap(), "genuine").await;
     }
     for decision in &impostor[..20] {
-        label(&app, decision, "impostor").await;
+        app.label(decision["verification_id"].as_str().unwrap(), "impostor").await;
     }
     let refused = from_feedback(&app.config, &options(Some("door"))).await.unwrap_err().to_string();
     assert!(refused.contains("20 impostor labels, at least 35 needed"), "{refused}");
@@ -147,7 +137,7 @@ async fn a_collection_calibrated_from_its_labelled_decisions_uses_its_own_thresh
 
     // Enough: 60 impostor labels. FAR 10% is resolved, FAR 0.1% is not (it keeps the global one).
     for decision in &impostor[20..] {
-        label(&app, decision, "impostor").await;
+        app.label(decision["verification_id"].as_str().unwrap(), "impostor").await;
     }
     let report = from_feedback(&app.config, &options(None)).await.unwrap();
     assert_eq!(report.collections.len(), 1, "only door has labelled decisions: {report:?}");

@@ -263,6 +263,13 @@ impl TestApp {
             .collect()
     }
 
+    /// Labels a decision with ground truth, as a reviewer does.
+    pub(crate) async fn label(&self, verification_id: &str, truth: &str) {
+        let path = format!("/v1/verifications/{verification_id}/feedback");
+        let body = json!({ "truth": truth, "source": "review" });
+        expect(self.post_json(&path, &self.admin, body).await, StatusCode::OK).await;
+    }
+
     pub(crate) async fn audit_actions(&self) -> Vec<Value> {
         let body = expect(self.get("/v1/audit?limit=1000", &self.admin).await, StatusCode::OK).await;
         body["items"].as_array().unwrap().clone()
