@@ -144,17 +144,7 @@ impl Calibration {
         recognizer: RecognizerKind,
         liveness: LivenessKind,
     ) -> Result<Self, CalibrationError> {
-        let path = path.to_path_buf();
-        let file: CalibrationFile = match serde_json::from_str(text) {
-            Ok(file) => file,
-            Err(source) => return Err(CalibrationError::Format { path, source }),
-        };
-        if file.version != FORMAT_VERSION {
-            return Err(CalibrationError::Version { path, found: file.version });
-        }
-        if let Err(reason) = file.check() {
-            return Err(CalibrationError::Invalid { path, reason });
-        }
+        let file = CalibrationFile::read(text, path)?;
         let built_in = Self::built_in(recognizer, liveness);
         // A threshold calibrated for another liveness model means nothing for this one.
         let liveness_calibration = file.liveness.filter(|l| l.model == liveness);
@@ -281,11 +271,7 @@ impl CollectionCalibration {
 
     /// The points for `recognizer` in a calibration file's `document`, checked as a file is.
     pub fn parse(name: &str, document: &str, recognizer: RecognizerKind) -> Result<Self, String> {
-        let file: CalibrationFile = serde_json::from_str(document).map_err(|e| e.to_string())?;
-        if file.version != FORMAT_VERSION {
-            return Err(format!("format version {}, this visage reads {FORMAT_VERSION}", file.version));
-        }
-        file.check()?;
+        let file = CalibrationFile::read(document, Path::new(name)).map_err(|e| e.to_string())?;
         let entry = file
             .recognizers
             .get(&recognizer_name(recognizer))
@@ -304,6 +290,23 @@ fn find_point(points: &[OperatingPoint], far: f64) -> Option<OperatingPoint> {
 }
 
 impl CalibrationFile {
+    /// A calibration file's `text` (from `path`, which messages name): its format, its version
+    /// and its values checked.
+    fn read(text: &str, path: &Path) -> Result<Self, CalibrationError> {
+        let path = path.to_path_buf();
+        let file: Self = match serde_json::from_str(text) {
+            Ok(file) => file,
+            Err(source) => return Err(CalibrationError::Format { path, source }),
+        };
+        if file.version != FORMAT_VERSION {
+            return Err(CalibrationError::Version { path, found: file.version });
+        }
+        match file.check() {
+            Ok(()) => Ok(file),
+            Err(reason) => Err(CalibrationError::Invalid { path, reason }),
+        }
+    }
+
     fn check(&self) -> Result<(), String> {
         let rate = |x: f64| x > 0.0 && x < 1.0;
         let percent = |x: f64| (0.0..=100.0).contains(&x);

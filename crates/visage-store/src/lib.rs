@@ -163,8 +163,8 @@ pub trait Store: Send + Sync {
         until: chrono::DateTime<chrono::Utc>,
     ) -> StoreResult<bool>;
     /// Keeps a collection's calibration, replacing the one it had.
-    async fn put_collection_calibration(&self, calibration: &CollectionCalibration) -> StoreResult<()>;
-    async fn collection_calibrations(&self) -> StoreResult<Vec<CollectionCalibration>>;
+    async fn put_collection_calibration(&self, calibration: &StoredCalibration) -> StoreResult<()>;
+    async fn collection_calibrations(&self) -> StoreResult<Vec<StoredCalibration>>;
     /// True when the collection had a calibration of its own.
     async fn delete_collection_calibration(&self, collection: &CollectionId) -> StoreResult<bool>;
     /// Probe images whose retention ended by `now`, at most `limit`.

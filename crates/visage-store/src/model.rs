@@ -506,7 +506,7 @@ pub struct LabelledScore {
 /// Thresholds a collection earned from its own labelled decisions: a calibration file's JSON,
 /// which the store keeps as it is given.
 #[derive(Debug, Clone, PartialEq)]
-pub struct CollectionCalibration {
+pub struct StoredCalibration {
     pub collection: CollectionId,
     /// `feedback:<collection>:<date>`, as decisions name it.
     pub name: String,

@@ -14,11 +14,11 @@ use crate::model::face_counts;
 use crate::rows::{collection_id, record_mappers};
 use crate::twins;
 use crate::{
-    ApiKeyRecord, AuditAction, AuditEvent, AuditFilter, Collection, CollectionCalibration, CollectionCounts,
-    CollectionId, CollectionScope, Decision, DecisionFilter, Destruction, DestructionFilter,
-    DestructionRecord, Entity, Erasure, GalleryChange, GalleryTemplate, KeptProbe, LabelledScore,
-    LabelledVerification, Labelling, ModelStatus, NewAuditEvent, NewSubject, PoolStats, ReviewedDecision,
-    Role, Store, StoreError, StoreResult, Subject, Template, Truth, TwinFilter, VerificationMode,
+    ApiKeyRecord, AuditAction, AuditEvent, AuditFilter, Collection, CollectionCounts, CollectionId,
+    CollectionScope, Decision, DecisionFilter, Destruction, DestructionFilter, DestructionRecord, Entity,
+    Erasure, GalleryChange, GalleryTemplate, KeptProbe, LabelledScore, LabelledVerification, Labelling,
+    ModelStatus, NewAuditEvent, NewSubject, PoolStats, ReviewedDecision, Role, Store, StoreError,
+    StoreResult, StoredCalibration, Subject, Template, Truth, TwinFilter, VerificationMode,
     VerificationRecord,
 };
 
@@ -827,7 +827,7 @@ impl Store for PostgresStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn put_collection_calibration(&self, c: &CollectionCalibration) -> StoreResult<()> {
+    async fn put_collection_calibration(&self, c: &StoredCalibration) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO collection_calibrations (collection_id, name, model, document, created_at)
              VALUES ($1, $2, $3, $4, $5)
@@ -845,11 +845,11 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn collection_calibrations(&self) -> StoreResult<Vec<CollectionCalibration>> {
+    async fn collection_calibrations(&self) -> StoreResult<Vec<StoredCalibration>> {
         let rows = self
             .fetch_all_read(|| sqlx::query("SELECT * FROM collection_calibrations ORDER BY collection_id"))
             .await?;
-        rows.iter().map(collection_calibration_from_row).collect()
+        rows.iter().map(stored_calibration_from_row).collect()
     }
 
     async fn delete_collection_calibration(&self, collection: &CollectionId) -> StoreResult<bool> {

@@ -134,8 +134,8 @@ macro_rules! record_mappers {
             })
         }
 
-        fn collection_calibration_from_row(row: &$row) -> StoreResult<CollectionCalibration> {
-            Ok(CollectionCalibration {
+        fn stored_calibration_from_row(row: &$row) -> StoreResult<StoredCalibration> {
+            Ok(StoredCalibration {
                 collection: $crate::rows::collection_id(row.try_get("collection_id")?)?,
                 name: row.try_get("name")?,
                 model: row.try_get("model")?,

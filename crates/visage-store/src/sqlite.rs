@@ -15,11 +15,11 @@ use crate::model::face_counts;
 use crate::rows::{corrupt, record_mappers};
 use crate::twins;
 use crate::{
-    ApiKeyRecord, AuditAction, AuditEvent, AuditFilter, Collection, CollectionCalibration, CollectionCounts,
-    CollectionId, CollectionScope, Decision, DecisionFilter, Destruction, DestructionFilter,
-    DestructionRecord, Entity, Erasure, GalleryChange, GalleryTemplate, KeptProbe, LabelledScore,
-    LabelledVerification, Labelling, ModelStatus, NewAuditEvent, NewSubject, PoolStats, ReviewedDecision,
-    Role, Store, StoreError, StoreResult, Subject, Template, Truth, TwinFilter, VerificationMode,
+    ApiKeyRecord, AuditAction, AuditEvent, AuditFilter, Collection, CollectionCounts, CollectionId,
+    CollectionScope, Decision, DecisionFilter, Destruction, DestructionFilter, DestructionRecord, Entity,
+    Erasure, GalleryChange, GalleryTemplate, KeptProbe, LabelledScore, LabelledVerification, Labelling,
+    ModelStatus, NewAuditEvent, NewSubject, PoolStats, ReviewedDecision, Role, Store, StoreError,
+    StoreResult, StoredCalibration, Subject, Template, Truth, TwinFilter, VerificationMode,
     VerificationRecord,
 };
 
@@ -734,7 +734,7 @@ impl Store for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn put_collection_calibration(&self, c: &CollectionCalibration) -> StoreResult<()> {
+    async fn put_collection_calibration(&self, c: &StoredCalibration) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO collection_calibrations (collection_id, name, model, document, created_at)
              VALUES (?, ?, ?, ?, ?)
@@ -752,11 +752,11 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn collection_calibrations(&self) -> StoreResult<Vec<CollectionCalibration>> {
+    async fn collection_calibrations(&self) -> StoreResult<Vec<StoredCalibration>> {
         let rows = sqlx::query("SELECT * FROM collection_calibrations ORDER BY collection_id")
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(collection_calibration_from_row).collect()
+        rows.iter().map(stored_calibration_from_row).collect()
     }
 
     async fn delete_collection_calibration(&self, collection: &CollectionId) -> StoreResult<bool> {

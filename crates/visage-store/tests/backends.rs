@@ -12,11 +12,10 @@ use uuid::Uuid;
 use visage_store::crypto::SealedTemplate;
 use visage_store::testing::TestDatabase;
 use visage_store::{
-    ApiKeyRecord, AuditAction, AuditFilter, AuditOutcome, CollectionCalibration, CollectionId,
-    CollectionScope, Consent, Decision, DecisionFilter, DecisionOrder, Destruction, DestructionFilter,
-    DestructionGround, Entity, KeptProbe, Labelling, ModelStatus, NewAuditEvent, NewSubject, PostgresOptions,
-    PostgresStore, Role, SqliteStore, Store, StoreError, Template, Truth, TwinFilter, VerificationMode,
-    VerificationRecord,
+    ApiKeyRecord, AuditAction, AuditFilter, AuditOutcome, CollectionId, CollectionScope, Consent, Decision,
+    DecisionFilter, DecisionOrder, Destruction, DestructionFilter, DestructionGround, Entity, KeptProbe,
+    Labelling, ModelStatus, NewAuditEvent, NewSubject, PostgresOptions, PostgresStore, Role, SqliteStore,
+    Store, StoreError, StoredCalibration, Template, Truth, TwinFilter, VerificationMode, VerificationRecord,
 };
 
 /// A store and what it keeps on its backend, for looking underneath the trait.
@@ -499,7 +498,7 @@ async fn labelled_scores_and_collection_calibrations_are_kept_per_collection_and
     assert!(all.iter().any(|s| s.genuine && s.similarity == Some(0.7)));
 
     assert!(store.collection_calibrations().await.unwrap().is_empty());
-    let calibration = |name: &str| CollectionCalibration {
+    let calibration = |name: &str| StoredCalibration {
         collection: collection("door"),
         name: name.into(),
         model: "sface".into(),
@@ -514,7 +513,7 @@ async fn labelled_scores_and_collection_calibrations_are_kept_per_collection_and
         (kept[0].name.as_str(), kept[0].document.as_str()),
         ("feedback:door:2026-12-07", r#"{"version":1}"#)
     );
-    let ghost = CollectionCalibration { collection: collection("ghost"), ..calibration("x") };
+    let ghost = StoredCalibration { collection: collection("ghost"), ..calibration("x") };
     assert!(matches!(
         store.put_collection_calibration(&ghost).await,
         Err(StoreError::Missing(Entity::Collection))

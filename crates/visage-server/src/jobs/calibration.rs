@@ -297,7 +297,7 @@ async fn keep(
         None => None,
     };
     store
-        .put_collection_calibration(&visage_store::CollectionCalibration {
+        .put_collection_calibration(&visage_store::StoredCalibration {
             collection: collection.clone(),
             name: name.to_owned(),
             model: model.to_owned(),

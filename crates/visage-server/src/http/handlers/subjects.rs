@@ -2,7 +2,8 @@
 
 use axum::Json;
 use axum::extract::{Extension, Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use uuid::Uuid;
 use visage_store::Role;
 
@@ -156,9 +157,7 @@ pub async fn export_subject(
     State(app): State<AppState>,
     caller: Caller,
     Path(id): Path<Uuid>,
-) -> ApiResult<axum::response::Response> {
-    use axum::http::{HeaderValue, header};
-    use axum::response::IntoResponse;
+) -> ApiResult<Response> {
     let export = crate::service::access::export(&app, &caller, id).await?;
     let mut response = export.zip.into_response();
     let headers = response.headers_mut();
