@@ -385,6 +385,28 @@ async function main() {
     await shot(page, '13-audit');
   });
 
+  await step('withdraw consent: the subject is erased and a destruction record is kept', async () => {
+    const response = await fetch(`${base}/v1/subjects`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${adminKey}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ external_id: 'carol', consent: { given_by: 'Carol', purpose: 'console test' } }),
+    });
+    assert(response.status === 201, `creating carol: ${response.status}`);
+    const carol = await response.json();
+    await visit(page, base, `#/subject/${carol.id}`, '#withdraw');
+    await accessible(page, 'subject with withdrawal');
+    page.once('dialog', (dialog) => dialog.accept());
+    await page.click('#withdraw');
+    await page.waitForSelector('#subject-list');
+    const listed = await page.$$eval('#subject-list a', (links) => links.map((a) => a.textContent));
+    assert(!listed.includes('carol'), `carol is still listed: ${listed}`);
+    const records = await (await fetch(`${base}/v1/destruction-records`, {
+      headers: { Authorization: `Bearer ${adminKey}` },
+    })).json();
+    assert(records.items.some((r) => r.subject_id === carol.id && r.ground === 'consent_withdrawn'),
+      `no destruction record: ${JSON.stringify(records)}`);
+  });
+
   await step('erase the subject: gone from the list and from identification', async () => {
     await visit(page, base, '#/subjects', '#subject-list a');
     await page.click('#subject-list a');

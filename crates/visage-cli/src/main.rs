@@ -254,7 +254,7 @@ enum Command {
         #[command(subcommand)]
         action: DestructionAction,
     },
-    /// Create, list and revoke the service's API keys.
+    /// Create, list and revoke the service's API keys; re-seal stored data under a new template key.
     Keys {
         #[command(flatten)]
         service: ServiceArgs,
@@ -315,6 +315,14 @@ enum KeysAction {
     List,
     /// Revoke a key by id; it stops working at once.
     Revoke { id: String },
+    /// Re-seal every template and stored image under the active template key (encryption.key),
+    /// while the service keeps serving; then report which keys of encryption.previous_keys
+    /// nothing needs any more. Resumable: rerun after an interruption.
+    RotateTemplateKey {
+        /// Templates read and re-sealed together.
+        #[arg(long, default_value_t = 256)]
+        batch: u32,
+    },
 }
 
 #[derive(Subcommand)]
@@ -540,6 +548,7 @@ fn main() -> ExitCode {
                 }
                 KeysAction::List => service::list_keys(&config),
                 KeysAction::Revoke { id } => service::revoke_key(&config, id),
+                KeysAction::RotateTemplateKey { batch } => reembed::rotate_template_key(&config, *batch),
             })
         }
     };

@@ -1,5 +1,5 @@
-//! `visage reembed`: a recognizer change without downtime (see visage_server::reembed), and
-//! `visage images sweep`.
+//! `visage reembed`: a recognizer change without downtime (see visage_server::reembed),
+//! `visage images sweep` and `visage keys rotate-template-key`.
 
 use std::time::Duration;
 
@@ -49,6 +49,35 @@ fn describe(summary: &ReembedSummary) -> String {
         ));
     }
     text
+}
+
+/// `visage keys rotate-template-key`.
+pub fn rotate_template_key(config: &Config, batch: u32) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let progress = Deferred::default();
+    let summary = runtime.block_on(visage_server::jobs::rotation::rotate(config, batch, &progress))?;
+    let failed = summary.templates.failed_total()
+        + summary.images.failed_total()
+        + summary.probe_images.failed_total();
+    eprintln!(
+        "re-sealed {} templates, {} images and {} probe images under key {}; {} failed",
+        summary.templates.resealed,
+        summary.images.resealed,
+        summary.probe_images.resealed,
+        summary.active_key_id,
+        failed
+    );
+    if summary.removable_key_ids.is_empty() {
+        eprintln!("keys still in use: {}", summary.keys_in_use.join(", "));
+    } else {
+        eprintln!(
+            "nothing needs key(s) {} any more: remove them from encryption.previous_keys",
+            summary.removable_key_ids.join(", ")
+        );
+    }
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    anyhow::ensure!(failed == 0, "{failed} items could not be re-sealed (see the summary's `failed`)");
+    Ok(())
 }
 
 pub fn sweep(config: &Config, older_than_hours: u64) -> anyhow::Result<()> {

@@ -216,6 +216,21 @@ fn keys_are_created_listed_and_revoked_and_only_their_hash_is_stored() {
 }
 
 #[test]
+fn a_template_key_rotation_reports_what_it_resealed_and_which_keys_are_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = service(dir.path(), &["keys", "rotate-template-key", "--batch", "8"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["templates"]["resealed"], 0);
+    let active = summary["active_key_id"].as_str().unwrap();
+    assert_eq!(active.len(), 16, "{summary}");
+    assert_eq!(summary["keys_in_use"], serde_json::json!([active]));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("re-sealed 0 templates"));
+    // The development key the run generated is the one the data directory keeps.
+    assert!(dir.path().join("template.key").exists());
+}
+
+#[test]
 fn reembed_and_sweep_report_what_they_did_and_force_needs_prune() {
     let dir = tempfile::tempdir().unwrap();
     // An empty gallery: nothing to re-embed, so no model is even loaded.

@@ -311,10 +311,27 @@ pub struct RetentionConfig {
     /// Off: the record names the subject by its internal id only, which no longer resolves
     /// to anyone once the subject is erased.
     pub destruction_records_keep_external_id: bool,
-    /// How often the retention job looks for subjects whose consent expired (one replica at a
-    /// time, under a lease in the database).
+    /// How often the retention job runs (one replica at a time, under a lease in the database):
+    /// erasures due, then pruning.
     pub sweep_interval_seconds: u64,
+    /// Days between a withdrawal of consent and the erasure (the subject is out of matching
+    /// meanwhile); 0 erases at once, 152-FZ allows at most 30.
+    pub after_withdrawal_days: u32,
+    /// Erase subjects neither enrolled nor matched for this many days; 0 = never.
+    pub inactive_subject_days: u32,
+    /// Delete decision records older than this; 0 = keep them. Longer than probe images are
+    /// kept (`review.keep_probe_images_hours`): a decision's photo goes first.
+    pub decision_days: u32,
+    /// Delete audit events older than this; 0 = keep them.
+    pub audit_days: u32,
+    /// Delete destruction records older than this; the default is the 3 years Roskomnadzor's
+    /// order No. 179 sets. 0 = keep them.
+    pub destruction_record_days: u32,
 }
+
+/// The longest delay between a withdrawal of consent and the erasure: 152-FZ art. 9(5) and
+/// 21(5) give the operator 30 days.
+pub const MAX_AFTER_WITHDRAWAL_DAYS: u32 = 30;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TracingConfig {
@@ -421,6 +438,11 @@ impl Config {
             retention: RetentionConfig {
                 destruction_records_keep_external_id: false,
                 sweep_interval_seconds: 60,
+                after_withdrawal_days: 0,
+                inactive_subject_days: 0,
+                decision_days: 0,
+                audit_days: 0,
+                destruction_record_days: 3 * 365,
             },
             tracing: TracingConfig { otlp_endpoint: None, service_name: "visage".into(), sample_ratio: 1.0 },
         }
@@ -546,6 +568,21 @@ impl Config {
         }
         if self.images.timeout_seconds == 0 {
             problems.push("images.timeout_seconds must be at least 1".to_owned());
+        }
+        if self.retention.after_withdrawal_days > MAX_AFTER_WITHDRAWAL_DAYS {
+            problems.push(format!(
+                "retention.after_withdrawal_days must be at most {MAX_AFTER_WITHDRAWAL_DAYS} (152-FZ)"
+            ));
+        }
+        let decision_days = u64::from(self.retention.decision_days);
+        if decision_days > 0 && decision_days * 24 <= self.review.keep_probe_images_hours {
+            problems.push(
+                "retention.decision_days must exceed review.keep_probe_images_hours (a decision's probe image goes first)"
+                    .to_owned(),
+            );
+        }
+        if self.retention.sweep_interval_seconds == 0 {
+            problems.push("retention.sweep_interval_seconds must be at least 1".to_owned());
         }
         if self.encryption.key.is_some() && self.encryption.key_file.is_some() {
             problems.push("set encryption.key or encryption.key_file, not both".to_owned());

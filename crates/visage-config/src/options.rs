@@ -87,7 +87,21 @@ pub const OPTIONS: &[(&str, &str)] = &[
     ),
     (
         "retention.sweep_interval_seconds",
-        "how often subjects whose consent expired are looked for and erased (one replica at a time) [60]",
+        "how often the retention job erases what is due and prunes (one replica at a time) [60]",
+    ),
+    (
+        "retention.after_withdrawal_days",
+        "days from a consent withdrawal to the erasure, out of matching meanwhile; at most 30 [0]",
+    ),
+    (
+        "retention.inactive_subject_days",
+        "erase subjects neither enrolled nor matched this long, 0 = never [0]",
+    ),
+    ("retention.decision_days", "delete decision records older than this, 0 = keep [0]"),
+    ("retention.audit_days", "delete audit events older than this, 0 = keep [0]"),
+    (
+        "retention.destruction_record_days",
+        "delete destruction records older than this (order No. 179: 3 years), 0 = keep [1095]",
     ),
     ("tracing.otlp_endpoint", "OTLP/HTTP collector, e.g. http://jaeger:4318; unset = no traces [unset]"),
     ("tracing.service_name", "service.name of the exported spans [visage]"),

@@ -212,6 +212,32 @@ impl ImageStore {
         Ok(keys.open_bytes(template_id, subject_id, &sealed)?)
     }
 
+    /// Seals a stored image anew under the active key, when another key sealed it. The caller
+    /// checks afterwards that the image is still in use: an erasure between the read and the
+    /// write would otherwise leave the image behind.
+    pub async fn reseal(
+        &self,
+        keys: &KeyRing,
+        template_id: Uuid,
+        subject_id: Uuid,
+        reference: &str,
+    ) -> ImageResult<Resealed> {
+        let location = location(reference)?;
+        let bytes = match self.objects.get(&location).await {
+            Ok(found) => found.bytes().await?,
+            Err(object_store::Error::NotFound { .. }) => return Err(ImageError::NotFound),
+            Err(err) => return Err(err.into()),
+        };
+        let sealed = decode(&bytes)?;
+        if sealed.key_id == keys.active_key_id() {
+            return Ok(Resealed::AlreadyCurrent);
+        }
+        let plain = keys.open_bytes(template_id, subject_id, &sealed)?;
+        let resealed = keys.seal_bytes(template_id, subject_id, &plain);
+        self.objects.put(&location, encode(&resealed).into()).await?;
+        Ok(Resealed::From(sealed.key_id))
+    }
+
     /// Deletes an image; one that is already gone counts as deleted. A failure is retried
     /// twice (after 0.2 s and 1 s) on top of the client's own retries of transient errors.
     pub async fn delete(&self, reference: &str) -> ImageResult<()> {
@@ -261,6 +287,15 @@ impl ImageStore {
 
 /// The object of a reference, which must be `{uuid}.img`: a reference read from the database
 /// never names anything else (no separators, no `..`).
+/// What [`ImageStore::reseal`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resealed {
+    /// The active key had sealed it already.
+    AlreadyCurrent,
+    /// Re-sealed; it had been sealed with this key.
+    From(String),
+}
+
 fn location(reference: &str) -> ImageResult<Path> {
     let id = ImageStore::id_of(reference)?;
     Ok(Path::from(format!("{}{SUFFIX}", id.hyphenated())))

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use uuid::Uuid;
 use visage_objects::testing::TestBucket;
-use visage_objects::{Backend, ImageError, ImageStore};
+use visage_objects::{Backend, ImageError, ImageStore, Resealed};
 use visage_store::crypto::{KeyRing, TemplateKey};
 
 fn keys() -> KeyRing {
@@ -79,12 +79,42 @@ async fn files_written_before_object_storage_still_open() {
     assert_eq!(&*opened, picture(3).as_slice());
 }
 
+/// An image sealed with an old key is re-sealed under the new one, once; then the old key is
+/// not needed to open it.
+async fn reseal(images: &ImageStore) {
+    let (old, new) = (TemplateKey::generate_base64(), TemplateKey::generate_base64());
+    let key = |text: &str| TemplateKey::from_base64(text).unwrap();
+    let before = KeyRing::new(key(&old), []);
+    let during = KeyRing::new(key(&new), [key(&old)]);
+    let after = KeyRing::new(key(&new), []);
+    let (template, subject) = (Uuid::now_v7(), Uuid::now_v7());
+    let reference = images.put(&before, template, subject, &picture(7)).await.unwrap();
+    assert!(matches!(images.get(&after, template, subject, &reference).await, Err(ImageError::Crypto(_))));
+    let done = images.reseal(&during, template, subject, &reference).await.unwrap();
+    assert_eq!(done, Resealed::From(before.active_key_id().to_owned()));
+    assert_eq!(
+        images.reseal(&during, template, subject, &reference).await.unwrap(),
+        Resealed::AlreadyCurrent
+    );
+    assert_eq!(&*images.get(&after, template, subject, &reference).await.unwrap(), picture(7).as_slice());
+    let gone = ImageStore::reference(Uuid::now_v7());
+    assert!(matches!(images.reseal(&during, template, subject, &gone).await, Err(ImageError::NotFound)));
+    images.delete(&reference).await.unwrap();
+}
+
+#[tokio::test]
+async fn local_images_are_resealed_under_a_new_key() {
+    let dir = tempfile::tempdir().unwrap();
+    reseal(&ImageStore::open(&Backend::Local { dir: dir.path().join("images") }).unwrap()).await;
+}
+
 #[tokio::test]
 async fn s3_images_round_trip_and_the_bucket_holds_only_ciphertext() {
     let bucket = TestBucket::create().await;
     let images = ImageStore::open(&Backend::S3(bucket.options())).unwrap();
     assert_eq!(images.kind(), "s3");
     round_trip(&images).await;
+    reseal(&images).await;
 
     let keys = keys();
     let (template, subject) = (Uuid::now_v7(), Uuid::now_v7());

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 use visage_index::FlatIndex;
 use visage_store::crypto::KeyRing;
@@ -25,6 +26,9 @@ pub use visage_index::Candidate;
 pub struct SubjectCard {
     pub collection: CollectionId,
     pub external_id: String,
+    /// When the subject's consent ends: identification leaves it out from then on, before the
+    /// retention job erases it.
+    pub consent_expires_at: Option<DateTime<Utc>>,
     /// Templates of the subject in the index; the card goes with the last one.
     templates: usize,
 }
@@ -45,6 +49,7 @@ impl Indexed {
         let card = self.subjects.entry(owner.subject_id).or_insert_with(|| SubjectCard {
             collection: owner.collection.clone(),
             external_id: owner.external_id.to_owned(),
+            consent_expires_at: owner.consent_expires_at,
             templates: 0,
         });
         card.templates += 1;
@@ -73,6 +78,7 @@ fn owner_of(entry: &visage_store::GalleryTemplate) -> Owner<'_> {
         collection: &entry.collection,
         subject_id: entry.template.subject_id,
         external_id: &entry.external_id,
+        consent_expires_at: entry.consent_expires_at,
     }
 }
 
@@ -82,7 +88,11 @@ pub struct Owner<'a> {
     pub collection: &'a CollectionId,
     pub subject_id: Uuid,
     pub external_id: &'a str,
+    pub consent_expires_at: Option<DateTime<Utc>>,
 }
+
+/// Candidates searched beyond `top_k` so that subjects whose consent just ended can be left out.
+const EXPIRED_HEADROOM: usize = 8;
 
 /// Changes read per query while catching up.
 const CHANGE_BATCH: u32 = 1000;
@@ -313,7 +323,8 @@ impl GalleryIndex {
         self.read().collections.values().map(FlatIndex::memory_bytes).sum()
     }
 
-    /// The best template of each subject scoring at least `threshold`, best first, at most `top_k`.
+    /// The best template of each subject scoring at least `threshold`, best first, at most
+    /// `top_k`. Subjects whose consent has ended are left out.
     pub fn search(
         &self,
         collection: &CollectionId,
@@ -321,10 +332,18 @@ impl GalleryIndex {
         threshold: f32,
         top_k: usize,
     ) -> Vec<Candidate> {
-        self.read()
-            .collections
-            .get(collection)
-            .map_or_else(Vec::new, |index| index.search(probe, threshold, top_k))
+        let indexed = self.read();
+        let Some(index) = indexed.collections.get(collection) else { return Vec::new() };
+        // Subjects whose consent ended stay indexed until the retention job erases them (at
+        // most a sweep interval): a few extra candidates make room for leaving them out.
+        let mut found = index.search(probe, threshold, top_k.saturating_add(EXPIRED_HEADROOM));
+        let now = Utc::now();
+        let ended = |id: &Uuid| {
+            indexed.subjects.get(id).and_then(|card| card.consent_expires_at).is_some_and(|end| end <= now)
+        };
+        found.retain(|c| !ended(&c.subject_id));
+        found.truncate(top_k);
+        found
     }
 }
 
@@ -402,6 +421,30 @@ mod tests {
     }
 
     #[test]
+    fn subjects_whose_consent_ended_are_not_candidates() {
+        let dim = 16;
+        let mut rng = Rng::new(9);
+        let index = GalleryIndex::new(dim, "sface");
+        let c = CollectionId::default_collection();
+        let probe = unit_vector(&mut rng, dim);
+        let now = chrono::Utc::now();
+        let ends = [None, Some(now - chrono::Duration::seconds(1)), Some(now + chrono::Duration::hours(1))];
+        let subjects: Vec<Uuid> = ends.iter().map(|_| Uuid::new_v4()).collect();
+        for (subject_id, consent_expires_at) in subjects.iter().zip(ends) {
+            let owner =
+                Owner { collection: &c, subject_id: *subject_id, external_id: "x", consent_expires_at };
+            // The same face for all three: each would be a candidate.
+            assert!(index.insert(owner, Uuid::new_v4(), &probe));
+        }
+        let mut found: Vec<Uuid> = index.search(&c, &probe, 0.9, 5).iter().map(|c| c.subject_id).collect();
+        found.sort();
+        let mut expected = vec![subjects[0], subjects[2]];
+        expected.sort();
+        assert_eq!(found, expected);
+        assert_eq!(index.search(&c, &probe, 0.9, 1).len(), 1, "top_k still holds");
+    }
+
+    #[test]
     fn collections_are_searched_apart_and_removals_find_their_collection() {
         let dim = 20;
         let mut rng = Rng::new(5);
@@ -410,7 +453,12 @@ mod tests {
         let (alice, bob) = (Uuid::new_v4(), Uuid::new_v4());
         let (a1, b1) = (Uuid::new_v4(), Uuid::new_v4());
         let (va, vb) = (unit_vector(&mut rng, dim), unit_vector(&mut rng, dim));
-        let owner = |collection, subject_id, external_id| Owner { collection, subject_id, external_id };
+        let owner = |collection, subject_id, external_id| Owner {
+            collection,
+            subject_id,
+            external_id,
+            consent_expires_at: None,
+        };
         assert!(index.insert(owner(&c, alice, "alice"), a1, &va));
         assert!(!index.insert(owner(&c, alice, "alice"), a1, &va));
         assert!(index.insert(owner(&other, bob, "bob"), b1, &vb));

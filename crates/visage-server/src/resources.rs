@@ -133,6 +133,26 @@ pub fn load_pipeline(config: &Config, workers: usize, liveness_threshold: f32) -
 /// other recognizers (before, during and after a model change: `visage reembed`) are left out
 /// and counted; when none is of this recognizer but others exist the service refuses to start,
 /// since it would match nobody.
+/// Refuses to start when stored templates need a key that is not configured: they could not
+/// be matched, and the service would answer "nobody" for the people they belong to.
+pub async fn check_template_keys(store: &dyn Store, keys: &KeyRing) -> anyhow::Result<()> {
+    let missing: Vec<String> = store
+        .template_key_usage()
+        .await?
+        .into_iter()
+        .filter(|usage| !keys.contains(&usage.key_id))
+        .map(|usage| format!("{} templates need key {}", usage.templates, usage.key_id))
+        .collect();
+    anyhow::ensure!(
+        missing.is_empty(),
+        "stored templates were sealed with a template key that is not configured ({}): put that key back \
+         in encryption.previous_keys (then `visage keys rotate-template-key` re-seals them under the \
+         active key, after which it can go)",
+        missing.join("; ")
+    );
+    Ok(())
+}
+
 pub async fn load_gallery(
     store: &dyn Store,
     keys: &KeyRing,

@@ -18,7 +18,7 @@ use crate::http::server::ConnectionLimits;
 use crate::inference::{InferencePool, QueueWait};
 use crate::observability::metrics::{Metrics, ObservedRates};
 use crate::outage::Outage;
-use crate::resources::{key_ring, load_gallery, load_pipeline, open_store};
+use crate::resources::{check_template_keys, key_ring, load_gallery, load_pipeline, open_store};
 use crate::service::{degraded, enum_name, gallery_sync, review};
 use crate::shared::SharedState;
 use crate::state::{App, AppState};
@@ -41,6 +41,7 @@ impl Application {
         })?;
         let store = open_store(&config).await?;
         let keys = key_ring(&config)?;
+        check_template_keys(store.as_ref(), &keys).await?;
         let calibration =
             Calibration::load(&config.models.dir, config.models.recognizer, config.liveness.model)?;
         anyhow::ensure!(

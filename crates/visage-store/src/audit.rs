@@ -38,6 +38,14 @@ named_enum! {
         CalibrationSet = "calibration.set",
         /// Everything held about a subject was exported (subject access request).
         SubjectExport = "subject.export",
+        /// A subject withdrew consent and its erasure waits `retention.after_withdrawal_days`;
+        /// it is out of matching meanwhile.
+        ConsentWithdraw = "consent.withdraw",
+        /// The retention job deleted decision records, audit events or destruction records past
+        /// their retention period.
+        RetentionPrune = "retention.prune",
+        /// Templates and images were re-sealed under the active template key.
+        TemplateKeyRotate = "template_key.rotate",
     }
 }
 
@@ -152,6 +160,9 @@ mod tests {
             "probe.expire",
             "calibration.set",
             "subject.export",
+            "consent.withdraw",
+            "retention.prune",
+            "template_key.rotate",
         ];
         assert_eq!(AuditAction::ALL.iter().map(|a| a.as_str()).collect::<Vec<_>>(), actions);
         let outcomes = ["ok", "refused", "failed", "match", "no_match"];

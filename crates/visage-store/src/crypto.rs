@@ -94,6 +94,11 @@ impl KeyRing {
         &self.active
     }
 
+    /// Whether the key with this id is loaded (active or previous).
+    pub fn contains(&self, key_id: &str) -> bool {
+        self.keys.contains_key(key_id)
+    }
+
     /// Seals a template's values, bound to its template and subject ids.
     pub fn seal(&self, template_id: Uuid, subject_id: Uuid, values: &[f32]) -> SealedTemplate {
         let plain = Zeroizing::new(values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>());

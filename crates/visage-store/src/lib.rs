@@ -11,6 +11,7 @@ mod filters;
 mod model;
 mod names;
 mod postgres;
+mod retention;
 mod rows;
 mod sqlite;
 #[cfg(feature = "test-support")]
@@ -147,12 +148,46 @@ pub trait Store: Send + Sync {
         collection: Option<&CollectionId>,
         model: &str,
     ) -> StoreResult<Vec<LabelledScore>>;
-    /// Subjects whose consent expired by `now`, oldest expiry first, at most `limit`.
-    async fn expired_consents(
+    /// Subjects due for erasure by the retention job, with the ground of each, at most `limit`:
+    /// consent expired, consent withdrawn long enough ago, inactive for too long (in that order
+    /// of precedence).
+    async fn due_erasures(
         &self,
-        now: chrono::DateTime<chrono::Utc>,
+        cutoffs: &ErasureCutoffs,
         limit: u32,
-    ) -> StoreResult<Vec<Uuid>>;
+    ) -> StoreResult<Vec<(Uuid, DestructionGround)>>;
+    /// Records that the subject withdrew consent at `at`: from now on it is out of the 1:N index
+    /// (its templates are logged as gallery changes, so every replica drops them) until it is
+    /// erased. `None` when there is no such subject; a second withdrawal keeps the first date.
+    async fn withdraw_consent(
+        &self,
+        id: Uuid,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<Option<Subject>>;
+    /// Deletes up to `limit` records of a kind made before `before`; returns how many went.
+    /// Decisions whose probe image is still kept are left for the probe sweep to unlink first.
+    async fn prune(
+        &self,
+        record: RetainedRecord,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+    ) -> StoreResult<u64>;
+    /// How many templates each template key sealed.
+    async fn template_key_usage(&self) -> StoreResult<Vec<KeyUsage>>;
+    /// Templates of every recognizer in id order after `after`, for re-sealing.
+    async fn templates_after(&self, after: Option<Uuid>, limit: u32) -> StoreResult<Vec<Template>>;
+    /// Replaces a template's sealed value, unless it changed (or went) since it was read as
+    /// `previous`; true when replaced. The values stay the same, so no gallery change is logged.
+    async fn reseal_template(
+        &self,
+        id: Uuid,
+        previous: &crypto::SealedTemplate,
+        sealed: &crypto::SealedTemplate,
+    ) -> StoreResult<bool>;
+    /// Distinct kept probe images, in reference order after `after`.
+    async fn kept_probes(&self, after: Option<&str>, limit: u32) -> StoreResult<Vec<String>>;
+    /// Whether a template or a decision still refers to the image.
+    async fn image_in_use(&self, reference: &str) -> StoreResult<bool>;
     /// Takes or renews the lease `name` for `holder` until `until`; false while another holder's
     /// lease runs (at `now`). One replica at a time runs a job that holds one.
     async fn try_lease(

@@ -97,6 +97,9 @@ pub struct Subject {
     pub consent: Option<Consent>,
     pub created_at: DateTime<Utc>,
     pub face_count: u32,
+    /// Set when consent was withdrawn and the erasure waits for `retention.after_withdrawal_days`:
+    /// the subject is out of matching meanwhile.
+    pub consent_withdrawn_at: Option<DateTime<Utc>>,
 }
 
 /// One enrolled face: its sealed template and what is known about its quality.
@@ -156,6 +159,9 @@ pub struct GalleryTemplate {
     /// cannot be reached.
     pub external_id: String,
     pub template: Template,
+    /// When the subject's consent ends: identification leaves the subject out from then on,
+    /// before the retention job erases it.
+    pub consent_expires_at: Option<DateTime<Utc>>,
 }
 
 /// One entry of the gallery's change log, resolved against the current state of the
@@ -190,7 +196,36 @@ named_enum! {
         ConsentWithdrawn = "consent_withdrawn",
         /// The consent record's `expires_at` passed.
         ConsentExpired = "consent_expired",
+        /// Neither enrolled nor matched for `retention.inactive_subject_days`: the purpose of
+        /// keeping the data is taken as achieved.
+        InactiveSubject = "inactive_subject",
     }
+}
+
+named_enum! {
+    /// Records kept only for a period (`retention.*_days`) and then pruned by age.
+    pub enum RetainedRecord("retained record") {
+        /// Decision records (verifications and identifications).
+        Decisions = "decisions",
+        AuditEvents = "audit_events",
+        DestructionRecords = "destruction_records",
+    }
+}
+
+/// Subjects due for erasure are those whose consent expired by `now`, whose consent was
+/// withdrawn before `withdrawn_before`, or (when set) last active before `inactive_before`.
+#[derive(Debug, Clone, Copy)]
+pub struct ErasureCutoffs {
+    pub now: DateTime<Utc>,
+    pub withdrawn_before: DateTime<Utc>,
+    pub inactive_before: Option<DateTime<Utc>>,
+}
+
+/// How many templates one template key sealed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyUsage {
+    pub key_id: String,
+    pub templates: u64,
 }
 
 /// Who destroys what, and on which ground: what a destruction record needs that the store

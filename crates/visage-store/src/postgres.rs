@@ -15,11 +15,11 @@ use crate::rows::{collection_id, record_mappers};
 use crate::twins;
 use crate::{
     ApiKeyRecord, AuditAction, AuditEvent, AuditFilter, Collection, CollectionCounts, CollectionId,
-    CollectionScope, Decision, DecisionFilter, Destruction, DestructionFilter, DestructionRecord, Entity,
-    Erasure, GalleryChange, GalleryTemplate, KeptProbe, LabelledScore, LabelledVerification, Labelling,
-    ModelStatus, NewAuditEvent, NewSubject, PoolStats, ReviewedDecision, Role, Store, StoreError,
-    StoreResult, StoredCalibration, Subject, Template, Truth, TwinFilter, VerificationMode,
-    VerificationRecord,
+    CollectionScope, Decision, DecisionFilter, Destruction, DestructionFilter, DestructionGround,
+    DestructionRecord, Entity, Erasure, ErasureCutoffs, GalleryChange, GalleryTemplate, KeptProbe, KeyUsage,
+    LabelledScore, LabelledVerification, Labelling, ModelStatus, NewAuditEvent, NewSubject, PoolStats,
+    RetainedRecord, ReviewedDecision, Role, Store, StoreError, StoreResult, StoredCalibration, Subject,
+    Template, Truth, TwinFilter, VerificationMode, VerificationRecord,
 };
 
 /// How the service reaches PostgreSQL.
@@ -64,6 +64,13 @@ impl PostgresStore {
             insert_template(&mut *tx, template)
                 .await
                 .map_err(|err| StoreError::from_write(err, None, Some(Entity::Subject)))?;
+        }
+        if let Some(first) = templates.first() {
+            sqlx::query("UPDATE subjects SET last_active_at = GREATEST(last_active_at, $1) WHERE id = $2")
+                .bind(stored(Utc::now()))
+                .bind(first.subject_id)
+                .execute(&mut *tx)
+                .await?;
         }
         if let (Some(request_key), Some(first)) = (request_key, templates.first()) {
             let ids: Vec<Uuid> = templates.iter().map(|t| t.id).collect();
@@ -183,7 +190,7 @@ fn json_column(row: &PgRow, column: &str) -> StoreResult<Option<serde_json::Valu
 
 record_mappers!(PgRow);
 
-const SUBJECT_COLUMNS: &str = "s.id, s.collection_id, s.external_id, s.metadata, s.consent, s.created_at,
+const SUBJECT_COLUMNS: &str = "s.id, s.collection_id, s.external_id, s.metadata, s.consent, s.created_at, s.consent_withdrawn_at,
      (SELECT COUNT(*) FROM templates t WHERE t.subject_id = s.id AND t.source_template_id IS NULL) AS face_count";
 
 const TEMPLATE_COLUMNS: &str =
@@ -286,8 +293,9 @@ impl Store for PostgresStore {
         let consent = s.consent.as_ref().map(|c| serde_json::to_value(c).expect("consent serializes"));
         let created_at = stored(s.created_at);
         sqlx::query(
-            "INSERT INTO subjects (id, collection_id, external_id, metadata, consent, created_at, consent_expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO subjects (id, collection_id, external_id, metadata, consent, created_at, consent_expires_at,
+                                   last_active_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $6)",
         )
         .bind(s.id)
         .bind(s.collection.as_str())
@@ -307,6 +315,7 @@ impl Store for PostgresStore {
             consent: s.consent.clone(),
             created_at,
             face_count: 0,
+            consent_withdrawn_at: None,
         })
     }
 
@@ -495,8 +504,10 @@ impl Store for PostgresStore {
     async fn all_templates(&self) -> StoreResult<Vec<GalleryTemplate>> {
         let rows = sqlx::query(
             "SELECT t.id, t.subject_id, t.model, t.key_id, t.nonce, t.ciphertext, t.quality, t.image_ref,
-                    t.created_at, t.source_template_id, s.collection_id, s.external_id
-             FROM templates t JOIN subjects s ON s.id = t.subject_id ORDER BY t.id",
+                    t.created_at, t.source_template_id, s.collection_id, s.external_id, s.consent_expires_at,
+                    s.consent_withdrawn_at
+             FROM templates t JOIN subjects s ON s.id = t.subject_id
+             WHERE s.consent_withdrawn_at IS NULL ORDER BY t.id",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -545,7 +556,7 @@ impl Store for PostgresStore {
         let rows = sqlx::query(
             "SELECT c.seq, c.template_id AS changed_id, t.id, t.subject_id, t.model, t.key_id, t.nonce,
                     t.ciphertext, t.quality, t.image_ref, t.created_at, t.source_template_id,
-                    s.collection_id, s.external_id
+                    s.collection_id, s.external_id, s.consent_expires_at, s.consent_withdrawn_at
              FROM gallery_changes c
              LEFT JOIN templates t ON t.id = c.template_id
              LEFT JOIN subjects s ON s.id = t.subject_id
@@ -710,7 +721,16 @@ impl Store for PostgresStore {
         .bind(&v.model)
         .execute(&self.pool)
         .await?;
-        Ok(done.rows_affected() == 1)
+        let kept = done.rows_affected() == 1;
+        if let (true, true, Some(subject)) = (kept, v.decision.is_match(), v.subject_id) {
+            // A match is the subject's activity (a replayed decision may be older than the last).
+            sqlx::query("UPDATE subjects SET last_active_at = GREATEST(last_active_at, $1) WHERE id = $2")
+                .bind(stored(v.created_at))
+                .bind(subject)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(kept)
     }
 
     async fn get_verification(&self, id: Uuid) -> StoreResult<Option<VerificationRecord>> {
@@ -794,16 +814,153 @@ impl Store for PostgresStore {
         rows.iter().map(labelled_score_from_row).collect()
     }
 
-    async fn expired_consents(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<Vec<Uuid>> {
-        let ids: Vec<(Uuid,)> = sqlx::query_as(
+    async fn due_erasures(
+        &self,
+        cutoffs: &ErasureCutoffs,
+        limit: u32,
+    ) -> StoreResult<Vec<(Uuid, DestructionGround)>> {
+        let limit = i64::from(limit);
+        let expired: Vec<(Uuid,)> = sqlx::query_as(
             "SELECT id FROM subjects WHERE consent_expires_at IS NOT NULL AND consent_expires_at <= $1
              ORDER BY consent_expires_at LIMIT $2",
         )
-        .bind(now)
+        .bind(cutoffs.now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let withdrawn: Vec<(Uuid,)> = sqlx::query_as(
+            "SELECT id FROM subjects WHERE consent_withdrawn_at IS NOT NULL AND consent_withdrawn_at <= $1
+             ORDER BY consent_withdrawn_at LIMIT $2",
+        )
+        .bind(cutoffs.withdrawn_before)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let inactive: Vec<(Uuid,)> = match cutoffs.inactive_before {
+            Some(before) => {
+                sqlx::query_as(
+                    "SELECT id FROM subjects WHERE last_active_at < $1 ORDER BY last_active_at LIMIT $2",
+                )
+                .bind(before)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => Vec::new(),
+        };
+        Ok(crate::retention::due(expired, withdrawn, inactive, limit as usize))
+    }
+
+    async fn withdraw_consent(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<Option<Subject>> {
+        let mut tx = self.pool.begin().await?;
+        // The gallery log's lock before the subject's row, in the order an erasure takes them.
+        sqlx::query("SELECT pg_advisory_xact_lock(7023001)").execute(&mut *tx).await?;
+        let done = sqlx::query(
+            "UPDATE subjects SET consent_withdrawn_at = COALESCE(consent_withdrawn_at, $1) WHERE id = $2",
+        )
+        .bind(stored(at))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        // Logged as changes, the subject's templates leave every replica's index.
+        sqlx::query(
+            "INSERT INTO gallery_changes (template_id) SELECT id FROM templates WHERE subject_id = $1",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("SELECT pg_notify('visage_gallery', '')").execute(&mut *tx).await?;
+        let sql = format!("SELECT {SUBJECT_COLUMNS} FROM subjects s WHERE s.id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_one(&mut *tx).await?;
+        let subject = subject_from_row(&row)?;
+        tx.commit().await?;
+        Ok(Some(subject))
+    }
+
+    async fn prune(&self, record: RetainedRecord, before: DateTime<Utc>, limit: u32) -> StoreResult<u64> {
+        let sql = match record {
+            RetainedRecord::Decisions => {
+                "DELETE FROM verifications WHERE id IN
+                 (SELECT id FROM verifications WHERE created_at < $1 AND probe_ref IS NULL LIMIT $2)"
+            }
+            RetainedRecord::AuditEvents => {
+                "DELETE FROM audit_events WHERE seq IN (SELECT seq FROM audit_events WHERE at < $1 LIMIT $2)"
+            }
+            RetainedRecord::DestructionRecords => {
+                "DELETE FROM destruction_records WHERE id IN
+                 (SELECT id FROM destruction_records WHERE destroyed_at < $1 LIMIT $2)"
+            }
+        };
+        let done = sqlx::query(sql).bind(before).bind(i64::from(limit)).execute(&self.pool).await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn template_key_usage(&self) -> StoreResult<Vec<KeyUsage>> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT key_id, COUNT(*) FROM templates GROUP BY key_id ORDER BY key_id")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().map(|(key_id, n)| KeyUsage { key_id, templates: n as u64 }).collect())
+    }
+
+    async fn templates_after(&self, after: Option<Uuid>, limit: u32) -> StoreResult<Vec<Template>> {
+        let sql = format!(
+            "SELECT {TEMPLATE_COLUMNS} FROM templates t WHERE ($1::uuid IS NULL OR t.id > $1) ORDER BY t.id LIMIT $2"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(template_from_row).collect()
+    }
+
+    async fn reseal_template(
+        &self,
+        id: Uuid,
+        previous: &SealedTemplate,
+        sealed: &SealedTemplate,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE templates SET key_id = $1, nonce = $2, ciphertext = $3
+             WHERE id = $4 AND key_id = $5 AND nonce = $6",
+        )
+        .bind(&sealed.key_id)
+        .bind(&sealed.nonce)
+        .bind(&sealed.ciphertext)
+        .bind(id)
+        .bind(&previous.key_id)
+        .bind(&previous.nonce)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn kept_probes(&self, after: Option<&str>, limit: u32) -> StoreResult<Vec<String>> {
+        let refs: Vec<(String,)> = sqlx::query_as(
+            "SELECT DISTINCT probe_ref FROM verifications WHERE probe_ref IS NOT NULL AND probe_ref > $1
+             ORDER BY probe_ref LIMIT $2",
+        )
+        .bind(after.unwrap_or(""))
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        Ok(ids.into_iter().map(|(id,)| id).collect())
+        Ok(refs.into_iter().map(|(r,)| r).collect())
+    }
+
+    async fn image_in_use(&self, reference: &str) -> StoreResult<bool> {
+        let used: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM templates WHERE image_ref = $1)
+                 OR EXISTS (SELECT 1 FROM verifications WHERE probe_ref = $1)",
+        )
+        .bind(reference)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(used)
     }
 
     async fn try_lease(

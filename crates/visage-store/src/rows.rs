@@ -45,6 +45,7 @@ macro_rules! record_mappers {
                 consent,
                 created_at: row.try_get("created_at")?,
                 face_count: row.try_get::<i64, _>("face_count")? as u32,
+                consent_withdrawn_at: row.try_get("consent_withdrawn_at")?,
             })
         }
 
@@ -70,12 +71,15 @@ macro_rules! record_mappers {
                 collection: $crate::rows::collection_id(row.try_get("collection_id")?)?,
                 external_id: row.try_get("external_id")?,
                 template: template_from_row(row)?,
+                consent_expires_at: row.try_get("consent_expires_at")?,
             })
         }
 
         /// A change log row joined with its template's current state (NULLs when it is gone).
+        /// A template whose subject withdrew consent counts as gone: it is out of matching.
         fn gallery_change_from_row(row: &$row) -> StoreResult<GalleryChange> {
-            let exists = row.try_get::<Option<Uuid>, _>("id")?.is_some();
+            let exists = row.try_get::<Option<Uuid>, _>("id")?.is_some()
+                && row.try_get::<Option<DateTime<Utc>>, _>("consent_withdrawn_at")?.is_none();
             Ok(GalleryChange {
                 seq: row.try_get("seq")?,
                 template_id: row.try_get("changed_id")?,

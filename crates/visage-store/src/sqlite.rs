@@ -16,11 +16,11 @@ use crate::rows::{corrupt, record_mappers};
 use crate::twins;
 use crate::{
     ApiKeyRecord, AuditAction, AuditEvent, AuditFilter, Collection, CollectionCounts, CollectionId,
-    CollectionScope, Decision, DecisionFilter, Destruction, DestructionFilter, DestructionRecord, Entity,
-    Erasure, GalleryChange, GalleryTemplate, KeptProbe, LabelledScore, LabelledVerification, Labelling,
-    ModelStatus, NewAuditEvent, NewSubject, PoolStats, ReviewedDecision, Role, Store, StoreError,
-    StoreResult, StoredCalibration, Subject, Template, Truth, TwinFilter, VerificationMode,
-    VerificationRecord,
+    CollectionScope, Decision, DecisionFilter, Destruction, DestructionFilter, DestructionGround,
+    DestructionRecord, Entity, Erasure, ErasureCutoffs, GalleryChange, GalleryTemplate, KeptProbe, KeyUsage,
+    LabelledScore, LabelledVerification, Labelling, ModelStatus, NewAuditEvent, NewSubject, PoolStats,
+    RetainedRecord, ReviewedDecision, Role, Store, StoreError, StoreResult, StoredCalibration, Subject,
+    Template, Truth, TwinFilter, VerificationMode, VerificationRecord,
 };
 
 const MAX_CONNECTIONS: u32 = 8;
@@ -42,6 +42,13 @@ impl SqliteStore {
             insert_template(&mut *tx, template)
                 .await
                 .map_err(|err| StoreError::from_write(err, None, Some(Entity::Subject)))?;
+        }
+        if let Some(first) = templates.first() {
+            sqlx::query("UPDATE subjects SET last_active_at = ? WHERE id = ?")
+                .bind(Utc::now())
+                .bind(first.subject_id)
+                .execute(&mut *tx)
+                .await?;
         }
         if let (Some(request_key), Some(first)) = (request_key, templates.first()) {
             let ids: Vec<Uuid> = templates.iter().map(|t| t.id).collect();
@@ -79,7 +86,7 @@ impl SqliteStore {
     }
 }
 
-const SUBJECT_COLUMNS: &str = "s.id, s.collection_id, s.external_id, s.metadata, s.consent, s.created_at,
+const SUBJECT_COLUMNS: &str = "s.id, s.collection_id, s.external_id, s.metadata, s.consent, s.created_at, s.consent_withdrawn_at,
      (SELECT COUNT(*) FROM templates t WHERE t.subject_id = s.id AND t.source_template_id IS NULL) AS face_count";
 
 /// JSON columns are text.
@@ -215,8 +222,9 @@ impl Store for SqliteStore {
     async fn create_subject(&self, s: &NewSubject) -> StoreResult<Subject> {
         let consent = s.consent.as_ref().map(|c| serde_json::to_string(c).expect("consent serializes"));
         sqlx::query(
-            "INSERT INTO subjects (id, collection_id, external_id, metadata, consent, created_at, consent_expires_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO subjects (id, collection_id, external_id, metadata, consent, created_at, consent_expires_at,
+                                   last_active_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(s.id)
         .bind(s.collection.as_str())
@@ -225,6 +233,7 @@ impl Store for SqliteStore {
         .bind(consent)
         .bind(s.created_at)
         .bind(s.consent.as_ref().and_then(|c| c.expires_at))
+        .bind(s.created_at)
         .execute(&self.pool)
         .await
         .map_err(|err| StoreError::from_write(err, Some(Entity::Subject), Some(Entity::Collection)))?;
@@ -236,6 +245,7 @@ impl Store for SqliteStore {
             consent: s.consent.clone(),
             created_at: s.created_at,
             face_count: 0,
+            consent_withdrawn_at: None,
         })
     }
 
@@ -425,8 +435,10 @@ impl Store for SqliteStore {
     async fn all_templates(&self) -> StoreResult<Vec<GalleryTemplate>> {
         let rows = sqlx::query(
             "SELECT t.id, t.subject_id, t.model, t.key_id, t.nonce, t.ciphertext, t.quality, t.image_ref,
-                    t.created_at, t.source_template_id, s.collection_id, s.external_id
-             FROM templates t JOIN subjects s ON s.id = t.subject_id ORDER BY t.id",
+                    t.created_at, t.source_template_id, s.collection_id, s.external_id, s.consent_expires_at,
+                    s.consent_withdrawn_at
+             FROM templates t JOIN subjects s ON s.id = t.subject_id
+             WHERE s.consent_withdrawn_at IS NULL ORDER BY t.id",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -479,7 +491,7 @@ impl Store for SqliteStore {
         let rows = sqlx::query(
             "SELECT c.seq, c.template_id AS changed_id, t.id, t.subject_id, t.model, t.key_id, t.nonce,
                     t.ciphertext, t.quality, t.image_ref, t.created_at, t.source_template_id,
-                    s.collection_id, s.external_id
+                    s.collection_id, s.external_id, s.consent_expires_at, s.consent_withdrawn_at
              FROM gallery_changes c
              LEFT JOIN templates t ON t.id = c.template_id
              LEFT JOIN subjects s ON s.id = t.subject_id
@@ -624,7 +636,18 @@ impl Store for SqliteStore {
         .bind(&v.model)
         .execute(&self.pool)
         .await?;
-        Ok(done.rows_affected() == 1)
+        let kept = done.rows_affected() == 1;
+        if let (true, true, Some(subject)) = (kept, v.decision.is_match(), v.subject_id) {
+            // A match is the subject's activity (a replayed decision may be older than the last).
+            sqlx::query(
+                "UPDATE subjects SET last_active_at = MAX(COALESCE(last_active_at, ?1), ?1) WHERE id = ?2",
+            )
+            .bind(v.created_at)
+            .bind(subject)
+            .execute(&self.pool)
+            .await?;
+        }
+        Ok(kept)
     }
 
     async fn get_verification(&self, id: Uuid) -> StoreResult<Option<VerificationRecord>> {
@@ -701,16 +724,149 @@ impl Store for SqliteStore {
         rows.iter().map(labelled_score_from_row).collect()
     }
 
-    async fn expired_consents(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<Vec<Uuid>> {
-        let ids: Vec<(Uuid,)> = sqlx::query_as(
+    async fn due_erasures(
+        &self,
+        cutoffs: &ErasureCutoffs,
+        limit: u32,
+    ) -> StoreResult<Vec<(Uuid, DestructionGround)>> {
+        let limit = i64::from(limit);
+        let expired: Vec<(Uuid,)> = sqlx::query_as(
             "SELECT id FROM subjects WHERE consent_expires_at IS NOT NULL AND consent_expires_at <= ?
              ORDER BY consent_expires_at LIMIT ?",
         )
-        .bind(now)
+        .bind(cutoffs.now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let withdrawn: Vec<(Uuid,)> = sqlx::query_as(
+            "SELECT id FROM subjects WHERE consent_withdrawn_at IS NOT NULL AND consent_withdrawn_at <= ?
+             ORDER BY consent_withdrawn_at LIMIT ?",
+        )
+        .bind(cutoffs.withdrawn_before)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let inactive: Vec<(Uuid,)> = match cutoffs.inactive_before {
+            Some(before) => {
+                sqlx::query_as(
+                    "SELECT id FROM subjects WHERE last_active_at < ? ORDER BY last_active_at LIMIT ?",
+                )
+                .bind(before)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => Vec::new(),
+        };
+        Ok(crate::retention::due(expired, withdrawn, inactive, limit as usize))
+    }
+
+    async fn withdraw_consent(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<Option<Subject>> {
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+        let done = sqlx::query(
+            "UPDATE subjects SET consent_withdrawn_at = COALESCE(consent_withdrawn_at, ?) WHERE id = ?",
+        )
+        .bind(at)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        // Logged as changes, the subject's templates leave every process's index.
+        sqlx::query(
+            "INSERT INTO gallery_changes (template_id) SELECT id FROM templates WHERE subject_id = ?",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        let sql = format!("SELECT {SUBJECT_COLUMNS} FROM subjects s WHERE s.id = ?");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_one(&mut *tx).await?;
+        let subject = subject_from_row(&row)?;
+        tx.commit().await?;
+        Ok(Some(subject))
+    }
+
+    async fn prune(&self, record: RetainedRecord, before: DateTime<Utc>, limit: u32) -> StoreResult<u64> {
+        let sql = match record {
+            RetainedRecord::Decisions => {
+                "DELETE FROM verifications WHERE id IN
+                 (SELECT id FROM verifications WHERE created_at < ? AND probe_ref IS NULL LIMIT ?)"
+            }
+            RetainedRecord::AuditEvents => {
+                "DELETE FROM audit_events WHERE seq IN (SELECT seq FROM audit_events WHERE at < ? LIMIT ?)"
+            }
+            RetainedRecord::DestructionRecords => {
+                "DELETE FROM destruction_records WHERE id IN
+                 (SELECT id FROM destruction_records WHERE destroyed_at < ? LIMIT ?)"
+            }
+        };
+        let done = sqlx::query(sql).bind(before).bind(i64::from(limit)).execute(&self.pool).await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn template_key_usage(&self) -> StoreResult<Vec<KeyUsage>> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT key_id, COUNT(*) FROM templates GROUP BY key_id ORDER BY key_id")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().map(|(key_id, n)| KeyUsage { key_id, templates: n as u64 }).collect())
+    }
+
+    async fn templates_after(&self, after: Option<Uuid>, limit: u32) -> StoreResult<Vec<Template>> {
+        let sql = format!(
+            "SELECT {TEMPLATE_COLUMNS} FROM templates t WHERE ($1 IS NULL OR t.id > $1) ORDER BY t.id LIMIT $2"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(template_from_row).collect()
+    }
+
+    async fn reseal_template(
+        &self,
+        id: Uuid,
+        previous: &SealedTemplate,
+        sealed: &SealedTemplate,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE templates SET key_id = ?, nonce = ?, ciphertext = ? WHERE id = ? AND key_id = ? AND nonce = ?",
+        )
+        .bind(&sealed.key_id)
+        .bind(&sealed.nonce)
+        .bind(&sealed.ciphertext)
+        .bind(id)
+        .bind(&previous.key_id)
+        .bind(&previous.nonce)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn kept_probes(&self, after: Option<&str>, limit: u32) -> StoreResult<Vec<String>> {
+        let refs: Vec<(String,)> = sqlx::query_as(
+            "SELECT DISTINCT probe_ref FROM verifications WHERE probe_ref IS NOT NULL AND probe_ref > ?
+             ORDER BY probe_ref LIMIT ?",
+        )
+        .bind(after.unwrap_or(""))
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        Ok(ids.into_iter().map(|(id,)| id).collect())
+        Ok(refs.into_iter().map(|(r,)| r).collect())
+    }
+
+    async fn image_in_use(&self, reference: &str) -> StoreResult<bool> {
+        let used: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM templates WHERE image_ref = ?1)
+                 OR EXISTS (SELECT 1 FROM verifications WHERE probe_ref = ?1)",
+        )
+        .bind(reference)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(used)
     }
 
     async fn try_lease(

@@ -9,13 +9,15 @@ use chrono::{SubsecRound, Utc};
 use serde_json::json;
 use sqlx::{AssertSqlSafe, Connection, Row};
 use uuid::Uuid;
+use visage_store::DestructionGround::{ConsentExpired, ConsentWithdrawn, InactiveSubject};
 use visage_store::crypto::SealedTemplate;
 use visage_store::testing::TestDatabase;
 use visage_store::{
     ApiKeyRecord, AuditAction, AuditFilter, AuditOutcome, CollectionId, CollectionScope, Consent, Decision,
-    DecisionFilter, DecisionOrder, Destruction, DestructionFilter, DestructionGround, Entity, KeptProbe,
-    Labelling, ModelStatus, NewAuditEvent, NewSubject, PostgresOptions, PostgresStore, Role, SqliteStore,
-    Store, StoreError, StoredCalibration, Template, Truth, TwinFilter, VerificationMode, VerificationRecord,
+    DecisionFilter, DecisionOrder, Destruction, DestructionFilter, DestructionGround, Entity, ErasureCutoffs,
+    KeptProbe, KeyUsage, Labelling, ModelStatus, NewAuditEvent, NewSubject, PostgresOptions, PostgresStore,
+    RetainedRecord, Role, SqliteStore, Store, StoreError, StoredCalibration, Template, Truth, TwinFilter,
+    VerificationMode, VerificationRecord,
 };
 
 /// A store and what it keeps on its backend, for looking underneath the trait.
@@ -127,7 +129,10 @@ on_both_backends!(
     verifications_are_labelled_once,
     labelled_scores_and_collection_calibrations_are_kept_per_collection_and_recognizer,
     destruction_records_are_listed_by_date_and_keep_the_external_id_only_when_asked,
-    expired_consents_are_found_and_a_lease_has_one_holder_at_a_time,
+    subjects_due_for_erasure_are_found_on_each_ground_and_a_lease_has_one_holder_at_a_time,
+    a_withdrawn_subject_leaves_the_gallery_until_it_is_erased,
+    decisions_audit_events_and_destruction_records_are_pruned_by_age,
+    templates_are_resealed_only_as_they_were_read,
     audit_events_page_by_sequence,
     the_review_queue_filters_and_puts_the_closest_calls_first,
     kept_probes_expire_and_go_with_any_subject_they_show,
@@ -570,10 +575,13 @@ async fn destruction_records_are_listed_by_date_and_keep_the_external_id_only_wh
     assert_eq!(store.destruction_records(&page).await.unwrap(), all[1..2]);
 }
 
-async fn expired_consents_are_found_and_a_lease_has_one_holder_at_a_time(backend: &Backend) {
+async fn subjects_due_for_erasure_are_found_on_each_ground_and_a_lease_has_one_holder_at_a_time(
+    backend: &Backend,
+) {
     let store = backend.store.as_ref();
     let default = collection("default");
     let now = Utc::now();
+    let day = chrono::Duration::days(1);
     let ending = |external_id: &str, minutes: i64| {
         let mut subject = new_subject(&default, external_id);
         subject.consent.as_mut().unwrap().expires_at = Some(now + chrono::Duration::minutes(minutes));
@@ -583,10 +591,50 @@ async fn expired_consents_are_found_and_a_lease_has_one_holder_at_a_time(backend
     let recent = store.create_subject(&ending("recent", -1)).await.unwrap();
     store.create_subject(&ending("later", 10)).await.unwrap();
     store.create_subject(&new_subject(&default, "forever")).await.unwrap();
-    assert_eq!(store.expired_consents(now, 10).await.unwrap(), [old.id, recent.id], "oldest expiry first");
-    assert_eq!(store.expired_consents(now, 1).await.unwrap(), [old.id]);
+    let expiry_only = ErasureCutoffs { now, withdrawn_before: now - day * 365, inactive_before: None };
+    let expired = ConsentExpired;
+    assert_eq!(
+        store.due_erasures(&expiry_only, 10).await.unwrap(),
+        [(old.id, expired), (recent.id, expired)],
+        "oldest expiry first"
+    );
+    assert_eq!(store.due_erasures(&expiry_only, 1).await.unwrap(), [(old.id, expired)]);
     let read = store.get_subject(old.id).await.unwrap().unwrap();
     assert!(read.consent.unwrap().expires_at.is_some());
+
+    // Withdrawn two days ago: due when the delay is a day, not when it is three.
+    let withdrawn = store.create_subject(&new_subject(&default, "withdrawn")).await.unwrap();
+    let at = store.withdraw_consent(withdrawn.id, now - day * 2).await.unwrap().unwrap();
+    assert!(at.consent_withdrawn_at.is_some());
+    let due = |withdrawn_days: i64, inactive_days: Option<i64>| ErasureCutoffs {
+        now,
+        withdrawn_before: now - day * withdrawn_days as i32,
+        inactive_before: inactive_days.map(|d| now - day * d as i32),
+    };
+    let found = store.due_erasures(&due(1, None), 10).await.unwrap();
+    assert_eq!(found[2..], [(withdrawn.id, ConsentWithdrawn)]);
+    assert_eq!(store.due_erasures(&due(3, None), 10).await.unwrap().len(), 2);
+
+    // Inactive: created 100 days ago and never since; a match or an enrolment is activity.
+    let idle = |name: &str| NewSubject { created_at: now - day * 100, ..new_subject(&default, name) };
+    let idle_one = store.create_subject(&idle("idle")).await.unwrap();
+    let matched = store.create_subject(&idle("matched")).await.unwrap();
+    let enrolled = store.create_subject(&idle("enrolled")).await.unwrap();
+    let refused = store.create_subject(&idle("refused")).await.unwrap();
+    let inactive = |found: Vec<(Uuid, DestructionGround)>| -> Vec<Uuid> {
+        found.into_iter().filter(|(_, g)| *g == InactiveSubject).map(|(id, _)| id).collect()
+    };
+    let all = [idle_one.id, matched.id, enrolled.id, refused.id];
+    assert_eq!(inactive(store.due_erasures(&due(3, Some(30)), 10).await.unwrap()), all);
+    assert!(inactive(store.due_erasures(&due(3, Some(101)), 10).await.unwrap()).is_empty());
+    store.record_verification(&verification(Some(matched.id), 0.8, Decision::Match)).await.unwrap();
+    store.record_verification(&verification(Some(refused.id), 0.1, Decision::NoMatch)).await.unwrap();
+    store.add_templates(&[template(enrolled.id, None)]).await.unwrap();
+    assert_eq!(
+        inactive(store.due_erasures(&due(3, Some(30)), 10).await.unwrap()),
+        [idle_one.id, refused.id],
+        "a refused claim is nobody's activity"
+    );
 
     let minute = chrono::Duration::minutes(1);
     assert!(store.try_lease("job", "a", now, now + minute).await.unwrap());
@@ -599,6 +647,122 @@ async fn expired_consents_are_found_and_a_lease_has_one_holder_at_a_time(backend
         "an expired lease is taken over"
     );
     assert!(!store.try_lease("job", "a", later, later + minute).await.unwrap());
+}
+
+async fn a_withdrawn_subject_leaves_the_gallery_until_it_is_erased(backend: &Backend) {
+    let store = backend.store.as_ref();
+    let default = collection("default");
+    let subject = store.create_subject(&new_subject(&default, "leaving")).await.unwrap();
+    let stays = store.create_subject(&new_subject(&default, "staying")).await.unwrap();
+    let faces = [template(subject.id, None), template(subject.id, None)];
+    store.add_templates(&faces).await.unwrap();
+    store.add_templates(&[template(stays.id, None)]).await.unwrap();
+    let version = store.gallery_version().await.unwrap();
+    assert_eq!(store.all_templates().await.unwrap().len(), 3);
+
+    let first = Utc::now().trunc_subsecs(0);
+    let withdrawn = store.withdraw_consent(subject.id, first).await.unwrap().unwrap();
+    assert_eq!(withdrawn.consent_withdrawn_at, Some(first));
+    let again =
+        store.withdraw_consent(subject.id, first + chrono::Duration::hours(1)).await.unwrap().unwrap();
+    assert_eq!(again.consent_withdrawn_at, Some(first), "the first withdrawal's date stays");
+    assert!(store.withdraw_consent(Uuid::now_v7(), first).await.unwrap().is_none());
+
+    let gallery = store.all_templates().await.unwrap();
+    assert_eq!(gallery.iter().map(|g| g.template.subject_id).collect::<Vec<_>>(), [stays.id]);
+    let changes = store.gallery_changes(version, 100).await.unwrap();
+    let mut dropped: Vec<Uuid> = changes.iter().map(|c| c.template_id).collect();
+    dropped.sort();
+    dropped.dedup();
+    assert_eq!(dropped, [faces[0].id, faces[1].id], "every replica is told to drop them");
+    assert!(changes.iter().all(|c| c.current.is_none()));
+    // The templates and the subject are still there, for the erasure to destroy and record.
+    assert_eq!(store.list_templates(subject.id).await.unwrap().len(), 2);
+}
+
+async fn decisions_audit_events_and_destruction_records_are_pruned_by_age(backend: &Backend) {
+    let store = backend.store.as_ref();
+    let now = Utc::now();
+    let long_ago = now - chrono::Duration::days(400);
+    let old = |mut v: VerificationRecord| {
+        v.created_at = long_ago;
+        v
+    };
+    let kept_probe =
+        KeptProbe { reference: "probe-a.img".into(), expires_at: now + chrono::Duration::hours(1) };
+    let decisions = [
+        old(verification(None, 0.2, Decision::NoMatch)),
+        old(verification(None, 0.3, Decision::NoMatch)),
+        old(VerificationRecord { probe: Some(kept_probe), ..verification(None, 0.4, Decision::NoMatch) }),
+        verification(None, 0.5, Decision::NoMatch),
+    ];
+    for d in &decisions {
+        store.record_verification(d).await.unwrap();
+    }
+    let cutoff = now - chrono::Duration::days(365);
+    assert_eq!(store.prune(RetainedRecord::Decisions, cutoff, 1).await.unwrap(), 1, "at most the limit");
+    assert_eq!(store.prune(RetainedRecord::Decisions, cutoff, 10).await.unwrap(), 1);
+    assert_eq!(store.prune(RetainedRecord::Decisions, cutoff, 10).await.unwrap(), 0);
+    assert!(store.get_verification(decisions[2].id).await.unwrap().is_some(), "its probe is kept still");
+    assert!(store.get_verification(decisions[3].id).await.unwrap().is_some());
+
+    let event = audit(AuditAction::SubjectCreate, None);
+    assert!(store.append_audit_once(&event, Uuid::now_v7(), long_ago).await.unwrap());
+    store.append_audit(&event).await.unwrap();
+    assert_eq!(store.prune(RetainedRecord::AuditEvents, cutoff, 10).await.unwrap(), 1);
+    assert_eq!(store.list_audit(&AuditFilter::default(), None, 10).await.unwrap().len(), 1);
+
+    let subject = store.create_subject(&new_subject(&collection("default"), "gone")).await.unwrap();
+    store.erase_subject(subject.id, &erasure_request()).await.unwrap().unwrap();
+    assert_eq!(store.prune(RetainedRecord::DestructionRecords, cutoff, 10).await.unwrap(), 0);
+    let later = Utc::now() + chrono::Duration::seconds(1);
+    assert_eq!(store.prune(RetainedRecord::DestructionRecords, later, 10).await.unwrap(), 1);
+    assert!(store.destruction_records(&all_records()).await.unwrap().is_empty());
+}
+
+async fn templates_are_resealed_only_as_they_were_read(backend: &Backend) {
+    let store = backend.store.as_ref();
+    let subject = store.create_subject(&new_subject(&collection("default"), "sealed")).await.unwrap();
+    let faces = [template(subject.id, Some("a.img")), template(subject.id, None), template(subject.id, None)];
+    store.add_templates(&faces).await.unwrap();
+    assert_eq!(store.template_key_usage().await.unwrap(), [KeyUsage { key_id: "k1".into(), templates: 3 }]);
+    let first = store.templates_after(None, 2).await.unwrap();
+    assert_eq!(first.iter().map(|t| t.id).collect::<Vec<_>>(), [faces[0].id, faces[1].id]);
+    let rest = store.templates_after(Some(faces[1].id), 2).await.unwrap();
+    assert_eq!(rest.iter().map(|t| t.id).collect::<Vec<_>>(), [faces[2].id]);
+
+    let resealed = SealedTemplate { key_id: "k2".into(), nonce: vec![9; 12], ciphertext: vec![4, 5, 6, 7] };
+    let stale = SealedTemplate { nonce: vec![8; 12], ..faces[0].sealed.clone() };
+    assert!(
+        !store.reseal_template(faces[0].id, &stale, &resealed).await.unwrap(),
+        "changed since it was read"
+    );
+    assert!(store.reseal_template(faces[0].id, &faces[0].sealed, &resealed).await.unwrap());
+    assert!(!store.reseal_template(faces[0].id, &faces[0].sealed, &resealed).await.unwrap(), "done once");
+    assert!(!store.reseal_template(Uuid::now_v7(), &faces[0].sealed, &resealed).await.unwrap());
+    let read = store.list_templates(subject.id).await.unwrap();
+    assert_eq!(read.iter().find(|t| t.id == faces[0].id).unwrap().sealed, resealed);
+    assert_eq!(
+        store.template_key_usage().await.unwrap(),
+        [KeyUsage { key_id: "k1".into(), templates: 2 }, KeyUsage { key_id: "k2".into(), templates: 1 }]
+    );
+
+    let expires_at = Utc::now() + chrono::Duration::hours(1);
+    for reference in ["p2.img", "p1.img", "p2.img"] {
+        let probe = KeptProbe { reference: reference.into(), expires_at };
+        store
+            .record_verification(&VerificationRecord {
+                probe: Some(probe),
+                ..verification(None, 0.3, Decision::NoMatch)
+            })
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.kept_probes(None, 10).await.unwrap(), ["p1.img", "p2.img"]);
+    assert_eq!(store.kept_probes(Some("p1.img"), 10).await.unwrap(), ["p2.img"]);
+    for (reference, used) in [("a.img", true), ("p2.img", true), ("b.img", false)] {
+        assert_eq!(store.image_in_use(reference).await.unwrap(), used, "{reference}");
+    }
 }
 
 async fn audit_events_page_by_sequence(backend: &Backend) {

@@ -142,7 +142,8 @@ fn service_status(err: &ServiceError) -> StatusCode {
         | ServiceError::SpoofDetected { .. }
         | ServiceError::LivenessInconclusive { .. }
         | ServiceError::ConsentRequired
-        | ServiceError::ConsentExpired => StatusCode::UNPROCESSABLE_ENTITY,
+        | ServiceError::ConsentExpired
+        | ServiceError::ConsentWithdrawn => StatusCode::UNPROCESSABLE_ENTITY,
         ServiceError::InBatch { source, .. } => service_status(source),
         ServiceError::InvalidRequest(_) | ServiceError::ImageMissing => StatusCode::BAD_REQUEST,
         ServiceError::SubjectNotFound

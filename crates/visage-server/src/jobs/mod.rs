@@ -3,4 +3,5 @@
 pub mod calibration;
 pub mod destruction;
 pub mod reembed;
+pub mod rotation;
 pub mod sweep;

@@ -10,7 +10,14 @@ use prometheus::{
     Opts, Registry, TextEncoder,
 };
 use visage_stats::ScoreSet;
-use visage_store::LabelledVerification;
+use visage_store::{DestructionGround, LabelledVerification, RetainedRecord};
+
+/// The grounds on which the retention job erases subjects.
+pub const RETENTION_GROUNDS: [DestructionGround; 3] = [
+    DestructionGround::ConsentExpired,
+    DestructionGround::ConsentWithdrawn,
+    DestructionGround::InactiveSubject,
+];
 
 /// 5 ms to 5 s, as the latency alert (p95 < 1 s, < 2 s) needs resolution around a second.
 const LATENCY_BUCKETS: [f64; 12] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 2.0, 2.5, 5.0];
@@ -65,6 +72,8 @@ pub struct Metrics {
     pub redis_errors: IntCounterVec,
     /// Subjects the retention job erased, by ground.
     pub retention_erasures: IntCounterVec,
+    /// Records the retention job deleted past their retention period, by kind.
+    pub retention_pruned: IntCounterVec,
     pub redis_fallbacks: IntCounterVec,
     pub cache_requests: IntCounterVec,
     pub image_deletions_failed: IntCounter,
@@ -287,8 +296,14 @@ impl Metrics {
             retention_erasures: counter(
                 &r,
                 "visage_retention_erasures_total",
-                "Subjects the retention job erased, by ground (consent_expired)",
+                "Subjects the retention job erased, by ground (consent_expired, consent_withdrawn, inactive_subject)",
                 &["ground"],
+            ),
+            retention_pruned: counter(
+                &r,
+                "visage_retention_pruned_total",
+                "Records the retention job deleted past their retention period, by kind (decisions, audit_events, destruction_records)",
+                &["record"],
             ),
             redis_errors: counter(
                 &r,
@@ -360,7 +375,12 @@ impl Metrics {
             metrics.false_accepts.with_label_values(&[severity]);
             metrics.false_rejects.with_label_values(&[severity]);
         }
-        metrics.retention_erasures.with_label_values(&["consent_expired"]);
+        for ground in RETENTION_GROUNDS {
+            metrics.retention_erasures.with_label_values(&[ground.as_str()]);
+        }
+        for record in RetainedRecord::ALL {
+            metrics.retention_pruned.with_label_values(&[record.as_str()]);
+        }
         for operation in REDIS_OPERATIONS {
             metrics.redis_errors.with_label_values(&[operation]);
         }

@@ -37,6 +37,7 @@ pub async fn enrol(
     mut request_key: Option<String>,
 ) -> ServiceResult<Vec<EnrolledFace>> {
     let subject = subjects::visible(app, caller, subject_id, Role::Enrol).await?;
+    subjects::consent_holds(&subject)?;
     let done = match &request_key {
         Some(key) => app.store.templates_of_request(key).await?,
         None => None,
@@ -115,7 +116,12 @@ pub async fn enrol(
         return Err(err.into());
     }
     for (template, embedding) in templates.iter().zip(&embeddings) {
-        let owner = Owner { collection: &subject.collection, subject_id, external_id: &subject.external_id };
+        let owner = Owner {
+            collection: &subject.collection,
+            subject_id,
+            external_id: &subject.external_id,
+            consent_expires_at: subject.consent.as_ref().and_then(|c| c.expires_at),
+        };
         app.gallery.insert(owner, template.id, embedding.as_slice());
     }
     gallery_sync::refresh(app).await;

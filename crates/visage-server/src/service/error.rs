@@ -49,6 +49,7 @@ error_codes! {
     CollectionExists => "collection_exists",
     ConsentRequired => "consent_required",
     ConsentExpired => "consent_expired",
+    ConsentWithdrawn => "consent_withdrawn",
     SubjectHasNoFaces => "subject_has_no_faces",
     VerificationNotFound => "verification_not_found",
     ProbeNotFound => "probe_not_found",
@@ -147,6 +148,9 @@ pub enum ServiceError {
     /// Out of matching until the retention job erases the subject.
     #[error("the subject's consent has expired: it is out of matching and will be erased")]
     ConsentExpired,
+    /// Out of matching until the retention job erases the subject.
+    #[error("the subject withdrew consent: it is out of matching and will be erased")]
+    ConsentWithdrawn,
     #[error("the templates were made by recognizer {stored}, the service runs {running}; re-embed first")]
     ModelMismatch { stored: String, running: String },
     #[error("this API key may not do that")]
@@ -186,6 +190,7 @@ impl ServiceError {
             Self::SubjectHasNoFaces => ErrorCode::SubjectHasNoFaces,
             Self::ConsentRequired => ErrorCode::ConsentRequired,
             Self::ConsentExpired => ErrorCode::ConsentExpired,
+            Self::ConsentWithdrawn => ErrorCode::ConsentWithdrawn,
             Self::ModelMismatch { .. } => ErrorCode::ModelMismatch,
             Self::Forbidden => ErrorCode::Forbidden,
             Self::Overloaded { .. } => ErrorCode::Overloaded,

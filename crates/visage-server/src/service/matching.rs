@@ -15,7 +15,7 @@ use visage_store::{
 
 use super::audit::Entry;
 use super::calibrations::{self, Threshold};
-use super::{Caller, ServiceError, ServiceResult, analysis, audit, degraded, review};
+use super::{Caller, ServiceError, ServiceResult, analysis, audit, degraded, review, subjects};
 use crate::config::LivenessMode;
 use crate::inference::{LivenessVerdict, Pick, Probe, StageTimes};
 use crate::outage::spool::Spooled;
@@ -173,10 +173,8 @@ async fn claimed(app: &App, caller: &Caller, id: Uuid) -> ServiceResult<Claimed>
         match stored_subject(app, id).await {
             Ok(Some((subject, stored))) if caller.scope.allows(&subject.collection) => {
                 // Consent that ended takes the subject out of verification at once; the
-                // retention job erases it soon after.
-                if subject.consent.as_ref().and_then(|c| c.expires_at).is_some_and(|end| end <= Utc::now()) {
-                    return Err(ServiceError::ConsentExpired);
-                }
+                // retention job erases it later.
+                subjects::consent_holds(&subject)?;
                 let templates = comparable_templates(app, stored)?;
                 return Ok(Claimed { id, collection: subject.collection, templates: Some(templates) });
             }

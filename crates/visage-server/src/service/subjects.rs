@@ -143,10 +143,50 @@ pub async fn erase(app: &App, caller: &Caller, id: Uuid) -> ServiceResult<()> {
     erase_on(app, caller, id, DestructionGround::ErasureRequest).await.map(|_| ())
 }
 
-/// Withdrawal of consent: the subject is erased at once (ground `consent_withdrawn`); returns
-/// the destruction record's id.
-pub async fn withdraw_consent(app: &App, caller: &Caller, id: Uuid) -> ServiceResult<Uuid> {
-    erase_on(app, caller, id, DestructionGround::ConsentWithdrawn).await
+/// Refuses a subject whose consent was withdrawn or has expired: it is out of matching and
+/// enrolment until the retention job erases it.
+pub fn consent_holds(subject: &Subject) -> ServiceResult<()> {
+    if subject.consent_withdrawn_at.is_some() {
+        return Err(ServiceError::ConsentWithdrawn);
+    }
+    if subject.consent.as_ref().and_then(|c| c.expires_at).is_some_and(|end| end <= Utc::now()) {
+        return Err(ServiceError::ConsentExpired);
+    }
+    Ok(())
+}
+
+/// What a withdrawal of consent did: erased the subject, or took it out of matching until the
+/// retention job erases it.
+pub struct Withdrawal {
+    pub destruction_record_id: Option<Uuid>,
+    pub erase_after: Option<DateTime<Utc>>,
+}
+
+/// Withdrawal of consent: the subject is erased at once (ground `consent_withdrawn`), or, with
+/// `retention.after_withdrawal_days`, leaves every replica's index now and is erased that many
+/// days later by the retention job.
+pub async fn withdraw_consent(app: &App, caller: &Caller, id: Uuid) -> ServiceResult<Withdrawal> {
+    let days = app.config.retention.after_withdrawal_days;
+    if days == 0 {
+        let record = erase_on(app, caller, id, DestructionGround::ConsentWithdrawn).await?;
+        return Ok(Withdrawal { destruction_record_id: Some(record), erase_after: None });
+    }
+    let subject = visible(app, caller, id, Role::Enrol).await?;
+    let withdrawn = app.store.withdraw_consent(id, Utc::now()).await?.ok_or(ServiceError::SubjectNotFound)?;
+    app.gallery.remove_subject(id);
+    gallery_sync::refresh(app).await;
+    let withdrawn_at = withdrawn.consent_withdrawn_at.expect("the store records the withdrawal");
+    let erase_after = withdrawn_at + chrono::Duration::days(i64::from(days));
+    audit::record(
+        app,
+        caller,
+        Entry::new(AuditAction::ConsentWithdraw, AuditOutcome::Ok)
+            .on(&subject.collection)
+            .subject(id)
+            .detail(json!({ "erase_after": erase_after })),
+    )
+    .await;
+    Ok(Withdrawal { destruction_record_id: None, erase_after: Some(erase_after) })
 }
 
 /// Erases the subject on a ground its destruction record names; returns the record's id.

@@ -1,6 +1,7 @@
-//! Consent that ends: a withdrawal erases the subject at once; an expiry takes it out of
-//! verification at once and the retention job erases it within its interval. Both leave a
-//! destruction record naming their ground.
+//! Consent that ends: a withdrawal erases the subject at once, or with
+//! `retention.after_withdrawal_days` takes it out of matching at once and the retention job
+//! erases it on schedule; an expiry takes it out of matching at once and the retention job
+//! erases it within its interval. Each leaves a destruction record naming its ground.
 
 use super::*;
 
@@ -127,5 +128,88 @@ async fn a_subject_whose_consent_ended_is_refused_before_the_job_comes_round() {
         "consent_expired",
     )
     .await;
+    assert!(app.identify(lfw("Bob_Graham_0005")).await.is_empty(), "out of identification at once");
     assert!(records(&app).await.is_empty(), "not erased yet");
+}
+
+#[tokio::test]
+async fn a_withdrawal_with_a_delay_takes_the_subject_out_of_matching_on_every_replica_and_erases_it_on_schedule()
+ {
+    let app = TestApp::spawn_with(|c| {
+        c.retention.after_withdrawal_days = 3;
+        c.retention.sweep_interval_seconds = 3600;
+    })
+    .await;
+    let other = super::replicas::replica_of(&app).await;
+    let bob = app.enrol("bob", "Bob_Graham_0001").await;
+    let kept = app.enrol("bill", "Bill_Nelson_0001").await;
+    let named = |found: Vec<(String, f64)>| found.into_iter().map(|(name, _)| name).collect::<Vec<_>>();
+    for _ in 0..100 {
+        if named(other.identify(lfw("Bob_Graham_0005")).await) == ["bob"] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(named(other.identify(lfw("Bob_Graham_0005")).await), ["bob"], "the other replica knows bob");
+
+    let path = format!("/v1/subjects/{bob}/consent/withdraw");
+    let before = Utc::now();
+    let withdrawn = expect(app.post_json(&path, &app.admin, json!({})).await, StatusCode::OK).await;
+    assert_eq!(withdrawn["erased"], false);
+    assert_eq!(withdrawn["destruction_record_id"], Value::Null);
+    let erase_after: chrono::DateTime<Utc> = withdrawn["erase_after"].as_str().unwrap().parse().unwrap();
+    let days = (erase_after - before).num_minutes() as f64 / (24.0 * 60.0);
+    assert!((2.99..3.01).contains(&days), "erased 3 days after the withdrawal, not {days}");
+
+    // Out of matching at once: verify refuses, identify names nobody, on both replicas.
+    let subject = expect(app.get(&format!("/v1/subjects/{bob}"), &app.admin).await, StatusCode::OK).await;
+    assert!(subject["consent"]["withdrawn_at"].is_string(), "{subject}");
+    for replica in [&app, &other] {
+        let form =
+            Form::new().part("image", jpeg(lfw("Bob_Graham_0005"))).text("subject_id", bob.to_string());
+        let answer = replica.post_form("/v1/verify", &replica.admin, form).await;
+        expect_error(answer, StatusCode::UNPROCESSABLE_ENTITY, "consent_withdrawn").await;
+    }
+    assert!(app.identify(lfw("Bob_Graham_0005")).await.is_empty());
+    let mut gone = false;
+    for _ in 0..100 {
+        if other.identify(lfw("Bob_Graham_0005")).await.is_empty() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(gone, "the other replica dropped bob from its index");
+    let form = Form::new().part("image", jpeg(lfw("Bob_Graham_0005")));
+    expect_error(
+        app.post_form(&format!("/v1/subjects/{bob}/faces"), &app.admin, form).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "consent_withdrawn",
+    )
+    .await;
+    let audit = app.audit_actions().await;
+    assert!(audit.iter().any(|e| e["action"] == "consent.withdraw" && e["subject_id"] == json!(bob)));
+
+    // The job leaves bob until the delay is over, then erases him.
+    let job = |at| visage_server::service::retention::sweep_at(&app.state, "test", at);
+    let round = job(Utc::now() + chrono::Duration::days(2)).await.unwrap();
+    assert_eq!(round.erased, 0);
+    assert!(records(&app).await.is_empty());
+    let round = job(Utc::now() + chrono::Duration::days(3) + chrono::Duration::minutes(1)).await.unwrap();
+    assert_eq!(round.erased, 1);
+    expect_error(
+        app.get(&format!("/v1/subjects/{bob}"), &app.admin).await,
+        StatusCode::NOT_FOUND,
+        "subject_not_found",
+    )
+    .await;
+    let records = records(&app).await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["ground"], "consent_withdrawn");
+    assert_eq!(records[0]["performed_by"], visage_server::service::retention::PERFORMER);
+    assert_eq!(app.verify(kept, "Bill_Nelson_0002").await["match"], true, "others are untouched");
+    assert_eq!(
+        value(&scrape(&app).await, "visage_retention_erasures_total", &[("ground", "consent_withdrawn")]),
+        Some(1.0)
+    );
 }

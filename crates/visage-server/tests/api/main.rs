@@ -45,6 +45,8 @@ mod openapi;
 mod reembed;
 mod replicas;
 mod resilience;
+mod retention;
+mod rotation;
 mod subjects;
 mod traces;
 

@@ -5,7 +5,7 @@
 use super::*;
 
 /// Another replica of `app`: the same database and keys, its own index, data dir and port.
-async fn replica_of(app: &TestApp) -> TestApp {
+pub(crate) async fn replica_of(app: &TestApp) -> TestApp {
     let mut config = app.config.clone();
     if app.db.is_some() {
         // Only the embedded database lives in the data dir; PostgreSQL replicas share nothing else.

@@ -1,4 +1,4 @@
-// One subject: consent, faces with their quality, deleting a face, erasure.
+// One subject: consent, faces with their quality, deleting a face, withdrawal of consent, erasure.
 
 import { api, can } from '../api.js';
 import { field, fill, formatTime, h, table } from '../dom.js';
@@ -41,6 +41,30 @@ function erasure(subject) {
   return form;
 }
 
+// Withdrawal of consent: erased at once, or (retention.after_withdrawal_days) out of matching
+// until the retention job erases the subject.
+function withdrawal(subject, rerender) {
+  const message = h('p', { role: 'alert', class: 'error' });
+  const button = h('button', { type: 'submit', class: 'danger', id: 'withdraw' }, t('subject.withdraw'));
+  const form = h('form', { class: 'card danger-zone', id: 'withdrawal' },
+    h('h2', {}, t('subject.withdrawTitle')),
+    h('p', {}, t('subject.withdrawWhat')),
+    message,
+    button);
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    if (!window.confirm(t('subject.withdrawConfirm'))) return;
+    try {
+      const done = await api('POST', `/v1/subjects/${subject.id}/consent/withdraw`, { json: {} });
+      if (done.erased) window.location.hash = '#/subjects';
+      else rerender();
+    } catch (err) {
+      fill(message, err.message);
+    }
+  });
+  return form;
+}
+
 export async function render({ args, rerender }) {
   const id = args[0];
   const [subject, { faces }] = await Promise.all([
@@ -73,11 +97,16 @@ export async function render({ args, rerender }) {
       h('dt', {}, t('consent.givenBy')), h('dd', {}, consent?.given_by ?? '—'),
       h('dt', {}, t('consent.givenAt')), h('dd', {}, consent ? formatTime(consent.given_at, lang()) : '—'),
       h('dt', {}, t('consent.purpose')), h('dd', {}, consent?.purpose ?? '—'),
-      h('dt', {}, t('consent.reference')), h('dd', {}, consent?.reference ?? '—')),
+      h('dt', {}, t('consent.reference')), h('dd', {}, consent?.reference ?? '—'),
+      consent?.expires_at ? [h('dt', {}, t('consent.expiresAt')), h('dd', {}, formatTime(consent.expires_at, lang()))] : null,
+      consent?.withdrawn_at
+        ? [h('dt', {}, t('consent.withdrawnAt')), h('dd', { id: 'withdrawn-at' }, formatTime(consent.withdrawn_at, lang()))]
+        : null),
     h('h2', {}, t('subject.faces', { count: faces.length })),
     faces.length
       ? table(t('subject.faces', { count: faces.length }), [t('subjects.created'), t('subject.recognizer'), t('subject.quality'), ''], rows)
       : h('p', { class: 'note' }, t('subject.noFaces')),
     can('enrol') ? h('p', {}, h('a', { class: 'button primary', href: `#/enrol/${subject.id}`, id: 'enrol-link' }, t('subject.enrol'))) : null,
+    can('enrol') && !consent?.withdrawn_at ? withdrawal(subject, rerender) : null,
     can('enrol') ? erasure(subject) : null);
 }

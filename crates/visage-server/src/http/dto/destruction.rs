@@ -22,7 +22,7 @@ pub struct DestructionRecordDto {
     /// `retention.destruction_records_keep_external_id`.
     pub external_id: Option<String>,
     /// The legal ground: `erasure_request` (`DELETE /v1/subjects/{id}`), `face_deletion`,
-    /// `consent_withdrawn` or `consent_expired`.
+    /// `consent_withdrawn`, `consent_expired` or `inactive_subject`.
     pub ground: String,
     /// Each category destroyed (`biometric_templates`, `enrolment_images`, `probe_images`,
     /// `subject_record`: identifiers, metadata, consent) and how many items.

@@ -66,16 +66,20 @@ pub struct ConsentDto {
     pub purpose: String,
     pub reference: Option<String>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// When consent was withdrawn, while the erasure waits (`retention.after_withdrawal_days`):
+    /// the subject is out of verification (`consent_withdrawn`) and identification meanwhile.
+    pub withdrawn_at: Option<DateTime<Utc>>,
 }
 
-impl From<&Consent> for ConsentDto {
-    fn from(c: &Consent) -> Self {
+impl ConsentDto {
+    fn new(c: &Consent, withdrawn_at: Option<DateTime<Utc>>) -> Self {
         Self {
             given_by: c.given_by.clone(),
             given_at: c.given_at,
             purpose: c.purpose.clone(),
             reference: c.reference.clone(),
             expires_at: c.expires_at,
+            withdrawn_at,
         }
     }
 }
@@ -99,7 +103,7 @@ impl From<&Subject> for SubjectDto {
             collection: s.collection.to_string(),
             external_id: s.external_id.clone(),
             metadata: s.metadata.clone(),
-            consent: s.consent.as_ref().map(ConsentDto::from),
+            consent: s.consent.as_ref().map(|c| ConsentDto::new(c, s.consent_withdrawn_at)),
             created_at: s.created_at,
             face_count: s.face_count,
         }
@@ -195,12 +199,15 @@ pub struct EnrolRequest {
     pub liveness: Option<LivenessMode>,
 }
 
-/// A withdrawal of consent, done.
+/// A withdrawal of consent, recorded.
 #[derive(Serialize, ToSchema)]
 pub struct ConsentWithdrawn {
     pub subject_id: Uuid,
-    /// Always true: a withdrawal erases the subject at once.
+    /// True when the subject was erased at once (`retention.after_withdrawal_days` = 0, the
+    /// default); false when the erasure waits, the subject out of matching meanwhile.
     pub erased: bool,
-    /// Its record in `GET /v1/destruction-records`.
-    pub destruction_record_id: Uuid,
+    /// The erasure's record in `GET /v1/destruction-records`, when it was erased.
+    pub destruction_record_id: Option<Uuid>,
+    /// When the retention job erases the subject, when the erasure waits.
+    pub erase_after: Option<DateTime<Utc>>,
 }

@@ -82,15 +82,22 @@ pub async fn erase_subject(
 
 #[utoipa::path(post, path = "/v1/subjects/{id}/consent/withdraw", tag = "subjects", params(("id" = Uuid, Path)),
     responses((status = 200, body = ConsentWithdrawn), (status = "4XX", body = ErrorBody)), security(("api_key" = [])))]
-/// The subject withdrew consent: it is erased at once, like `DELETE /v1/subjects/{id}`, and its
-/// destruction record names the ground `consent_withdrawn`.
+/// The subject withdrew consent: it is erased at once, like `DELETE /v1/subjects/{id}`, with
+/// a destruction record naming the ground `consent_withdrawn`. With
+/// `retention.after_withdrawal_days` set, it is out of verification and identification at once
+/// and the retention job erases it that many days later.
 pub async fn withdraw_consent(
     State(app): State<AppState>,
     caller: Caller,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<ConsentWithdrawn>> {
-    let record = subjects::withdraw_consent(&app, &caller, id).await?;
-    Ok(Json(ConsentWithdrawn { subject_id: id, erased: true, destruction_record_id: record }))
+    let withdrawal = subjects::withdraw_consent(&app, &caller, id).await?;
+    Ok(Json(ConsentWithdrawn {
+        subject_id: id,
+        erased: withdrawal.destruction_record_id.is_some(),
+        destruction_record_id: withdrawal.destruction_record_id,
+        erase_after: withdrawal.erase_after,
+    }))
 }
 
 #[utoipa::path(post, path = "/v1/subjects/{id}/faces", tag = "subjects", params(("id" = Uuid, Path)),
