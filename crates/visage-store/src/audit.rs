@@ -38,6 +38,10 @@ named_enum! {
         CalibrationSet = "calibration.set",
         /// Everything held about a subject was exported (subject access request).
         SubjectExport = "subject.export",
+        /// `visage backup` wrote an archive of the embedded storage.
+        BackupCreate = "backup.create",
+        /// `visage restore` restored an archive into an empty data directory.
+        BackupRestore = "backup.restore",
     }
 }
 
@@ -152,6 +156,8 @@ mod tests {
             "probe.expire",
             "calibration.set",
             "subject.export",
+            "backup.create",
+            "backup.restore",
         ];
         assert_eq!(AuditAction::ALL.iter().map(|a| a.as_str()).collect::<Vec<_>>(), actions);
         let outcomes = ["ok", "refused", "failed", "match", "no_match"];
