@@ -1,5 +1,6 @@
 //! `visage`: the face service's command-line tool.
 
+mod backup;
 mod cache;
 mod commands;
 mod dataset;
@@ -260,6 +261,32 @@ enum Command {
         service: ServiceArgs,
         #[command(subcommand)]
         action: KeysAction,
+    },
+    /// Back up the embedded storage while the service serves: a consistent snapshot of the
+    /// SQLite database, the stored images and the calibration file, in one ZIP archive with a
+    /// manifest (versions, counts, the template key ids it needs, checksums). Never the
+    /// template key: back it up apart. PostgreSQL and S3 have their own tools (docs/backup.md).
+    Backup {
+        #[command(flatten)]
+        service: ServiceArgs,
+        /// The archive to write; it must not exist.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Restore a `visage backup` archive into an empty data directory (--data-dir), once its
+    /// checksums are right and the configured template keys open its templates; a failed check
+    /// changes nothing.
+    Restore {
+        #[command(flatten)]
+        service: ServiceArgs,
+        /// The archive `visage backup` wrote.
+        #[arg(long)]
+        from: PathBuf,
+        /// Destruction records made since the backup (`visage destruction-records export --from
+        /// DAY --format json`): the subjects they name as erased are erased again before the
+        /// restored data is put in place.
+        #[arg(long)]
+        reapply_erasures: Option<PathBuf>,
     },
 }
 
@@ -550,6 +577,16 @@ fn main() -> ExitCode {
                 KeysAction::Revoke { id } => service::revoke_key(&config, id),
                 KeysAction::RotateTemplateKey { batch } => reembed::rotate_template_key(&config, *batch),
             })
+        }
+        Command::Backup { ref service, ref out } => {
+            let overrides = service_overrides(&cli, &matches, service.data_dir.clone(), None);
+            service::load_config(service.config.as_deref(), &overrides)
+                .and_then(|config| backup::backup(&config, out))
+        }
+        Command::Restore { ref service, ref from, ref reapply_erasures } => {
+            let overrides = service_overrides(&cli, &matches, service.data_dir.clone(), None);
+            service::load_config(service.config.as_deref(), &overrides)
+                .and_then(|config| backup::restore(&config, from, reapply_erasures.clone()))
         }
     };
     match result {

@@ -280,6 +280,59 @@ fn calibrating_from_feedback_says_how_many_labels_are_needed_and_offers_only_the
     assert_eq!(both.status.code(), Some(2), "--pairs and --from-feedback exclude each other");
 }
 
+#[test]
+fn backup_says_loudly_that_the_key_is_apart_and_restore_goes_only_into_an_empty_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, restored) = (dir.path().join("data"), dir.path().join("restored"));
+    let key = "q6mW1nqgEGOhvm0Ylrd7jXZtq7d6Mlw2lk0XGJ0xQ0c=";
+    let visage_with_key = |data_dir: &Path, args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_visage"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .current_dir(root())
+            .env("VISAGE_LOG", "warn")
+            .env("VISAGE_ENCRYPTION__KEY", key)
+            .output()
+            .expect("run visage")
+    };
+    let stderr = |out: &Output| String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        visage_with_key(&data, &["keys", "create", "--name", "admin", "--role", "admin"]).status.success()
+    );
+    let archive = dir.path().join("backup.zip");
+    let archive_arg = archive.to_str().unwrap();
+    let backup = visage_with_key(&data, &["backup", "--out", archive_arg]);
+    assert!(backup.status.success(), "{}", stderr(&backup));
+    assert!(stderr(&backup).contains("THE TEMPLATE KEY IS NOT IN THIS BACKUP"), "{}", stderr(&backup));
+    let summary = json(&backup);
+    assert_eq!((summary["counts"]["subjects"].as_u64(), summary["schema_version"].is_i64()), (Some(0), true));
+    let again = visage_with_key(&data, &["backup", "--out", archive_arg]);
+    assert!(!again.status.success() && stderr(&again).contains("never overwrites"), "{}", stderr(&again));
+
+    let refused = visage_with_key(&data, &["restore", "--from", archive_arg]);
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("is not empty"), "{}", stderr(&refused));
+    let no_key = service(&restored, &["restore", "--from", archive_arg]);
+    assert!(
+        !no_key.status.success() && stderr(&no_key).contains("never makes a new key"),
+        "{}",
+        stderr(&no_key)
+    );
+    assert!(!restored.exists(), "a refused restore writes nothing");
+    let restore = visage_with_key(&restored, &["restore", "--from", archive_arg]);
+    assert!(restore.status.success(), "{}", stderr(&restore));
+    assert!(
+        stderr(&restore).contains("erased after"),
+        "it says erasures must be applied again: {}",
+        stderr(&restore)
+    );
+    assert_eq!(json(&restore)["counts"]["subjects"], 0);
+    let listed: serde_json::Value =
+        serde_json::from_slice(&visage_with_key(&restored, &["keys", "list"]).stdout).unwrap();
+    assert_eq!(listed["name"], "admin", "the restored database is the backed-up one");
+}
+
 /// `psql` against the test server (PostgreSQL at 127.0.0.1:5432, user postgres, trust auth).
 fn psql(database: &str, sql: &str) -> String {
     let output = Command::new("psql")

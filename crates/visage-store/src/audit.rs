@@ -46,6 +46,10 @@ named_enum! {
         RetentionPrune = "retention.prune",
         /// Templates and images were re-sealed under the active template key.
         TemplateKeyRotate = "template_key.rotate",
+        /// `visage backup` wrote an archive of the embedded storage.
+        BackupCreate = "backup.create",
+        /// `visage restore` restored an archive into an empty data directory.
+        BackupRestore = "backup.restore",
     }
 }
 
@@ -163,6 +167,8 @@ mod tests {
             "consent.withdraw",
             "retention.prune",
             "template_key.rotate",
+            "backup.create",
+            "backup.restore",
         ];
         assert_eq!(AuditAction::ALL.iter().map(|a| a.as_str()).collect::<Vec<_>>(), actions);
         let outcomes = ["ok", "refused", "failed", "match", "no_match"];

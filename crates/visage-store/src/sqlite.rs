@@ -1017,3 +1017,32 @@ impl Store for SqliteStore {
         rows.iter().map(audit_event_from_row).collect()
     }
 }
+
+/// Backups (`visage backup` and `visage restore`): a consistent copy of the file while the
+/// service keeps writing, and the schema version a copy was made at.
+impl SqliteStore {
+    /// Writes a consistent copy of the database to `path` (which must not exist) with
+    /// `VACUUM INTO`, over a connection of its own: it reads one snapshot of the write-ahead
+    /// log, so writers carry on meanwhile. The copy holds no free pages (nothing erased).
+    pub async fn snapshot_into(&self, path: &Path) -> StoreResult<()> {
+        let target = path.to_str().ok_or_else(|| {
+            StoreError::Database(sqlx::Error::Configuration("the snapshot path is not UTF-8".into()))
+        })?;
+        sqlx::query("VACUUM INTO ?").bind(target).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// The newest migration applied to this database.
+    pub async fn schema_version(&self) -> StoreResult<i64> {
+        let version: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(version.unwrap_or(0))
+    }
+
+    /// The newest migration this build knows: a database past it was written by a newer visage.
+    pub fn latest_schema_version() -> i64 {
+        sqlx::migrate!("./migrations/sqlite").iter().map(|m| m.version).max().unwrap_or(0)
+    }
+}

@@ -31,6 +31,7 @@ use helpers::*;
 mod access;
 mod audit;
 mod auth;
+mod backup;
 mod calibration;
 mod consent;
 mod console;
