@@ -395,7 +395,6 @@ async function main() {
     const carol = await response.json();
     await visit(page, base, `#/subject/${carol.id}`, '#withdraw');
     await accessible(page, 'subject with withdrawal');
-    page.once('dialog', (dialog) => dialog.accept());
     await page.click('#withdraw');
     await page.waitForSelector('#subject-list');
     const listed = await page.$$eval('#subject-list a', (links) => links.map((a) => a.textContent));
