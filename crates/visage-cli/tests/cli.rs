@@ -163,12 +163,18 @@ fn serve_help_lists_every_option_with_its_environment_variable() {
 }
 
 fn service(data_dir: &Path, args: &[&str]) -> Output {
+    service_with(data_dir, args, &[])
+}
+
+/// [`service`] with environment variables set.
+fn service_with(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_visage"))
         .args(args)
         .arg("--data-dir")
         .arg(data_dir)
         .current_dir(root())
         .env("VISAGE_LOG", "warn")
+        .envs(env.iter().copied())
         .output()
         .expect("run visage")
 }
@@ -285,17 +291,8 @@ fn backup_says_loudly_that_the_key_is_apart_and_restore_goes_only_into_an_empty_
     let dir = tempfile::tempdir().unwrap();
     let (data, restored) = (dir.path().join("data"), dir.path().join("restored"));
     let key = "q6mW1nqgEGOhvm0Ylrd7jXZtq7d6Mlw2lk0XGJ0xQ0c=";
-    let visage_with_key = |data_dir: &Path, args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_visage"))
-            .args(args)
-            .arg("--data-dir")
-            .arg(data_dir)
-            .current_dir(root())
-            .env("VISAGE_LOG", "warn")
-            .env("VISAGE_ENCRYPTION__KEY", key)
-            .output()
-            .expect("run visage")
-    };
+    let visage_with_key =
+        |data_dir: &Path, args: &[&str]| service_with(data_dir, args, &[("VISAGE_ENCRYPTION__KEY", key)]);
     let stderr = |out: &Output| String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(
         visage_with_key(&data, &["keys", "create", "--name", "admin", "--role", "admin"]).status.success()

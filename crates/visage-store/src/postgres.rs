@@ -819,31 +819,26 @@ impl Store for PostgresStore {
         cutoffs: &ErasureCutoffs,
         limit: u32,
     ) -> StoreResult<Vec<(Uuid, DestructionGround)>> {
-        let limit = i64::from(limit);
-        let expired: Vec<(Uuid,)> = sqlx::query_as(
-            "SELECT id FROM subjects WHERE consent_expires_at IS NOT NULL AND consent_expires_at <= $1
-             ORDER BY consent_expires_at LIMIT $2",
+        // One query per ground: the subjects past its cutoff, oldest first.
+        let before = |sql: &'static str, cutoff: DateTime<Utc>| {
+            sqlx::query_as::<_, (Uuid,)>(sql).bind(cutoff).bind(i64::from(limit)).fetch_all(&self.pool)
+        };
+        let expired = before(
+            "SELECT id FROM subjects WHERE consent_expires_at <= $1 ORDER BY consent_expires_at LIMIT $2",
+            cutoffs.now,
         )
-        .bind(cutoffs.now)
-        .bind(limit)
-        .fetch_all(&self.pool)
         .await?;
-        let withdrawn: Vec<(Uuid,)> = sqlx::query_as(
-            "SELECT id FROM subjects WHERE consent_withdrawn_at IS NOT NULL AND consent_withdrawn_at <= $1
-             ORDER BY consent_withdrawn_at LIMIT $2",
+        let withdrawn = before(
+            "SELECT id FROM subjects WHERE consent_withdrawn_at <= $1 ORDER BY consent_withdrawn_at LIMIT $2",
+            cutoffs.withdrawn_before,
         )
-        .bind(cutoffs.withdrawn_before)
-        .bind(limit)
-        .fetch_all(&self.pool)
         .await?;
-        let inactive: Vec<(Uuid,)> = match cutoffs.inactive_before {
-            Some(before) => {
-                sqlx::query_as(
+        let inactive = match cutoffs.inactive_before {
+            Some(cutoff) => {
+                before(
                     "SELECT id FROM subjects WHERE last_active_at < $1 ORDER BY last_active_at LIMIT $2",
+                    cutoff,
                 )
-                .bind(before)
-                .bind(limit)
-                .fetch_all(&self.pool)
                 .await?
             }
             None => Vec::new(),

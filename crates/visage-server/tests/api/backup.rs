@@ -10,6 +10,8 @@ use std::io::{Read, Write};
 use visage_server::jobs::backup::{self, Manifest, RestoreOptions};
 use visage_server::jobs::destruction;
 
+use super::access::unzip;
+
 use super::*;
 
 /// A backup as docs/backup.md says to take one.
@@ -87,18 +89,6 @@ async fn restore_and_start(app: &TestApp, taken: &Taken, data_dir: PathBuf) -> T
 
 fn named(candidates: &[(String, f64)], external_id: &str) -> bool {
     candidates.iter().any(|(id, _)| id == external_id)
-}
-
-fn unzip(bytes: &[u8]) -> std::collections::BTreeMap<String, Vec<u8>> {
-    let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).unwrap();
-    (0..archive.len())
-        .map(|i| {
-            let mut file = archive.by_index(i).unwrap();
-            let mut content = Vec::new();
-            file.read_to_end(&mut content).unwrap();
-            (file.name().unwrap().into_owned(), content)
-        })
-        .collect()
 }
 
 #[tokio::test]
