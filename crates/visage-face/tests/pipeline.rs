@@ -523,8 +523,7 @@ fn openvino_runs_mobilefacenet_like_onnxruntime() {
     let config = EngineConfig { recognizer: RecognizerKind::Mobilefacenet, ..EngineConfig::default() };
     for (precision, min_cosine) in [(Precision::F32, 0.9999), (Precision::Bf16, 0.999)] {
         let backend = openvino_backend(precision);
-        let engine =
-            FaceEngine::load(&models(), backend.as_ref(), config.clone()).expect("MobileFaceNet loads");
+        let engine = FaceEngine::load(&models(), backend.as_ref(), config).expect("MobileFaceNet loads");
         for (name, bytes) in cross_check_images() {
             let image = reference_engine.decode(&bytes).unwrap();
             let faces = reference_engine.detect(&image).unwrap();
