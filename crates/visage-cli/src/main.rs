@@ -17,7 +17,7 @@ use std::process::ExitCode;
 
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
-use visage_face::{BackendKind, DecodeLimits, FaceSelection, LivenessKind, RecognizerKind};
+use visage_face::{BackendKind, DecodeLimits, FaceSelection, LivenessKind, Precision, RecognizerKind};
 
 #[derive(Parser)]
 #[command(name = "visage", version, about = "Self-hosted face verification and identification")]
@@ -25,9 +25,14 @@ struct Cli {
     /// Directory holding the model files (see scripts/models/fetch.sh).
     #[arg(long, global = true, env = "VISAGE_MODELS_DIR", default_value = "models")]
     models_dir: PathBuf,
-    /// Inference runtime: onnxruntime (faster; library from scripts/models/fetch.sh) or tract (pure Rust).
+    /// Inference runtime: onnxruntime (library from scripts/models/fetch.sh), openvino (same,
+    /// bf16 where the CPU has it) or tract (pure Rust).
     #[arg(long, global = true, value_enum, env = "VISAGE_BACKEND", default_value = "onnxruntime")]
     backend: BackendKind,
+    /// Precision of the openvino backend: auto (bf16 where the CPU has it), f32 or bf16; the
+    /// other backends run f32.
+    #[arg(long, global = true, value_enum, env = "VISAGE_PRECISION", default_value = "auto")]
+    precision: Precision,
     /// Face recognizer: sface (default) or mobilefacenet (scripts/models/fetch.sh --mobilefacenet).
     #[arg(long, global = true, value_enum, env = "VISAGE_RECOGNIZER", default_value = "sface")]
     recognizer: RecognizerKind,
@@ -406,6 +411,7 @@ fn service_overrides(
         data_dir,
         models_dir: explicit("models_dir").then(|| cli.models_dir.clone()),
         backend: explicit("backend").then_some(cli.backend),
+        precision: explicit("precision").then_some(cli.precision),
         recognizer: explicit("recognizer").then_some(cli.recognizer),
         face_selection: explicit("select").then_some(cli.select),
         max_image_bytes: explicit("max_image_bytes").then_some(cli.max_image_bytes),
@@ -423,6 +429,7 @@ fn main() -> ExitCode {
     let ctx = commands::Context {
         models_dir: cli.models_dir.clone(),
         backend: cli.backend,
+        precision: cli.precision,
         recognizer: cli.recognizer,
         decode: DecodeLimits { max_bytes: cli.max_image_bytes, max_pixels: cli.max_pixels },
         selection: cli.select,

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use chrono::Utc;
 use figment::Figment;
 use figment::providers::Serialized;
-use visage_face::{BackendKind, FaceSelection, LivenessKind, RecognizerKind};
+use visage_face::{BackendKind, FaceSelection, LivenessKind, Precision, RecognizerKind};
 use visage_server::observability::telemetry::{self, LogOptions};
 use visage_server::resources::open_store;
 use visage_server::{Application, Config};
@@ -20,6 +20,7 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub models_dir: Option<PathBuf>,
     pub backend: Option<BackendKind>,
+    pub precision: Option<Precision>,
     pub recognizer: Option<RecognizerKind>,
     pub face_selection: Option<FaceSelection>,
     pub max_image_bytes: Option<usize>,
@@ -40,6 +41,7 @@ impl Overrides {
         set("models.dir", self.models_dir.as_ref().map(|p| p.display().to_string().into()));
         // By their serde names: the names the configuration reads.
         set("models.backend", self.backend.map(|kind| serde_json::json!(kind)));
+        set("inference.precision", self.precision.map(|p| serde_json::json!(p)));
         set("models.recognizer", self.recognizer.map(|kind| serde_json::json!(kind)));
         set("models.face_selection", self.face_selection.map(|kind| serde_json::json!(kind)));
         set("limits.max_image_bytes", self.max_image_bytes.map(Into::into));

@@ -14,7 +14,7 @@ pub use secret::{DatabaseUrl, Secret};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
-use visage_face::{BackendKind, DecodeLimits, FaceSelection, RecognizerKind};
+use visage_face::{BackendKind, DecodeLimits, FaceSelection, Precision, RecognizerKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -212,6 +212,9 @@ pub struct InferenceConfig {
     /// answered 503 `overloaded` instead of run (bursts shorter than five times it are
     /// queued as before); 0: no such bound, only `queue_capacity`.
     pub max_queue_wait_ms: u64,
+    /// Arithmetic precision of the OpenVINO backend: auto (bf16 where the CPU has it), f32 or
+    /// bf16. ONNX Runtime and tract always run f32.
+    pub precision: Precision,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -405,7 +408,12 @@ impl Config {
                 timeout_seconds: 10,
             },
             encryption: EncryptionConfig { key: None, key_file: None, previous_keys: Vec::new() },
-            inference: InferenceConfig { workers: 0, queue_capacity: 32, max_queue_wait_ms: 100 },
+            inference: InferenceConfig {
+                workers: 0,
+                queue_capacity: 32,
+                max_queue_wait_ms: 100,
+                precision: Precision::Auto,
+            },
             limits: LimitsConfig {
                 max_body_bytes: 32 * 1024 * 1024,
                 max_image_bytes: decode.max_bytes,

@@ -10,7 +10,10 @@ pub const OPTIONS: &[(&str, &str)] = &[
     ("server.header_read_timeout_seconds", "a client must send a request's whole header within this [10]"),
     ("server.max_connections", "connections served at once; more wait in the listen backlog [1024]"),
     ("models.dir", "model directory (scripts/models/fetch.sh) [models]"),
-    ("models.backend", "onnxruntime | tract [onnxruntime]"),
+    (
+        "models.backend",
+        "onnxruntime | openvino (falls back to onnxruntime where it cannot run) | tract [onnxruntime]",
+    ),
     ("models.recognizer", "sface | mobilefacenet [sface]"),
     ("models.face_selection", "single | central | largest: the face a single-face request uses [central]"),
     ("storage.data_dir", "embedded database, development key and images [data]"),
@@ -44,6 +47,10 @@ pub const OPTIONS: &[(&str, &str)] = &[
     ("encryption.key_file", "file holding the template key, instead of encryption.key"),
     ("encryption.previous_keys", "retired keys that still open older templates (secret)"),
     ("inference.workers", "inference threads, 0 = one per core [0]"),
+    (
+        "inference.precision",
+        "auto (bf16 where the CPU has it) | f32 | bf16; openvino only, the others run f32 [auto]",
+    ),
     ("inference.queue_capacity", "requests that may wait for a worker before 503 overloaded [32]"),
     (
         "inference.max_queue_wait_ms",

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use visage_face::align::align_face;
-use visage_face::{BackendKind, EngineConfig, FaceEngine, LivenessKind, LivenessModel, ModelPaths};
+use visage_face::{
+    BackendKind, EngineConfig, FaceEngine, LivenessKind, LivenessModel, ModelPaths, Precision,
+};
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -15,12 +17,19 @@ fn bench_pipeline(c: &mut Criterion) {
     let models = ModelPaths::new(
         std::env::var_os("VISAGE_MODELS_DIR").map_or_else(|| repo_root().join("models"), PathBuf::from),
     );
-    // The default backend, ONNX Runtime; VISAGE_BACKEND=tract measures tract.
+    // The default backend, ONNX Runtime; VISAGE_BACKEND=tract or openvino measures another,
+    // VISAGE_PRECISION=f32|bf16 OpenVINO's precision (default auto).
     let backend = match std::env::var("VISAGE_BACKEND").as_deref() {
         Ok("tract") => BackendKind::Tract,
+        Ok("openvino") => BackendKind::OpenVino,
         _ => BackendKind::OnnxRuntime,
     };
-    let backend = backend.create(&models, 1).expect("backend");
+    let precision = match std::env::var("VISAGE_PRECISION").as_deref() {
+        Ok("f32") => Precision::F32,
+        Ok("bf16") => Precision::Bf16,
+        _ => Precision::Auto,
+    };
+    let backend = backend.create_with(&models, 1, precision).expect("backend");
     let engine = FaceEngine::load(&models, backend.as_ref(), EngineConfig::default())
         .expect("models (scripts/models/fetch.sh)");
     let fixtures = repo_root().join("tests/fixtures/lfw");

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use serde::Deserialize;
 use visage_face::{
     BackendKind, DecodeLimits, EngineConfig, FaceEngine, FaceError, FaceSelection, LivenessModel, ModelPaths,
-    RecognizerKind, TractBackend,
+    Precision, RecognizerKind, TractBackend,
 };
 
 fn repo_root() -> PathBuf {
@@ -445,4 +445,191 @@ fn flip_tta_embeds_the_face_and_its_mirror_image_as_one_unit_vector() {
     // The mirror image is the same face: the sum moves the embedding, but not far.
     let moved = plain.cosine(&tta);
     assert!(moved > 0.9 && moved < 0.9999, "cosine to the plain embedding {moved}");
+}
+
+// The OpenVINO backend, cross-checked against ONNX Runtime (itself checked against tract and
+// an independent OpenCV pipeline above). f32 runs the same arithmetic in another order, so
+// results agree to float32 rounding: cosine >= 0.9999, landmarks within 0.05 px. bf16 keeps
+// float32's range but 8 bits of mantissa (relative error about 0.4% per operand), and errors
+// of that size partly cancel over SFace's sums: cosine >= 0.999 to f32 is the bound that still
+// leaves every decision unchanged (the thresholds sit near 0.36, far from a 0.001 shift).
+
+fn openvino_backend(precision: Precision) -> Box<dyn visage_face::InferenceBackend> {
+    let backend = BackendKind::OpenVino
+        .create_with(&models(), 2, precision)
+        .expect("openvino backend (run scripts/models/fetch.sh)");
+    assert_eq!(backend.name(), "openvino");
+    assert_eq!(backend.precision(), precision, "an explicit precision runs as asked");
+    backend
+}
+
+fn openvino_engine(precision: Precision) -> &'static FaceEngine {
+    static F32: OnceLock<FaceEngine> = OnceLock::new();
+    static BF16: OnceLock<FaceEngine> = OnceLock::new();
+    let cell = if precision == Precision::Bf16 { &BF16 } else { &F32 };
+    cell.get_or_init(|| {
+        let config = EngineConfig { selection: FaceSelection::Central, ..EngineConfig::default() };
+        let backend = openvino_backend(precision);
+        FaceEngine::load(&models(), backend.as_ref(), config).expect("models load on openvino")
+    })
+}
+
+/// Every fixture face: the LFW references and the lossless PNGs.
+fn cross_check_images() -> Vec<(String, Vec<u8>)> {
+    let lfw =
+        reference().images.into_iter().map(|r| (r.image.clone(), std::fs::read(fixture(&r.image)).unwrap()));
+    let text = std::fs::read_to_string(repo_root().join("tests/fixtures/lossless-reference.json")).unwrap();
+    let parsed: Reference = serde_json::from_str(&text).unwrap();
+    let lossless = parsed.images.into_iter().map(|r| {
+        let bytes = std::fs::read(repo_root().join("tests/fixtures/lossless").join(&r.image)).unwrap();
+        (r.image, bytes)
+    });
+    lfw.chain(lossless).collect()
+}
+
+fn assert_same_faces(a: &FaceEngine, b: &FaceEngine, pixels: f32, min_cosine: f32) {
+    for (name, bytes) in cross_check_images() {
+        let image = a.decode(&bytes).unwrap();
+        let (faces_a, faces_b) = (a.detect(&image).unwrap(), b.detect(&image).unwrap());
+        assert_eq!(faces_a.len(), faces_b.len(), "{name}: face count");
+        for (p, q) in faces_a.iter().zip(&faces_b) {
+            assert!((p.score - q.score).abs() < 0.01, "{name}: score {} vs {}", p.score, q.score);
+            for (u, v) in p.landmarks.iter().zip(&q.landmarks) {
+                assert!(u.distance(*v) < pixels, "{name}: landmark {u:?} vs {v:?}");
+            }
+        }
+        // Both recognizers on the same aligned face (a's detection), so that the cosine
+        // measures the recognizer alone; the landmarks above bound what detection adds.
+        let face = a.select(&image, &faces_a).unwrap();
+        let (x, y) = (a.analyze(&image, face).unwrap(), b.analyze(&image, face).unwrap());
+        let cosine = x.embedding.cosine(&y.embedding);
+        assert!(cosine >= min_cosine, "{name}: cosine {cosine}");
+    }
+}
+
+#[test]
+fn openvino_f32_gives_the_same_faces_and_embeddings_as_onnxruntime() {
+    assert_same_faces(engine(), openvino_engine(Precision::F32), 0.05, 0.9999);
+}
+
+#[test]
+fn openvino_bf16_stays_within_bf16_rounding_of_f32() {
+    assert_same_faces(openvino_engine(Precision::F32), openvino_engine(Precision::Bf16), 1.0, 0.999);
+}
+
+#[test]
+fn openvino_runs_mobilefacenet_like_onnxruntime() {
+    let Some(reference_engine) = mobilefacenet_engine() else { return };
+    let config = EngineConfig { recognizer: RecognizerKind::Mobilefacenet, ..EngineConfig::default() };
+    for (precision, min_cosine) in [(Precision::F32, 0.9999), (Precision::Bf16, 0.999)] {
+        let backend = openvino_backend(precision);
+        let engine = FaceEngine::load(&models(), backend.as_ref(), config).expect("MobileFaceNet loads");
+        for (name, bytes) in cross_check_images() {
+            let image = reference_engine.decode(&bytes).unwrap();
+            let faces = reference_engine.detect(&image).unwrap();
+            let face = reference_engine.select(&image, &faces).unwrap();
+            let a = reference_engine.analyze(&image, face).unwrap().embedding;
+            let b = engine.analyze(&image, face).unwrap().embedding;
+            let cosine = a.cosine(&b);
+            assert!(cosine >= min_cosine, "{precision:?} {name}: cosine {cosine}");
+        }
+    }
+}
+
+#[test]
+fn openvino_liveness_scores_match_onnxruntime() {
+    // Every liveness model (MiniFASNet V2 and V1SE, faceplugin) and their combinations, on the
+    // live and printed NUAA frames. f32: within 1e-4 (float32 rounding through a softmax).
+    // bf16: within 0.05 of f32 (MiniFASNet's small 80x80 networks end in a softmax whose
+    // inputs bf16 moves by a few hundredths; seen up to 0.03 here), and the same verdict at the
+    // threshold.
+    let onnxruntime = BackendKind::OnnxRuntime.create(&models(), 2).expect("backend");
+    let load = |backend: &dyn visage_face::InferenceBackend| {
+        LivenessModel::load(&models(), backend, visage_face::LivenessKind::Ensemble).expect("liveness models")
+    };
+    let reference_model = load(onnxruntime.as_ref());
+    let (f32_backend, bf16_backend) = (openvino_backend(Precision::F32), openvino_backend(Precision::Bf16));
+    let (f32_model, bf16_model) = (load(f32_backend.as_ref()), load(bf16_backend.as_ref()));
+    let threshold = visage_face::liveness::DEFAULT_THRESHOLD;
+    let files = ["real/0005_00_00_01_0.jpg", "real/0006_00_00_01_0.jpg", "real/0007_00_00_01_0.jpg"]
+        .into_iter()
+        .chain(["print/0005_00_00_01_10.jpg", "print/0006_00_00_01_100.jpg", "print/0007_01_00_01_0.jpg"]);
+    for file in files {
+        let bytes = std::fs::read(repo_root().join("tests/fixtures/nuaa").join(file)).unwrap();
+        let image = engine().decode(&bytes).unwrap();
+        let faces = engine().detect(&image).unwrap();
+        let face = engine().select(&image, &faces).unwrap();
+        let want = reference_model.score_each(&image, face).unwrap();
+        let at_f32 = f32_model.score_each(&image, face).unwrap();
+        let at_bf16 = bf16_model.score_each(&image, face).unwrap();
+        assert_eq!(want.len(), 5, "{file}: V2, V1SE, minifasnet, faceplugin, ensemble");
+        for ((name, w), ((_, f), (_, b))) in want.iter().zip(at_f32.iter().zip(&at_bf16)) {
+            assert!((w - f).abs() < 1e-4, "{file} {name}: onnxruntime {w} vs openvino f32 {f}");
+            assert!((f - b).abs() < 0.05, "{file} {name}: f32 {f} vs bf16 {b}");
+        }
+        let (live_f32, live_bf16) =
+            (f32_model.score(&image, face).unwrap(), bf16_model.score(&image, face).unwrap());
+        assert_eq!(live_f32.is_live(threshold), live_bf16.is_live(threshold), "{file}");
+        assert_eq!(live_f32.is_live(threshold), file.starts_with("real/"), "{file}: {live_f32:?}");
+    }
+}
+
+#[test]
+fn auto_precision_runs_bf16_or_f32_and_says_which() {
+    let backend = BackendKind::OpenVino.create_with(&models(), 1, Precision::Auto).expect("openvino backend");
+    assert!(matches!(backend.precision(), Precision::F32 | Precision::Bf16), "{:?}", backend.precision());
+    let onnxruntime = BackendKind::OnnxRuntime.create_with(&models(), 1, Precision::Bf16).expect("backend");
+    assert_eq!(onnxruntime.precision(), Precision::F32, "ONNX Runtime always runs f32");
+}
+
+/// A models directory holding links to every model and the ONNX Runtime library, and what
+/// `openvino` gets (nothing, or a damaged C library).
+fn models_without_openvino(name: &str, damaged_library: bool) -> ModelPaths {
+    let dir = std::env::temp_dir().join(format!("visage-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(&models().dir).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::os::unix::fs::symlink(entry.path(), dir.join(entry.file_name())).unwrap();
+        }
+    }
+    if damaged_library {
+        std::fs::create_dir_all(dir.join("openvino")).unwrap();
+        std::fs::write(dir.join(visage_face::backend::openvino::LIBRARY), b"\x7fELF truncated").unwrap();
+    }
+    ModelPaths::new(dir)
+}
+
+#[test]
+fn openvino_without_its_libraries_falls_back_to_onnxruntime_and_says_why() {
+    for (name, damaged, reason) in
+        [("no-openvino", false, "is missing"), ("bad-openvino", true, "is corrupt")]
+    {
+        let paths = models_without_openvino(name, damaged);
+        let (backend, fallback) =
+            BackendKind::OpenVino.create_or_fall_back(&paths, 1, Precision::Auto).expect("falls back");
+        assert_eq!((backend.name(), backend.precision()), ("onnxruntime", Precision::F32));
+        let fallback = fallback.expect("the fallback is reported");
+        assert_eq!(fallback.requested, BackendKind::OpenVino);
+        assert!(
+            fallback.reason.contains("libopenvino_c") && fallback.reason.contains(reason),
+            "{}",
+            fallback.reason
+        );
+        let engine =
+            FaceEngine::load(&paths, backend.as_ref(), EngineConfig::default()).expect("models load");
+        let bytes = std::fs::read(fixture("Bob_Graham/Bob_Graham_0001.jpg")).unwrap();
+        assert_eq!(engine.analyze_bytes(&bytes).unwrap().embedding.dimension(), 128);
+    }
+}
+
+#[test]
+fn backends_that_run_need_no_fallback() {
+    let (backend, fallback) =
+        BackendKind::OpenVino.create_or_fall_back(&models(), 1, Precision::F32).expect("openvino backend");
+    assert_eq!((backend.name(), fallback), ("openvino", None));
+    let (backend, fallback) =
+        BackendKind::Tract.create_or_fall_back(&models(), 1, Precision::Auto).expect("tract backend");
+    assert_eq!((backend.name(), fallback), ("tract", None));
 }

@@ -12,7 +12,7 @@ use visage_store::{PostgresOptions, PostgresStore, SqliteStore, Store, StoreErro
 
 use crate::config::{Config, ImageBackend, ImagesConfig, Profile};
 use crate::gallery::GalleryIndex;
-use crate::inference::Pipeline;
+use crate::inference::{Pipeline, Runtime};
 
 /// Where images are kept: `data_dir/images`, or the configured bucket.
 pub fn image_backend(config: &Config) -> visage_objects::Backend {
@@ -115,7 +115,32 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
 /// Loads the models and warms them up (blocking: call from a blocking thread).
 pub fn load_pipeline(config: &Config, workers: usize, liveness_threshold: f32) -> anyhow::Result<Pipeline> {
     let paths = ModelPaths::new(&config.models.dir);
-    let backend = config.models.backend.create(&paths, workers)?;
+    let requested = config.models.backend;
+    let (backend, fallback) = requested.create_or_fall_back(&paths, workers, config.inference.precision)?;
+    if let Some(fallback) = fallback {
+        tracing::warn!(
+            requested = fallback.requested.as_str(),
+            running = backend.name(),
+            reason = %fallback.reason,
+            "the {} backend cannot run here: running on {} instead",
+            fallback.requested.as_str(),
+            backend.name()
+        );
+    }
+    let runtime = Runtime { backend: backend.name(), precision: backend.precision() };
+    if runtime.backend == "openvino" {
+        tracing::info!(
+            backend = runtime.backend,
+            precision = runtime.precision.as_str(),
+            "inference backend"
+        );
+    } else {
+        tracing::info!(
+            backend = runtime.backend,
+            precision = runtime.precision.as_str(),
+            "inference backend (inference.precision applies to openvino only; this one runs f32)"
+        );
+    }
     let engine_config = EngineConfig {
         recognizer: config.models.recognizer,
         decode: config.decode_limits(),
@@ -124,7 +149,7 @@ pub fn load_pipeline(config: &Config, workers: usize, liveness_threshold: f32) -
     };
     let engine = FaceEngine::load(&paths, backend.as_ref(), engine_config)?;
     let liveness = LivenessModel::load(&paths, backend.as_ref(), config.liveness.model)?;
-    let pipeline = Pipeline { engine, liveness, liveness_threshold };
+    let pipeline = Pipeline { engine, liveness, liveness_threshold, runtime };
     pipeline.warm_up()?;
     Ok(pipeline)
 }

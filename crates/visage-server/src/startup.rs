@@ -60,6 +60,7 @@ impl Application {
             let config = config.clone();
             tokio::task::spawn_blocking(move || load_pipeline(&config, workers, liveness_threshold)).await??
         };
+        let runtime = pipeline.runtime;
         let model = enum_name(&config.models.recognizer);
         let gallery =
             load_gallery(store.as_ref(), &keys, &model, config.models.recognizer.dimension()).await?;
@@ -72,7 +73,13 @@ impl Application {
         let listener = TcpListener::bind(&config.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;
-        let metrics = Metrics::new(env!("CARGO_PKG_VERSION"), &model, &enum_name(&config.liveness.model));
+        let metrics = Metrics::new(
+            env!("CARGO_PKG_VERSION"),
+            &model,
+            &enum_name(&config.liveness.model),
+            runtime.backend,
+            runtime.precision.as_str(),
+        );
         metrics.inference_workers.set(workers as i64);
         let points: Vec<(f64, f32)> = calibration.points.iter().map(|p| (p.far, p.threshold)).collect();
         metrics.set_calibration(&calibration.source, &points);

@@ -8,6 +8,8 @@ use crate::FaceError;
 
 #[cfg(feature = "onnxruntime")]
 pub mod onnxruntime;
+#[cfg(feature = "openvino")]
+pub mod openvino;
 #[cfg(feature = "tract")]
 mod tract;
 #[cfg(feature = "tract")]
@@ -37,15 +39,99 @@ pub enum BackendKind {
     /// ONNX Runtime loaded from the models directory (cargo feature `onnxruntime`).
     #[cfg_attr(feature = "clap", value(name = "onnxruntime"))]
     OnnxRuntime,
+    /// OpenVINO loaded from the models directory (cargo feature `openvino`); falls back to
+    /// ONNX Runtime where it cannot run (see [`BackendKind::create_or_fall_back`]).
+    #[cfg_attr(feature = "clap", value(name = "openvino"))]
+    #[serde(rename = "openvino")]
+    OpenVino,
+}
+
+/// Arithmetic precision inside the runtime. Applies to OpenVINO only: ONNX Runtime and tract
+/// always run f32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// bf16 where the CPU supports it, f32 elsewhere.
+    #[default]
+    Auto,
+    F32,
+    Bf16,
+}
+
+impl Precision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::F32 => "f32",
+            Self::Bf16 => "bf16",
+        }
+    }
+
+    /// The precision that runs, given whether the CPU has bf16: `Auto` picks, an explicit
+    /// choice stays (the runtime emulates bf16 where the CPU lacks it).
+    pub fn resolve(self, cpu_has_bf16: bool) -> Self {
+        match self {
+            Self::Auto if cpu_has_bf16 => Self::Bf16,
+            Self::Auto => Self::F32,
+            explicit => explicit,
+        }
+    }
+}
+
+/// Why the requested backend did not start and which one runs instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fallback {
+    pub requested: BackendKind,
+    pub reason: String,
 }
 
 impl BackendKind {
-    /// `parallelism`: how many inferences of one model may run at once.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tract => "tract",
+            Self::OnnxRuntime => "onnxruntime",
+            Self::OpenVino => "openvino",
+        }
+    }
+
+    /// `parallelism`: how many inferences of one model may run at once. Precision `Auto`.
     pub fn create(
         self,
         paths: &crate::ModelPaths,
         parallelism: usize,
     ) -> Result<Box<dyn InferenceBackend>, FaceError> {
+        self.create_with(paths, parallelism, Precision::Auto)
+    }
+
+    /// Like [`BackendKind::create`], but where OpenVINO cannot run here (library missing,
+    /// altered or failing to load, a CPU without AVX2) starts ONNX Runtime instead and says why;
+    /// the caller logs the reason once.
+    pub fn create_or_fall_back(
+        self,
+        paths: &crate::ModelPaths,
+        parallelism: usize,
+        precision: Precision,
+    ) -> Result<(Box<dyn InferenceBackend>, Option<Fallback>), FaceError> {
+        match self.create_with(paths, parallelism, precision) {
+            Ok(backend) => Ok((backend, None)),
+            Err(error) if self == Self::OpenVino => {
+                let backend = Self::OnnxRuntime.create_with(paths, parallelism, Precision::F32)?;
+                Ok((backend, Some(Fallback { requested: self, reason: error.to_string() })))
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// `precision` applies to OpenVINO; the other runtimes run f32 whatever it says.
+    pub fn create_with(
+        self,
+        paths: &crate::ModelPaths,
+        parallelism: usize,
+        precision: Precision,
+    ) -> Result<Box<dyn InferenceBackend>, FaceError> {
+        #[cfg(not(feature = "openvino"))]
+        let _ = precision;
         match self {
             #[cfg(feature = "tract")]
             Self::Tract => Ok(Box::new(TractBackend)),
@@ -67,6 +153,13 @@ impl BackendKind {
                     reason: "this build has no ONNX Runtime backend (cargo feature `onnxruntime`)".into(),
                 })
             }
+            #[cfg(feature = "openvino")]
+            Self::OpenVino => Ok(Box::new(openvino::OpenVinoBackend::new(paths, precision, parallelism)?)),
+            #[cfg(not(feature = "openvino"))]
+            Self::OpenVino => Err(FaceError::ModelLoad {
+                model: "openvino".into(),
+                reason: "this build has no OpenVINO backend (cargo feature `openvino`)".into(),
+            }),
         }
     }
 }
@@ -74,6 +167,10 @@ impl BackendKind {
 /// A runtime able to load ONNX models.
 pub trait InferenceBackend: Send + Sync {
     fn name(&self) -> &'static str;
+    /// The precision the runtime computes in (never `Auto`).
+    fn precision(&self) -> Precision {
+        Precision::F32
+    }
     fn load(&self, path: &Path, model: &str) -> Result<Arc<dyn Session>, FaceError>;
 }
 
@@ -81,4 +178,27 @@ pub trait InferenceBackend: Send + Sync {
 /// it may be called from several threads at once.
 pub trait Session: Send + Sync {
     fn run(&self, input: Tensor) -> Result<Vec<Tensor>, FaceError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_precision_is_bf16_only_where_the_cpu_has_it() {
+        assert_eq!(Precision::Auto.resolve(true), Precision::Bf16);
+        assert_eq!(Precision::Auto.resolve(false), Precision::F32);
+        assert_eq!(Precision::F32.resolve(true), Precision::F32);
+        assert_eq!(Precision::Bf16.resolve(false), Precision::Bf16);
+    }
+
+    #[test]
+    fn backend_and_precision_names_are_the_configured_ones() {
+        for kind in [BackendKind::Tract, BackendKind::OnnxRuntime, BackendKind::OpenVino] {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
+        }
+        for precision in [Precision::Auto, Precision::F32, Precision::Bf16] {
+            assert_eq!(serde_json::to_value(precision).unwrap(), precision.as_str());
+        }
+    }
 }

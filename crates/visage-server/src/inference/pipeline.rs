@@ -24,6 +24,15 @@ pub struct Pipeline {
     pub engine: FaceEngine,
     pub liveness: LivenessModel,
     pub liveness_threshold: f32,
+    /// The runtime the models run on, as `visage_build_info` reports it.
+    pub runtime: Runtime,
+}
+
+/// The inference backend that runs and its precision (after any fallback).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Runtime {
+    pub backend: &'static str,
+    pub precision: visage_face::Precision,
 }
 
 #[derive(Debug, Clone)]

@@ -136,7 +136,8 @@ fn histogram(
 }
 
 impl Metrics {
-    pub fn new(version: &str, recognizer: &str, liveness: &str) -> Self {
+    /// `backend` and `precision`: the inference runtime that runs (after any fallback).
+    pub fn new(version: &str, recognizer: &str, liveness: &str, backend: &str, precision: &str) -> Self {
         let r = Registry::new();
         let metrics = Self {
             verification_requests: counter(
@@ -346,8 +347,8 @@ impl Metrics {
             build_info: int_gauge_vec(
                 &r,
                 "visage_build_info",
-                "Version and models of this build (always 1)",
-                &["version", "recognizer", "detector", "liveness"],
+                "Version, models and inference runtime of this process (always 1)",
+                &["version", "recognizer", "detector", "liveness", "backend", "precision"],
             ),
             calibration_info: int_gauge_vec(
                 &r,
@@ -358,7 +359,10 @@ impl Metrics {
             collection_calibration_series: Mutex::new(Vec::new()),
             registry: r,
         };
-        metrics.build_info.with_label_values(&[version, recognizer, "yunet_2023mar", liveness]).set(1);
+        metrics
+            .build_info
+            .with_label_values(&[version, recognizer, "yunet_2023mar", liveness, backend, precision])
+            .set(1);
         // Every fixed label value exists from the start, so rates and alerts see zeros, not gaps.
         for mode in ["verify", "identify"] {
             for result in ["match", "no_match", "spoof", "error"] {
@@ -598,7 +602,7 @@ mod tests {
 
     #[test]
     fn traffic_counts_api_requests_only() {
-        let m = Metrics::new("test", "sface", "ensemble");
+        let m = Metrics::new("test", "sface", "ensemble", "onnxruntime", "f32");
         m.http_requests.with_label_values(&["POST", "/v1/verify", "2xx"]).inc_by(3);
         m.http_requests.with_label_values(&["POST", "/v1/verify", "5xx"]).inc();
         m.http_requests.with_label_values(&["GET", "/metrics", "2xx"]).inc_by(100);
@@ -622,7 +626,7 @@ mod tests {
 
     #[test]
     fn redis_up_is_absent_until_set() {
-        let metrics = Metrics::new("0", "sface", "ensemble");
+        let metrics = Metrics::new("0", "sface", "ensemble", "onnxruntime", "f32");
         assert!(!metrics.render().contains("redis_up"));
         let up = metrics.redis_up();
         assert!(metrics.render().contains("\nredis_up 0\n"), "{}", metrics.render());
@@ -632,7 +636,7 @@ mod tests {
 
     #[test]
     fn absent_gauges_are_not_rendered() {
-        let metrics = Metrics::new("0", "sface", "ensemble");
+        let metrics = Metrics::new("0", "sface", "ensemble", "onnxruntime", "f32");
         metrics.set_error_rates("feedback", &ObservedRates { far_percent: Some(1.0), ..Default::default() });
         assert!(metrics.render().contains("false_accept_rate{source=\"feedback\"} 1"));
         metrics.set_error_rates("feedback", &ObservedRates::default());

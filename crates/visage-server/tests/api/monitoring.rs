@@ -74,6 +74,8 @@ async fn the_metrics_endpoint_exports_every_seed_metric_with_fixed_labels() {
     assert_eq!(count("db_pool_connections_max", &[]), f64::from(pool_max));
     assert_eq!(count("inference_workers", &[]), 2.0);
     assert_eq!(count("visage_build_info", &[("recognizer", "sface")]), 1.0);
+    // The default backend, which runs f32 whatever inference.precision says.
+    assert_eq!(count("visage_build_info", &[("backend", "onnxruntime"), ("precision", "f32")]), 1.0);
 
     let histogram = |name: &str, labels: &[(&str, &str)]| match &sample(&after, name, labels)
         .unwrap_or_else(|| panic!("{name} {labels:?}"))
@@ -182,4 +184,46 @@ async fn feedback_turns_decisions_into_false_accepts_and_rejects_and_rates() {
             * 100.0;
     let eer = value(&scraped, "equal_error_rate", &[("source", "feedback")]).unwrap();
     assert!((eer - expected_eer).abs() < 1e-9, "{eer} vs {expected_eer}");
+}
+
+#[tokio::test]
+async fn the_openvino_backend_serves_and_reports_its_precision() {
+    let app = TestApp::spawn_with(|c| {
+        c.models.backend = visage_face::BackendKind::OpenVino;
+        c.inference.precision = visage_face::Precision::F32;
+    })
+    .await;
+    let bob = app.enrol("bob", "Bob_Graham_0001").await;
+    app.verify(bob, "Bob_Graham_0005").await;
+    let metrics = scrape(&app).await;
+    let labels = [("backend", "openvino"), ("precision", "f32")];
+    assert_eq!(value(&metrics, "visage_build_info", &labels), Some(1.0));
+    assert_eq!(
+        value(&metrics, "verification_requests_total", &[("mode", "verify"), ("result", "match")]),
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn openvino_without_its_libraries_starts_on_onnxruntime() {
+    // Every model file, but no models/openvino/: the service must start, on ONNX Runtime.
+    let models = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(repo().join("models")).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::os::unix::fs::symlink(entry.path(), models.path().join(entry.file_name())).unwrap();
+        }
+    }
+    let dir = models.path().to_path_buf();
+    let app = TestApp::spawn_with(move |c| {
+        c.models.backend = visage_face::BackendKind::OpenVino;
+        c.models.dir = dir;
+    })
+    .await;
+    let metrics = scrape(&app).await;
+    let labels = [("backend", "onnxruntime"), ("precision", "f32")];
+    assert_eq!(value(&metrics, "visage_build_info", &labels), Some(1.0));
+    assert!(sample(&metrics, "visage_build_info", &[("backend", "openvino")]).is_none());
+    let bob = app.enrol("bob", "Bob_Graham_0001").await;
+    app.verify(bob, "Bob_Graham_0005").await;
 }
