@@ -56,9 +56,7 @@ pub fn rotate_template_key(config: &Config, batch: u32) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let progress = Deferred::default();
     let summary = runtime.block_on(visage_server::jobs::rotation::rotate(config, batch, &progress))?;
-    let failed = summary.templates.failed_total()
-        + summary.images.failed_total()
-        + summary.probe_images.failed_total();
+    let failed = summary.failed_total();
     eprintln!(
         "re-sealed {} templates, {} images and {} probe images under key {}; {} failed",
         summary.templates.resealed,

@@ -94,6 +94,11 @@ impl KeyRing {
         &self.active
     }
 
+    /// Ids of the loaded keys that are not the active one.
+    pub fn previous_key_ids(&self) -> impl Iterator<Item = &str> {
+        self.keys.keys().map(String::as_str).filter(|id| *id != self.active)
+    }
+
     /// Whether the key with this id is loaded (active or previous).
     pub fn contains(&self, key_id: &str) -> bool {
         self.keys.contains_key(key_id)

@@ -42,6 +42,13 @@ pub struct RotationSummary {
     pub keys_in_use: Vec<String>,
 }
 
+impl RotationSummary {
+    /// Items of every kind that could not be re-sealed.
+    pub fn failed_total(&self) -> u64 {
+        self.templates.failed_total() + self.images.failed_total() + self.probe_images.failed_total()
+    }
+}
+
 /// Outcomes for one kind of sealed item.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Counts {
@@ -106,41 +113,30 @@ pub async fn rotate(config: &Config, batch: u32, progress: &dyn Progress) -> any
     in_use.push(summary.active_key_id.clone());
     in_use.sort();
     in_use.dedup();
-    summary.removable_key_ids =
-        configured_previous_key_ids(config)?.into_iter().filter(|id| !in_use.contains(id)).collect();
+    summary.removable_key_ids = keys
+        .previous_key_ids()
+        .filter(|id| !in_use.iter().any(|used| used == id))
+        .map(str::to_owned)
+        .collect();
+    summary.removable_key_ids.sort();
     summary.keys_in_use = in_use;
     let event = NewAuditEvent {
         api_key_id: None,
         action: AuditAction::TemplateKeyRotate,
-        outcome: if summary.templates.failed_total() + summary.images.failed_total() == 0 {
-            AuditOutcome::Ok
-        } else {
-            AuditOutcome::Failed
-        },
+        outcome: if summary.failed_total() == 0 { AuditOutcome::Ok } else { AuditOutcome::Failed },
         collection: None,
         subject_id: None,
         detail: json!({
             "active_key_id": summary.active_key_id,
             "templates_resealed": summary.templates.resealed,
             "images_resealed": summary.images.resealed + summary.probe_images.resealed,
-            "failed": summary.templates.failed_total() + summary.images.failed_total()
-                + summary.probe_images.failed_total(),
+            "failed": summary.failed_total(),
             "keys_in_use": summary.keys_in_use,
         }),
     };
     service::audit::append(store.as_ref(), &event).await;
     store.close().await;
     Ok(summary)
-}
-
-/// Ids of the configured previous keys (never the keys).
-fn configured_previous_key_ids(config: &Config) -> anyhow::Result<Vec<String>> {
-    config
-        .encryption
-        .previous_keys
-        .iter()
-        .map(|k| Ok(visage_store::crypto::TemplateKey::from_base64(k.expose())?.id().to_owned()))
-        .collect()
 }
 
 /// What became of one sealed item.
