@@ -28,7 +28,7 @@ enum RoleName {
 #[serde(deny_unknown_fields)]
 pub struct CreateKeyRequest {
     /// What the key is for (a door, a service), shown in listings.
-    #[schema(min_length = 1, max_length = 64, pattern = "\\S")]
+    #[schema(min_length = 1, max_length = 64, pattern = "[^\\s\\u0085]")]
     pub name: String,
     #[schema(value_type = RoleName)]
     pub role: Role,

@@ -226,7 +226,8 @@ pub struct FeedbackRequest {
     #[schema(value_type = TruthName)]
     pub truth: visage_store::Truth,
     /// Where the truth comes from, e.g. manual_review, chargeback, operator.
-    #[schema(min_length = 1, max_length = 64, pattern = "\\S")]
+    // Not blank as the service trims: U+0085 is whitespace to Rust but not to a schema's `\s`.
+    #[schema(min_length = 1, max_length = 64, pattern = "[^\\s\\u0085]")]
     pub source: String,
 }
 

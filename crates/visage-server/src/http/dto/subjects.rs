@@ -16,12 +16,12 @@ use crate::service::subjects::ConsentGiven;
 #[serde(deny_unknown_fields)]
 pub struct ConsentInput {
     /// Who gave consent (the person, or a guardian).
-    #[schema(pattern = "\\S")]
+    #[schema(pattern = "[^\\s\\u0085]")]
     pub given_by: String,
     /// When; defaults to the time of the request.
     pub given_at: Option<DateTime<Utc>>,
     /// What the data may be used for.
-    #[schema(pattern = "\\S")]
+    #[schema(pattern = "[^\\s\\u0085]")]
     pub purpose: String,
     /// Where the signed consent is kept.
     pub reference: Option<String>,
@@ -46,7 +46,7 @@ impl From<ConsentInput> for ConsentGiven {
 #[serde(deny_unknown_fields)]
 pub struct CreateSubjectRequest {
     /// The caller's own id for the person, unique in the collection.
-    #[schema(min_length = 1, max_length = 256, pattern = "\\S")]
+    #[schema(min_length = 1, max_length = 256, pattern = "[^\\s\\u0085]")]
     pub external_id: String,
     /// Collection (gallery); default `default`.
     #[schema(pattern = "^[a-z0-9_-]{1,64}$")]
