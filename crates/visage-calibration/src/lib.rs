@@ -2,11 +2,16 @@
 //! `<models>/calibration.json` when present (written by a calibration run on the development
 //! split), else the operating points measured for each recognizer and documented in docs/accuracy.md.
 //! `visage calibrate` writes the file, `visage serve` and the evaluations read it.
+//!
+//! Thresholds are kept per recognizer *and* per [`Numerics`] (backend and precision): bf16
+//! moves the scores enough to move a threshold, so a threshold measured in f32 is never served
+//! to a bf16 service. The f32 runtimes agree to the tolerances the pipeline tests check, so an
+//! f32 calibration serves every f32 runtime, and says which one it was measured on.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use visage_face::{LivenessKind, RecognizerKind};
+use visage_face::{BackendKind, LivenessKind, Numerics, Precision, RecognizerKind};
 
 pub const FILE_NAME: &str = "calibration.json";
 pub const FORMAT_VERSION: u32 = 1;
@@ -59,6 +64,12 @@ pub struct FarEvidence {
 pub struct RecognizerCalibration {
     /// Where the thresholds were measured.
     pub dataset: String,
+    /// The runtime that computed the scores (files before this field: ONNX Runtime).
+    #[serde(default = "files_without_numerics_were_onnxruntime")]
+    pub backend: BackendKind,
+    /// The precision it ran (files before this field: f32).
+    #[serde(default = "files_without_numerics_were_f32")]
+    pub precision: Precision,
     pub points: Vec<OperatingPoint>,
     /// Error rates of the calibration or evaluation run at the default target, for the
     /// `source="calibration"` gauges.
@@ -87,6 +98,27 @@ fn files_without_a_model_calibrated_minifasnet() -> LivenessKind {
     LivenessKind::Minifasnet
 }
 
+fn files_without_numerics_were_onnxruntime() -> BackendKind {
+    Numerics::REFERENCE.backend
+}
+
+fn files_without_numerics_were_f32() -> Precision {
+    Numerics::REFERENCE.precision
+}
+
+impl RecognizerCalibration {
+    pub fn numerics(&self) -> Numerics {
+        Numerics { backend: self.backend, precision: self.precision }
+    }
+}
+
+/// Where a recognizer's thresholds for one backend and precision are kept in the file:
+/// `sface/openvino/bf16`. Files written before per-backend thresholds have the recognizer's
+/// name alone (ONNX Runtime, f32); they are still read.
+pub fn entry_key(recognizer: RecognizerKind, numerics: Numerics) -> String {
+    format!("{}/{}/{}", recognizer_name(recognizer), numerics.backend.as_str(), numerics.precision.as_str())
+}
+
 /// The file's format.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CalibrationFile {
@@ -111,6 +143,8 @@ pub enum CalibrationError {
 #[derive(Debug, Clone)]
 pub struct Calibration {
     pub source: String,
+    /// The backend and precision the thresholds were measured with.
+    pub measured_on: Numerics,
     pub points: Vec<OperatingPoint>,
     pub liveness_threshold: f32,
     /// Where the liveness threshold comes from.
@@ -119,41 +153,48 @@ pub struct Calibration {
 }
 
 impl Calibration {
+    /// The thresholds for `recognizer` scored by `numerics` (the backend and precision that
+    /// run, never `Auto`).
     pub fn load(
         models_dir: &Path,
         recognizer: RecognizerKind,
+        numerics: Numerics,
         liveness: LivenessKind,
     ) -> Result<Self, CalibrationError> {
         let path = models_dir.join(FILE_NAME);
         if !path.exists() {
-            return Ok(Self::built_in(recognizer, liveness));
+            return Ok(Self::built_in(recognizer, numerics, liveness));
         }
         match std::fs::read_to_string(&path) {
-            Ok(text) => Self::parse(&text, &path, recognizer, liveness),
+            Ok(text) => Self::parse(&text, &path, recognizer, numerics, liveness),
             Err(source) => Err(CalibrationError::Read { path, source }),
         }
     }
 
     /// A calibration file's `text` (read from `path`, which messages name), checked: every
     /// FAR target and APCER target a rate in (0, 1), every threshold a finite similarity in
-    /// [-1, 1] (liveness: [0, 1]), every reported rate a percentage. A hand-edited file that
-    /// breaks one is refused, never served.
+    /// [-1, 1] (liveness: [0, 1]), every reported rate a percentage, every key naming the
+    /// backend and precision its entry says. A hand-edited file that breaks one is refused,
+    /// never served. Without an entry for this recognizer in this precision, the built-in
+    /// thresholds for the precision serve.
     pub fn parse(
         text: &str,
         path: &Path,
         recognizer: RecognizerKind,
+        numerics: Numerics,
         liveness: LivenessKind,
     ) -> Result<Self, CalibrationError> {
         let file = CalibrationFile::read(text, path)?;
-        let built_in = Self::built_in(recognizer, liveness);
+        let built_in = Self::built_in(recognizer, numerics, liveness);
         // A threshold calibrated for another liveness model means nothing for this one.
-        let liveness_calibration = file.liveness.filter(|l| l.model == liveness);
-        let recognizer_points = file.recognizers.get(&recognizer_name(recognizer));
+        let liveness_calibration = file.liveness.as_ref().filter(|l| l.model == liveness);
+        let recognizer_points = file.entry(recognizer, numerics);
         Ok(Self {
             source: match recognizer_points {
-                Some(c) => format!("{} ({})", path.display(), c.dataset),
+                Some(c) => format!("{} ({}; {})", path.display(), c.dataset, c.numerics().label()),
                 None => built_in.source.clone(),
             },
+            measured_on: recognizer_points.map_or(built_in.measured_on, RecognizerCalibration::numerics),
             points: recognizer_points.map_or(built_in.points, |c| c.points.clone()),
             evaluation: match recognizer_points {
                 Some(c) => c.evaluation,
@@ -167,16 +208,21 @@ impl Calibration {
     }
 
     /// The conservative thresholds for FAR 0.1% measured on LFW pairsDevTrain (with 300,000
-    /// sampled impostor pairs) by `visage calibrate` (docs/accuracy.md), with that run's
-    /// evidence and error rates, so that a service without a calibration file still states
-    /// what its threshold stands for and exports the `source="calibration"` gauges.
-    pub fn built_in(recognizer: RecognizerKind, liveness: LivenessKind) -> Self {
-        let run = built_in_run(recognizer);
+    /// sampled impostor pairs) by `visage calibrate` (docs/accuracy.md), in the precision that
+    /// runs, with that run's evidence and error rates, so that a service without a calibration
+    /// file still states what its threshold stands for and exports the `source="calibration"`
+    /// gauges.
+    pub fn built_in(recognizer: RecognizerKind, numerics: Numerics, liveness: LivenessKind) -> Self {
+        let run = built_in_run(recognizer, numerics.precision);
         Self {
-            source: BUILT_IN_SOURCE.into(),
+            source: match numerics.precision {
+                Precision::Bf16 => BUILT_IN_BF16_SOURCE.into(),
+                _ => BUILT_IN_SOURCE.into(),
+            },
+            measured_on: run.measured_on,
             points: vec![OperatingPoint {
                 far: 1e-3,
-                threshold: recognizer.default_threshold(),
+                threshold: recognizer.default_threshold(numerics.precision),
                 evidence: Some(run.evidence),
             }],
             liveness_threshold: liveness.default_threshold(),
@@ -269,13 +315,18 @@ impl CollectionCalibration {
         format!("feedback:{collection}:{date}")
     }
 
-    /// The points for `recognizer` in a calibration file's `document`, checked as a file is.
-    pub fn parse(name: &str, document: &str, recognizer: RecognizerKind) -> Result<Self, String> {
+    /// The points for `recognizer` scored by `numerics` in a calibration file's `document`,
+    /// checked as a file is.
+    pub fn parse(
+        name: &str,
+        document: &str,
+        recognizer: RecognizerKind,
+        numerics: Numerics,
+    ) -> Result<Self, String> {
         let file = CalibrationFile::read(document, Path::new(name)).map_err(|e| e.to_string())?;
-        let entry = file
-            .recognizers
-            .get(&recognizer_name(recognizer))
-            .ok_or_else(|| format!("no thresholds for {}", recognizer_name(recognizer)))?;
+        let entry = file.entry(recognizer, numerics).ok_or_else(|| {
+            format!("no thresholds for {} in {}", recognizer_name(recognizer), numerics.label())
+        })?;
         Ok(Self { name: name.to_owned(), points: entry.points.clone(), evaluation: entry.evaluation })
     }
 
@@ -290,6 +341,29 @@ fn find_point(points: &[OperatingPoint], far: f64) -> Option<OperatingPoint> {
 }
 
 impl CalibrationFile {
+    /// The entry for `recognizer` scored by `numerics`: the one measured with exactly these,
+    /// else one measured in the same precision on another runtime (f32 runtimes agree).
+    pub fn entry(&self, recognizer: RecognizerKind, numerics: Numerics) -> Option<&RecognizerCalibration> {
+        let name = recognizer_name(recognizer);
+        let of_recognizer: Vec<&RecognizerCalibration> = self
+            .recognizers
+            .iter()
+            .filter(|(key, _)| key.split('/').next() == Some(name.as_str()))
+            .map(|(_, entry)| entry)
+            .collect();
+        let exact = of_recognizer.iter().find(|e| e.numerics() == numerics);
+        exact.or_else(|| of_recognizer.iter().find(|e| e.precision == numerics.precision)).copied()
+    }
+
+    /// Puts `entry` under its key, replacing what was measured with the same recognizer,
+    /// backend and precision (also under the name-only key of older files).
+    pub fn insert(&mut self, recognizer: RecognizerKind, entry: RecognizerCalibration) {
+        if entry.numerics() == Numerics::REFERENCE {
+            self.recognizers.remove(&recognizer_name(recognizer));
+        }
+        self.recognizers.insert(entry_key(recognizer, entry.numerics()), entry);
+    }
+
     /// A calibration file's `text` (from `path`, which messages name): its format, its version
     /// and its values checked.
     fn read(text: &str, path: &Path) -> Result<Self, CalibrationError> {
@@ -311,6 +385,19 @@ impl CalibrationFile {
         let rate = |x: f64| x > 0.0 && x < 1.0;
         let percent = |x: f64| (0.0..=100.0).contains(&x);
         for (name, calibration) in &self.recognizers {
+            let numerics = calibration.numerics();
+            if numerics.precision == Precision::Auto {
+                return Err(format!("{name}: precision must be the one that ran (f32 or bf16), not auto"));
+            }
+            let recognizer = name.split('/').next().unwrap_or_default();
+            let expected =
+                format!("{recognizer}/{}/{}", numerics.backend.as_str(), numerics.precision.as_str());
+            if name.contains('/') && *name != expected {
+                return Err(format!("{name}: the entry says it was measured on {}", numerics.label()));
+            }
+            if !name.contains('/') && numerics != Numerics::REFERENCE {
+                return Err(format!("{name}: an entry measured on {} is keyed {expected}", numerics.label()));
+            }
             for point in &calibration.points {
                 if !rate(point.far) {
                     return Err(format!("{name}: FAR target {} is not a rate in (0, 1)", point.far));
@@ -337,21 +424,29 @@ impl CalibrationFile {
     }
 }
 
-/// What a service without a calibration file calls its calibration.
+/// What a service without a calibration file calls its calibration (f32 runtimes).
 pub const BUILT_IN_SOURCE: &str = "built-in (LFW pairsDevTrain, conservative)";
+/// The same, for a runtime computing in bf16.
+pub const BUILT_IN_BF16_SOURCE: &str = "built-in (LFW pairsDevTrain, conservative, openvino bf16)";
 
 /// The calibration run behind a built-in threshold.
 struct BuiltInRun {
+    measured_on: Numerics,
     evidence: FarEvidence,
     evaluation: EvaluationSummary,
 }
 
-/// `visage [--recognizer R] calibrate --pairs ../shared/data/lfw-dev/pairsDevTrain.txt
-/// --impostor-pairs 300000` at FAR 1e-3 (301,100 impostor pairs, 1,100 genuine); the
-/// built-in threshold is its threshold rounded up to three decimals, which can only lower the
-/// false accepts counted here.
-fn built_in_run(recognizer: RecognizerKind) -> BuiltInRun {
+/// `visage [--recognizer R] [--backend openvino --precision bf16] calibrate --pairs
+/// ../shared/data/lfw-dev/pairsDevTrain.txt --impostor-pairs 300000` at FAR 1e-3 (301,100
+/// impostor pairs, 1,100 genuine); the built-in threshold is its threshold rounded up to three
+/// decimals, which can only lower the false accepts counted here.
+fn built_in_run(recognizer: RecognizerKind, precision: Precision) -> BuiltInRun {
+    let measured_on = match precision {
+        Precision::Bf16 => Numerics { backend: BackendKind::OpenVino, precision: Precision::Bf16 },
+        _ => Numerics::REFERENCE,
+    };
     let run = |false_accepts: u64, low: f64, high: f64, frr_percent: f64, eer_percent: f64| BuiltInRun {
+        measured_on,
         evidence: FarEvidence {
             rule: ThresholdRule::Conservative,
             false_accepts,
@@ -368,9 +463,13 @@ fn built_in_run(recognizer: RecognizerKind) -> BuiltInRun {
     };
     // With the same number of impostor pairs the conservative rule allows the same number of
     // false accepts (267) whatever the recognizer; the thresholds differ.
-    match recognizer {
-        RecognizerKind::Sface => run(267, 0.000_786_6, 0.000_999_6, 1.363_636, 0.727_273),
-        RecognizerKind::Mobilefacenet => run(267, 0.000_786_6, 0.000_999_6, 2.0, 0.727_273),
+    match (recognizer, measured_on.precision) {
+        (RecognizerKind::Sface, Precision::Bf16) => run(267, 0.000_786_6, 0.000_999_6, 1.636_364, 0.818_182),
+        (RecognizerKind::Mobilefacenet, Precision::Bf16) => {
+            run(267, 0.000_786_6, 0.000_999_6, 2.0, 0.818_182)
+        }
+        (RecognizerKind::Sface, _) => run(267, 0.000_786_6, 0.000_999_6, 1.363_636, 0.727_273),
+        (RecognizerKind::Mobilefacenet, _) => run(267, 0.000_786_6, 0.000_999_6, 2.0, 0.727_273),
     }
 }
 
@@ -384,10 +483,110 @@ pub fn recognizer_name(recognizer: RecognizerKind) -> String {
 mod tests {
     use super::*;
 
+    const OPENVINO_BF16: Numerics = Numerics { backend: BackendKind::OpenVino, precision: Precision::Bf16 };
+    const OPENVINO_F32: Numerics = Numerics { backend: BackendKind::OpenVino, precision: Precision::F32 };
+
+    fn entry(backend: BackendKind, precision: Precision, threshold: f32) -> RecognizerCalibration {
+        RecognizerCalibration {
+            dataset: format!("{} {}", backend.as_str(), precision.as_str()),
+            backend,
+            precision,
+            points: vec![OperatingPoint::new(1e-3, threshold)],
+            evaluation: None,
+        }
+    }
+
+    #[test]
+    fn thresholds_serve_only_the_precision_they_were_measured_in() {
+        let mut file =
+            CalibrationFile { version: FORMAT_VERSION, recognizers: Default::default(), liveness: None };
+        file.insert(RecognizerKind::Sface, entry(BackendKind::OnnxRuntime, Precision::F32, 0.36));
+        let text = serde_json::to_string(&file).unwrap();
+        assert!(text.contains("\"sface/onnxruntime/f32\""), "{text}");
+        let load = |text: &str, numerics| {
+            Calibration::parse(
+                text,
+                Path::new("c.json"),
+                RecognizerKind::Sface,
+                numerics,
+                LivenessKind::Ensemble,
+            )
+            .unwrap()
+        };
+        // Another f32 runtime shares it, and says where it was measured.
+        let on_openvino = load(&text, OPENVINO_F32);
+        assert_eq!(on_openvino.point(1e-3).unwrap().threshold, 0.36);
+        assert_eq!(on_openvino.measured_on, Numerics::REFERENCE);
+        assert!(on_openvino.source.contains("onnxruntime f32"), "{}", on_openvino.source);
+        // bf16 does not: its built-in thresholds serve until it has its own.
+        let bf16 = load(&text, OPENVINO_BF16);
+        assert_eq!(bf16.source, BUILT_IN_BF16_SOURCE);
+        assert_eq!(
+            bf16.point(1e-3).unwrap().threshold,
+            RecognizerKind::Sface.default_threshold(Precision::Bf16)
+        );
+        file.insert(RecognizerKind::Sface, entry(BackendKind::OpenVino, Precision::Bf16, 0.37));
+        file.insert(RecognizerKind::Sface, entry(BackendKind::OpenVino, Precision::F32, 0.35));
+        let text = serde_json::to_string(&file).unwrap();
+        assert_eq!(load(&text, OPENVINO_BF16).point(1e-3).unwrap().threshold, 0.37);
+        assert_eq!(
+            load(&text, OPENVINO_F32).point(1e-3).unwrap().threshold,
+            0.35,
+            "its own beats a shared one"
+        );
+        assert_eq!(load(&text, Numerics::REFERENCE).point(1e-3).unwrap().threshold, 0.36);
+        let tract = Numerics { backend: BackendKind::Tract, precision: Precision::F32 };
+        assert_eq!(load(&text, tract).measured_on.precision, Precision::F32);
+    }
+
+    #[test]
+    fn a_file_of_older_visage_versions_is_onnxruntime_f32_and_a_new_entry_replaces_it() {
+        let old = r#"{"version":1,"recognizers":{"sface":{"dataset":"dev","points":[{"far":0.001,"threshold":0.33}]}},"liveness":null}"#;
+        let c = Calibration::parse(
+            old,
+            Path::new("c.json"),
+            RecognizerKind::Sface,
+            Numerics::REFERENCE,
+            LivenessKind::Ensemble,
+        )
+        .unwrap();
+        assert_eq!((c.point(1e-3).unwrap().threshold, c.measured_on), (0.33, Numerics::REFERENCE));
+        let mut file: CalibrationFile = serde_json::from_str(old).unwrap();
+        file.insert(RecognizerKind::Sface, entry(BackendKind::OnnxRuntime, Precision::F32, 0.36));
+        assert_eq!(file.recognizers.keys().collect::<Vec<_>>(), ["sface/onnxruntime/f32"]);
+    }
+
+    #[test]
+    fn an_entry_whose_key_and_fields_disagree_is_refused() {
+        let parse = |text: &str| {
+            Calibration::parse(
+                text,
+                Path::new("c.json"),
+                RecognizerKind::Sface,
+                OPENVINO_BF16,
+                LivenessKind::Ensemble,
+            )
+        };
+        for (key, fields) in [
+            ("sface/openvino/bf16", r#""backend":"openvino","precision":"f32""#),
+            ("sface/onnxruntime/f32", r#""backend":"openvino","precision":"bf16""#),
+            ("sface", r#""backend":"openvino","precision":"bf16""#),
+            ("sface/openvino/auto", r#""backend":"openvino","precision":"auto""#),
+        ] {
+            let text = format!(
+                r#"{{"version":1,"recognizers":{{"{key}":{{"dataset":"d",{fields},"points":[{{"far":0.001,"threshold":0.36}}]}}}},"liveness":null}}"#
+            );
+            assert!(matches!(parse(&text), Err(CalibrationError::Invalid { .. })), "{key} {fields}");
+        }
+    }
+
     #[test]
     fn the_built_in_points_state_their_evidence_and_keep_the_interval_under_the_target() {
-        for recognizer in [RecognizerKind::Sface, RecognizerKind::Mobilefacenet] {
-            let c = Calibration::built_in(recognizer, LivenessKind::Ensemble);
+        for (recognizer, numerics) in [RecognizerKind::Sface, RecognizerKind::Mobilefacenet]
+            .into_iter()
+            .flat_map(|r| [(r, Numerics::REFERENCE), (r, OPENVINO_BF16)])
+        {
+            let c = Calibration::built_in(recognizer, numerics, LivenessKind::Ensemble);
             let point = c.point(1e-3).unwrap();
             let evidence = point.evidence.unwrap();
             assert_eq!(evidence.rule, ThresholdRule::Conservative);
@@ -401,7 +600,13 @@ mod tests {
             assert!((recomputed.low - evidence.far_low_95).abs() < 1e-6, "{recomputed:?}");
             let evaluation = c.evaluation.expect("the gauges need the run's rates from the start");
             assert!((evaluation.far_percent - evidence.far_estimate * 100.0).abs() < 1e-9);
-            assert_eq!(c.source, BUILT_IN_SOURCE);
+            let expected_source = match numerics.precision {
+                Precision::Bf16 => BUILT_IN_BF16_SOURCE,
+                _ => BUILT_IN_SOURCE,
+            };
+            assert_eq!(c.source, expected_source);
+            assert_eq!(c.measured_on, numerics);
+            assert_eq!(point.threshold, recognizer.default_threshold(numerics.precision));
         }
     }
 
@@ -451,23 +656,39 @@ mod tests {
     #[test]
     fn a_collection_calibration_reads_its_recognizers_points() {
         let document = r#"{"version":1,"recognizers":{"sface":{"dataset":"feedback","points":[{"far":0.1,"threshold":0.31}]}},"liveness":null}"#;
-        let c = CollectionCalibration::parse("feedback:door:2026-12-07", document, RecognizerKind::Sface)
-            .unwrap();
+        let reference = Numerics::REFERENCE;
+        let c = CollectionCalibration::parse(
+            "feedback:door:2026-12-07",
+            document,
+            RecognizerKind::Sface,
+            reference,
+        )
+        .unwrap();
         assert_eq!(c.point(0.1).unwrap().threshold, 0.31);
         assert!(c.point(1e-3).is_none());
-        assert!(CollectionCalibration::parse("x", document, RecognizerKind::Mobilefacenet).is_err());
+        assert!(
+            CollectionCalibration::parse("x", document, RecognizerKind::Mobilefacenet, reference).is_err()
+        );
+        let err =
+            CollectionCalibration::parse("x", document, RecognizerKind::Sface, OPENVINO_BF16).unwrap_err();
+        assert!(err.contains("openvino bf16"), "f32 decisions never calibrate a bf16 service: {err}");
         let broken = document.replace("0.31", "3.1");
-        assert!(CollectionCalibration::parse("x", &broken, RecognizerKind::Sface).is_err());
+        assert!(CollectionCalibration::parse("x", &broken, RecognizerKind::Sface, reference).is_err());
     }
 
     #[test]
     fn a_calibration_file_overrides_the_built_in_points() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(
-            Calibration::load(dir.path(), RecognizerKind::Sface, LivenessKind::Minifasnet)
-                .unwrap()
-                .points
-                .len(),
+            Calibration::load(
+                dir.path(),
+                RecognizerKind::Sface,
+                Numerics::REFERENCE,
+                LivenessKind::Minifasnet
+            )
+            .unwrap()
+            .points
+            .len(),
             1
         );
         std::fs::write(
@@ -476,30 +697,66 @@ mod tests {
                "liveness":{"dataset":"nuaa","apcer_target":0.01,"threshold":0.2}}"#,
         )
         .unwrap();
-        let c = Calibration::load(dir.path(), RecognizerKind::Sface, LivenessKind::Minifasnet).unwrap();
+        let c = Calibration::load(
+            dir.path(),
+            RecognizerKind::Sface,
+            Numerics::REFERENCE,
+            LivenessKind::Minifasnet,
+        )
+        .unwrap();
         assert_eq!(c.point(1e-4).unwrap().threshold, 0.42);
         assert!(c.point(1e-3).is_none());
         assert_eq!(c.liveness_threshold, 0.2, "a file without a model field calibrated MiniFASNet");
-        let faceplugin =
-            Calibration::load(dir.path(), RecognizerKind::Sface, LivenessKind::Faceplugin).unwrap();
+        let faceplugin = Calibration::load(
+            dir.path(),
+            RecognizerKind::Sface,
+            Numerics::REFERENCE,
+            LivenessKind::Faceplugin,
+        )
+        .unwrap();
         assert_eq!(faceplugin.liveness_threshold, LivenessKind::Faceplugin.default_threshold());
-        let other =
-            Calibration::load(dir.path(), RecognizerKind::Mobilefacenet, LivenessKind::Minifasnet).unwrap();
-        assert_eq!(other.point(1e-3).unwrap().threshold, RecognizerKind::Mobilefacenet.default_threshold());
+        let other = Calibration::load(
+            dir.path(),
+            RecognizerKind::Mobilefacenet,
+            Numerics::REFERENCE,
+            LivenessKind::Minifasnet,
+        )
+        .unwrap();
+        assert_eq!(
+            other.point(1e-3).unwrap().threshold,
+            RecognizerKind::Mobilefacenet.default_threshold(Precision::F32)
+        );
         std::fs::write(dir.path().join(FILE_NAME), r#"{"version":9,"recognizers":{}}"#).unwrap();
         assert!(matches!(
-            Calibration::load(dir.path(), RecognizerKind::Sface, LivenessKind::Minifasnet),
+            Calibration::load(
+                dir.path(),
+                RecognizerKind::Sface,
+                Numerics::REFERENCE,
+                LivenessKind::Minifasnet
+            ),
             Err(CalibrationError::Version { found: 9, .. })
         ));
         std::fs::write(dir.path().join(FILE_NAME), "{").unwrap();
-        let err = Calibration::load(dir.path(), RecognizerKind::Sface, LivenessKind::Minifasnet).unwrap_err();
+        let err = Calibration::load(
+            dir.path(),
+            RecognizerKind::Sface,
+            Numerics::REFERENCE,
+            LivenessKind::Minifasnet,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("is not a calibration file"), "{err}");
     }
 
     #[test]
     fn a_file_with_a_rate_or_threshold_out_of_range_is_refused() {
         let parse = |text: &str| {
-            Calibration::parse(text, Path::new("c.json"), RecognizerKind::Sface, LivenessKind::Minifasnet)
+            Calibration::parse(
+                text,
+                Path::new("c.json"),
+                RecognizerKind::Sface,
+                Numerics::REFERENCE,
+                LivenessKind::Minifasnet,
+            )
         };
         let file = |point: &str, liveness: &str| {
             format!(

@@ -6,14 +6,18 @@ use crate::report::worst_type_threshold;
 use anyhow::{Context as _, bail};
 use serde_json::json;
 use visage_face::{
-    BackendKind, DecodeLimits, EngineConfig, FaceEngine, FaceSelection, LivenessKind, LivenessModel,
-    ModelPaths, Precision, RecognizerKind, models,
+    BackendKind, DecodeLimits, EngineConfig, FaceEngine, FaceSelection, InferenceBackend, LivenessKind,
+    LivenessModel, ModelPaths, Precision, RecognizerKind, models,
 };
 
 #[derive(Clone)]
 pub struct Context {
     pub models_dir: PathBuf,
     pub backend: BackendKind,
+    /// Whether `--backend` (or `VISAGE_BACKEND`) named it: a named backend must run, the
+    /// default may fall back to ONNX Runtime as the service does (the reports name the one
+    /// that ran).
+    pub backend_named: bool,
     pub precision: Precision,
     pub recognizer: RecognizerKind,
     pub decode: DecodeLimits,
@@ -57,8 +61,7 @@ impl Context {
             ..EngineConfig::default()
         };
         let paths = ModelPaths::new(&self.models_dir);
-        let backend =
-            self.backend.create_with(&paths, crate::evaluation::thread_count(None), self.precision)?;
+        let backend = self.backend(&paths)?;
         let engine = FaceEngine::load(&paths, backend.as_ref(), config)?;
         let liveness = with_liveness
             .then(|| LivenessModel::load(&paths, backend.as_ref(), self.liveness))
@@ -70,9 +73,25 @@ impl Context {
     pub fn engine_and_all_liveness(&self) -> anyhow::Result<(FaceEngine, LivenessModel)> {
         let (engine, _) = self.load(false)?;
         let paths = ModelPaths::new(&self.models_dir);
-        let backend =
-            self.backend.create_with(&paths, crate::evaluation::thread_count(None), self.precision)?;
+        let backend = self.backend(&paths)?;
         Ok((engine, LivenessModel::load_all(&paths, backend.as_ref(), self.liveness)?))
+    }
+
+    fn backend(&self, paths: &ModelPaths) -> anyhow::Result<Box<dyn InferenceBackend>> {
+        let parallelism = crate::evaluation::thread_count(None);
+        if self.backend_named {
+            return Ok(self.backend.create_with(paths, parallelism, self.precision)?);
+        }
+        let (backend, fallback) = self.backend.create_or_fall_back(paths, parallelism, self.precision)?;
+        if let Some(fallback) = fallback {
+            eprintln!(
+                "visage: the {} backend cannot run here ({}): running on {}",
+                fallback.requested.as_str(),
+                fallback.reason,
+                backend.name()
+            );
+        }
+        Ok(backend)
     }
 }
 
@@ -120,7 +139,8 @@ pub fn detect(ctx: &Context, images: &[PathBuf]) -> anyhow::Result<()> {
 
 pub fn compare(ctx: &Context, a: &Path, b: &Path, threshold: Option<f32>) -> anyhow::Result<()> {
     let engine = ctx.engine()?;
-    let threshold = threshold.unwrap_or(engine.config().recognizer.default_threshold());
+    let threshold =
+        threshold.unwrap_or(engine.config().recognizer.default_threshold(engine.numerics().precision));
     let analyze = |path: &Path| -> anyhow::Result<_> {
         engine.analyze_bytes(&read(path)?).with_context(|| path.display().to_string())
     };
@@ -138,14 +158,19 @@ pub fn compare(ctx: &Context, a: &Path, b: &Path, threshold: Option<f32>) -> any
 }
 
 pub fn liveness(ctx: &Context, images: &[PathBuf], threshold: Option<f32>) -> anyhow::Result<()> {
+    let (engine, model) = ctx.engine_and_liveness()?;
     let threshold = match threshold {
         Some(t) => t,
         None => {
-            visage_calibration::Calibration::load(&ctx.models_dir, ctx.recognizer, ctx.liveness)?
-                .liveness_threshold
+            visage_calibration::Calibration::load(
+                &ctx.models_dir,
+                ctx.recognizer,
+                engine.numerics(),
+                ctx.liveness,
+            )?
+            .liveness_threshold
         }
     };
-    let (engine, model) = ctx.engine_and_liveness()?;
     for_each_image(images, |path, bytes| {
         let image = engine.decode(&bytes)?;
         let faces = engine.detect(&image)?;
@@ -238,7 +263,7 @@ pub fn calibrate(ctx: &Context, args: &CalibrateArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| args.pairs.parent().unwrap_or(Path::new(".")).into());
     let mut comparisons = crate::dataset::from_pairs_file(args.pairs, &root)?;
     crate::dataset::add_sampled_impostors(&mut comparisons, args.impostor_pairs, args.seed);
-    let embedded = embed_with_each(ctx, &engines, &comparisons.images, args.cache, args.threads)?;
+    let embedded = embed_with_each(&engines, &comparisons.images, args.cache, args.threads)?;
     let failures = &embedded[0].failures;
     let scores = score_comparisons(&comparisons, &embedded)?.scores;
     let resolution = scores.far_resolution();
@@ -278,10 +303,17 @@ pub fn calibrate(ctx: &Context, args: &CalibrateArgs) -> anyhow::Result<()> {
             .with_context(|| format!("{} is not a calibration file", out.display()))?,
         Err(_) => CalibrationFile { version: FORMAT_VERSION, recognizers: BTreeMap::new(), liveness: None },
     };
-    let recognizer = serde_json::to_value(ctx.recognizer)?.as_str().unwrap_or_default().to_owned();
-    file.recognizers.insert(
-        recognizer.clone(),
-        RecognizerCalibration { dataset, points: points.clone(), evaluation: Some(evaluation) },
+    let numerics = engines[0].numerics();
+    let recognizer = visage_calibration::entry_key(ctx.recognizer, numerics);
+    file.insert(
+        ctx.recognizer,
+        RecognizerCalibration {
+            dataset,
+            backend: numerics.backend,
+            precision: numerics.precision,
+            points: points.clone(),
+            evaluation: Some(evaluation),
+        },
     );
 
     let mut liveness_report = serde_json::Value::Null;

@@ -12,7 +12,6 @@ use visage_face::{Embedding, FaceEngine};
 use visage_stats::ScoreSet;
 
 use crate::cache::{self, EmbeddingCache, Outcome};
-use crate::commands::Context;
 use crate::dataset::Comparisons;
 use crate::progress::Progress;
 
@@ -78,15 +77,18 @@ pub struct CacheArgs {
 
 impl CacheArgs {
     /// The cache for this engine, or `None` when disabled or no home folder is known.
-    pub fn open(&self, ctx: &Context, engine: &FaceEngine) -> anyhow::Result<Option<EmbeddingCache>> {
+    pub fn open(&self, engine: &FaceEngine) -> anyhow::Result<Option<EmbeddingCache>> {
         if self.no_cache {
             return Ok(None);
         }
         let Some(root) = self.cache_dir.clone().or_else(cache::default_root) else { return Ok(None) };
+        // The precision too: bf16 embeddings differ from f32 ones.
+        let numerics = engine.numerics();
         let fingerprint = format!(
-            "visage {} backend {:?} engine {}",
+            "visage {} backend {:?} precision {} engine {}",
             env!("CARGO_PKG_VERSION"),
-            ctx.backend,
+            numerics.backend,
+            numerics.precision.as_str(),
             serde_json::to_string(engine.config())?
         );
         EmbeddingCache::open(&root, &fingerprint).map(Some)
@@ -164,7 +166,6 @@ pub fn embed_images(
 
 /// Embeds every image with each engine (`Context::scoring_engines`), each through its own cache.
 pub fn embed_with_each(
-    ctx: &Context,
     engines: &[FaceEngine],
     images: &[PathBuf],
     cache: &CacheArgs,
@@ -173,7 +174,7 @@ pub fn embed_with_each(
     engines
         .iter()
         .map(|engine| {
-            let cache = cache.open(ctx, engine)?;
+            let cache = cache.open(engine)?;
             embed_images(engine, images, cache.as_ref(), threads)
         })
         .collect()

@@ -25,9 +25,10 @@ struct Cli {
     /// Directory holding the model files (see scripts/models/fetch.sh).
     #[arg(long, global = true, env = "VISAGE_MODELS_DIR", default_value = "models")]
     models_dir: PathBuf,
-    /// Inference runtime: onnxruntime (library from scripts/models/fetch.sh), openvino (same,
-    /// bf16 where the CPU has it) or tract (pure Rust).
-    #[arg(long, global = true, value_enum, env = "VISAGE_BACKEND", default_value = "onnxruntime")]
+    /// Inference runtime: openvino (libraries from scripts/models/fetch.sh; bf16 where the CPU
+    /// has it; by default, onnxruntime where it cannot run, with a warning), onnxruntime (same)
+    /// or tract (pure Rust). A backend named here never falls back.
+    #[arg(long, global = true, value_enum, env = "VISAGE_BACKEND", default_value = "openvino")]
     backend: BackendKind,
     /// Precision of the openvino backend: auto (bf16 where the CPU has it), f32 or bf16; the
     /// other backends run f32.
@@ -429,6 +430,10 @@ fn main() -> ExitCode {
     let ctx = commands::Context {
         models_dir: cli.models_dir.clone(),
         backend: cli.backend,
+        backend_named: matches!(
+            matches.value_source("backend"),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        ),
         precision: cli.precision,
         recognizer: cli.recognizer,
         decode: DecodeLimits { max_bytes: cli.max_image_bytes, max_pixels: cli.max_pixels },
@@ -632,7 +637,7 @@ mod tests {
     fn the_defaults_are_those_of_the_service() {
         Cli::command().debug_assert();
         let cli = Cli::try_parse_from(["visage", "models"]).unwrap();
-        assert_eq!(cli.backend, BackendKind::OnnxRuntime);
+        assert_eq!(cli.backend, BackendKind::OpenVino);
         assert_eq!(cli.recognizer, RecognizerKind::Sface);
         assert_eq!(cli.select, FaceSelection::Central);
         assert_eq!(cli.liveness_model, LivenessKind::Ensemble);

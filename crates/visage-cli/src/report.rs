@@ -10,7 +10,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 use serde::Serialize;
 use visage_calibration::Calibration;
-use visage_face::{BackendKind, RecognizerKind};
+use visage_face::{BackendKind, Numerics, Precision, RecognizerKind};
 use visage_plot::{Curve, DetChart, HistogramChart, Marker, percent_label};
 use visage_stats::{CrossValidation, Eer, Interval, ScoreSet, TarAtFar, pad::PadReport};
 
@@ -37,6 +37,8 @@ pub struct EvaluationReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fused_with: Option<RecognizerKind>,
     pub backend: BackendKind,
+    /// The precision the backend ran (bf16 scores need bf16 thresholds).
+    pub precision: Precision,
     pub pairs: PairCounts,
     pub images: ImageCounts,
     pub threshold: ThresholdChoice,
@@ -135,6 +137,7 @@ pub struct EvaluateArgs<'a> {
 /// The decision threshold: the command line's, else the one the service would use.
 fn choose_threshold(
     ctx: &Context,
+    numerics: Numerics,
     threshold: Option<f32>,
     far_target: f64,
 ) -> anyhow::Result<ThresholdChoice> {
@@ -145,7 +148,7 @@ fn choose_threshold(
             far_target: None,
         });
     }
-    let calibration = Calibration::load(&ctx.models_dir, ctx.recognizer, ctx.liveness)?;
+    let calibration = Calibration::load(&ctx.models_dir, ctx.recognizer, numerics, ctx.liveness)?;
     let point = calibration.point(far_target).with_context(|| {
         format!(
             "{} has no threshold for FAR {far_target} (it has {:?}); pass --threshold or --far-target",
@@ -162,10 +165,11 @@ fn choose_threshold(
 
 pub fn evaluate(ctx: &Context, args: EvaluateArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    let threshold = choose_threshold(ctx, args.threshold, args.far_target)?;
     let engines = ctx.scoring_engines()?;
+    let numerics = engines[0].numerics();
+    let threshold = choose_threshold(ctx, numerics, args.threshold, args.far_target)?;
     let comparisons = args.comparisons;
-    let all_embedded = embed_with_each(ctx, &engines, &comparisons.images, args.cache, args.threads)?;
+    let all_embedded = embed_with_each(&engines, &comparisons.images, args.cache, args.threads)?;
     let pair_scores = score_comparisons(&comparisons, &all_embedded)?;
     let embedded = &all_embedded[0];
     let protocol = pair_scores.protocol()?;
@@ -192,7 +196,8 @@ pub fn evaluate(ctx: &Context, args: EvaluateArgs) -> anyhow::Result<()> {
         dataset: comparisons.info.clone(),
         recognizer: ctx.recognizer,
         fused_with: ctx.fuse_with,
-        backend: ctx.backend,
+        backend: numerics.backend,
+        precision: numerics.precision,
         pairs: PairCounts {
             genuine: scores.genuine().len(),
             impostor: scores.impostor().len(),
@@ -292,10 +297,11 @@ fn verification_summary(r: &EvaluationReport) -> String {
     let _ = writeln!(md, "# Verification accuracy on {name}\n");
     let _ = writeln!(
         md,
-        "visage {}, recognizer `{}`, backend `{}`. Schema `{}` (report.json).\n",
+        "visage {}, recognizer `{}`, backend `{}` in {}. Schema `{}` (report.json).\n",
         r.visage_version,
         format!("{:?}", r.recognizer).to_lowercase(),
-        format!("{:?}", r.backend).to_lowercase(),
+        r.backend.as_str(),
+        r.precision.as_str(),
         r.schema
     );
     let failed = if r.images.failed.is_empty() {
@@ -386,6 +392,9 @@ pub struct LivenessReport {
     pub schema: &'static str,
     pub visage_version: &'static str,
     pub dataset: LivenessDataset,
+    /// The backend and precision that computed the scores.
+    pub backend: BackendKind,
+    pub precision: Precision,
     pub threshold: ThresholdChoice,
     /// The liveness model chosen with `--liveness-model` (the one whose threshold is used).
     pub primary_model: String,
@@ -455,12 +464,14 @@ pub fn worst_type_threshold(scores: &LivenessScores, target: f64) -> anyhow::Res
 
 pub fn evaluate_liveness(ctx: &Context, args: EvaluateLivenessArgs) -> anyhow::Result<()> {
     let started = Instant::now();
+    let (engine, model) = ctx.engine_and_all_liveness()?;
+    let numerics = engine.numerics();
     let threshold = match args.threshold {
         Some(value) => {
             ThresholdChoice { value: f64::from(value), source: "command line".into(), far_target: None }
         }
         None => {
-            let calibration = Calibration::load(&ctx.models_dir, ctx.recognizer, ctx.liveness)?;
+            let calibration = Calibration::load(&ctx.models_dir, ctx.recognizer, numerics, ctx.liveness)?;
             ThresholdChoice {
                 value: f64::from(calibration.liveness_threshold),
                 source: calibration.liveness_source,
@@ -469,7 +480,6 @@ pub fn evaluate_liveness(ctx: &Context, args: EvaluateLivenessArgs) -> anyhow::R
         }
     };
     let samples = liveness_samples(args.dir, args.subjects)?;
-    let (engine, model) = ctx.engine_and_all_liveness()?;
     let (per_model, failed_images) = score_liveness(&samples, args.threads, |bytes| {
         let image = engine.decode(bytes)?;
         let faces = engine.detect(&image)?;
@@ -493,6 +503,8 @@ pub fn evaluate_liveness(ctx: &Context, args: EvaluateLivenessArgs) -> anyhow::R
             bona_fide: primary.bona_fide.len(),
             attacks_by_type: primary.attacks.iter().map(|(k, v)| (k.clone(), v.len())).collect(),
         },
+        backend: numerics.backend,
+        precision: numerics.precision,
         threshold,
         primary_model: ctx.liveness.name().into(),
         models,

@@ -513,7 +513,14 @@ fn calibrate_writes_only_the_thresholds_the_data_resolves() {
     assert_eq!(report["unresolved_far_targets"], serde_json::json!([0.001, 0.0001]));
     let file: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     assert_eq!(file["version"], 1);
-    let points = file["recognizers"]["sface"]["points"].as_array().unwrap();
+    // Keyed by recognizer, backend and precision, which the entry repeats.
+    let key = report["recognizer"].as_str().unwrap();
+    let entry = &file["recognizers"][key];
+    assert_eq!(
+        key,
+        format!("sface/{}/{}", entry["backend"].as_str().unwrap(), entry["precision"].as_str().unwrap())
+    );
+    let points = entry["points"].as_array().unwrap();
     assert_eq!(points.len(), 1);
     assert_eq!(points[0]["far"], 0.01);
     let threshold = points[0]["threshold"].as_f64().unwrap();
@@ -527,7 +534,7 @@ fn calibrate_writes_only_the_thresholds_the_data_resolves() {
     assert!((evidence["far_estimate"].as_f64().unwrap() - accepts / pairs).abs() < 1e-12);
     assert!(evidence["far_estimate"].as_f64().unwrap() <= 0.01);
     assert!(evidence["far_high_95"].as_f64().unwrap() > 0.01, "276 pairs cannot show FAR < 1%: {evidence}");
-    assert!(file["recognizers"]["sface"]["evaluation"]["eer_percent"].is_number());
+    assert!(entry["evaluation"]["eer_percent"].is_number());
     // Three prints, three live frames: at APCER <= 1% every print must fall below the threshold.
     let liveness = file["liveness"]["threshold"].as_f64().unwrap();
     assert!(report["liveness"]["report"]["apcer"].as_f64().unwrap() <= 0.01, "{report}");
@@ -572,6 +579,7 @@ fn evaluate_writes_its_report_charts_and_summary_and_reuses_cached_embeddings() 
             "dataset",
             "recognizer",
             "backend",
+            "precision",
             "pairs",
             "images",
             "threshold",

@@ -383,7 +383,7 @@ impl Config {
             },
             models: ModelsConfig {
                 dir: "models".into(),
-                backend: BackendKind::OnnxRuntime,
+                backend: BackendKind::OpenVino,
                 recognizer: RecognizerKind::Sface,
                 face_selection: FaceSelection::Central,
             },

@@ -8,7 +8,7 @@ use crate::align::align_face;
 use crate::detect::{DetectedFace, Detector, DetectorConfig};
 use crate::embed::{Embedding, Recognizer, RecognizerKind};
 use crate::quality::{QualityGate, QualityReport};
-use crate::{DecodeLimits, FaceError, InferenceBackend, ModelPaths, decode_image, models};
+use crate::{DecodeLimits, FaceError, InferenceBackend, ModelPaths, Numerics, decode_image, models};
 
 /// Which face of a photo a single-face operation (embed, compare) uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -64,6 +64,7 @@ pub struct FaceEngine {
     detector: Detector,
     recognizer: Recognizer,
     config: EngineConfig,
+    numerics: Numerics,
 }
 
 impl FaceEngine {
@@ -80,11 +81,18 @@ impl FaceEngine {
             detector: Detector::new(detector, config.detector),
             recognizer: Recognizer::new(recognizer, config.recognizer),
             config,
+            numerics: backend.numerics(),
         })
     }
 
     pub fn config(&self) -> &EngineConfig {
         &self.config
+    }
+
+    /// The backend and precision computing this engine's scores: what its thresholds must
+    /// have been calibrated with.
+    pub fn numerics(&self) -> Numerics {
+        self.numerics
     }
 
     pub fn decode(&self, bytes: &[u8]) -> Result<RgbImage, FaceError> {

@@ -16,7 +16,7 @@ pub mod quality;
 
 #[cfg(feature = "tract")]
 pub use backend::TractBackend;
-pub use backend::{BackendKind, Fallback, InferenceBackend, Precision, Session, Tensor};
+pub use backend::{BackendKind, Fallback, InferenceBackend, Numerics, Precision, Session, Tensor};
 pub use decode::{DecodeLimits, decode_image};
 pub use detect::{DetectedFace, Detector, DetectorConfig};
 pub use embed::{Embedding, Recognizer, RecognizerKind};

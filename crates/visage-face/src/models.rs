@@ -1,6 +1,9 @@
 //! Where model files live and how they are checked before loading.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
+use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
@@ -28,14 +31,28 @@ impl ModelPaths {
 
     /// Path of `file`, after checking it exists and matches its pinned sha256 (when the
     /// directory has a SHA256SUMS entry for it).
+    ///
+    /// A file this process already checked, unchanged since (same path, size and modification
+    /// time) and pinned to the same sum, is not hashed again: OpenVINO's libraries are ~95 MB,
+    /// and a process may start several engines.
     pub fn verified(&self, file: &str) -> Result<PathBuf, FaceError> {
         let path = self.dir.join(file);
-        let bytes = std::fs::read(&path).map_err(|_| FaceError::ModelMissing { path: path.clone() })?;
-        if let Some(expected) = self.pinned_sum(file) {
-            let actual = hex(&Sha256::digest(&bytes));
-            if actual != expected {
-                return Err(FaceError::ModelCorrupt { path, actual, expected });
-            }
+        let missing = || FaceError::ModelMissing { path: path.clone() };
+        let Some(expected) = self.pinned_sum(file) else {
+            return if path.is_file() { Ok(path) } else { Err(missing()) };
+        };
+        let metadata = std::fs::metadata(&path).map_err(|_| missing())?;
+        let seen = (path.clone(), metadata.len(), metadata.modified().ok(), expected.clone());
+        if checked().lock().is_ok_and(|checked| checked.contains(&seen)) {
+            return Ok(path);
+        }
+        let bytes = std::fs::read(&path).map_err(|_| missing())?;
+        let actual = hex(&Sha256::digest(&bytes));
+        if actual != expected {
+            return Err(FaceError::ModelCorrupt { path, actual, expected });
+        }
+        if let Ok(mut checked) = checked().lock() {
+            checked.insert(seen);
         }
         Ok(path)
     }
@@ -52,6 +69,14 @@ impl ModelPaths {
     pub fn exists(&self, file: &str) -> bool {
         self.dir.join(file).is_file()
     }
+}
+
+/// Files whose sum this process checked: (path, size, modification time, pinned sum).
+type Checked = HashSet<(PathBuf, u64, Option<SystemTime>, String)>;
+
+fn checked() -> &'static Mutex<Checked> {
+    static CHECKED: OnceLock<Mutex<Checked>> = OnceLock::new();
+    CHECKED.get_or_init(Mutex::default)
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -6,13 +6,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use visage_face::{EngineConfig, FaceEngine, LivenessModel, ModelPaths};
+use visage_face::{BackendKind, EngineConfig, FaceEngine, LivenessModel, ModelPaths, Numerics};
 use visage_store::crypto::{KeyRing, TemplateKey};
 use visage_store::{PostgresOptions, PostgresStore, SqliteStore, Store, StoreError};
 
 use crate::config::{Config, ImageBackend, ImagesConfig, Profile};
 use crate::gallery::GalleryIndex;
-use crate::inference::{Pipeline, Runtime};
+use crate::inference::Pipeline;
 
 /// Where images are kept: `data_dir/images`, or the configured bucket.
 pub fn image_backend(config: &Config) -> visage_objects::Backend {
@@ -112,8 +112,18 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     Ok(Arc::new(store))
 }
 
-/// Loads the models and warms them up (blocking: call from a blocking thread).
-pub fn load_pipeline(config: &Config, workers: usize, liveness_threshold: f32) -> anyhow::Result<Pipeline> {
+/// The backend and precision a service with this configuration runs (after any fallback),
+/// without loading a model: for offline jobs whose thresholds must match the service's.
+pub fn running_numerics(config: &Config) -> anyhow::Result<Numerics> {
+    let paths = ModelPaths::new(&config.models.dir);
+    let (backend, _) = config.models.backend.create_or_fall_back(&paths, 1, config.inference.precision)?;
+    Ok(backend.numerics())
+}
+
+/// Loads the models and warms them up (blocking: call from a blocking thread). The liveness
+/// threshold is the configured one or the model's built-in one; the service replaces it with
+/// the one calibrated for the backend and precision that run.
+pub fn load_pipeline(config: &Config, workers: usize) -> anyhow::Result<Pipeline> {
     let paths = ModelPaths::new(&config.models.dir);
     let requested = config.models.backend;
     let (backend, fallback) = requested.create_or_fall_back(&paths, workers, config.inference.precision)?;
@@ -127,17 +137,17 @@ pub fn load_pipeline(config: &Config, workers: usize, liveness_threshold: f32) -
             backend.name()
         );
     }
-    let runtime = Runtime { backend: backend.name(), precision: backend.precision() };
-    if runtime.backend == "openvino" {
+    let numerics = backend.numerics();
+    if numerics.backend == BackendKind::OpenVino {
         tracing::info!(
-            backend = runtime.backend,
-            precision = runtime.precision.as_str(),
+            backend = numerics.backend.as_str(),
+            precision = numerics.precision.as_str(),
             "inference backend"
         );
     } else {
         tracing::info!(
-            backend = runtime.backend,
-            precision = runtime.precision.as_str(),
+            backend = numerics.backend.as_str(),
+            precision = numerics.precision.as_str(),
             "inference backend (inference.precision applies to openvino only; this one runs f32)"
         );
     }
@@ -149,7 +159,9 @@ pub fn load_pipeline(config: &Config, workers: usize, liveness_threshold: f32) -
     };
     let engine = FaceEngine::load(&paths, backend.as_ref(), engine_config)?;
     let liveness = LivenessModel::load(&paths, backend.as_ref(), config.liveness.model)?;
-    let pipeline = Pipeline { engine, liveness, liveness_threshold, runtime };
+    let liveness_threshold =
+        config.liveness.threshold.unwrap_or_else(|| config.liveness.model.default_threshold());
+    let pipeline = Pipeline { engine, liveness, liveness_threshold, numerics };
     pipeline.warm_up()?;
     Ok(pipeline)
 }

@@ -42,8 +42,17 @@ impl Application {
         let store = open_store(&config).await?;
         let keys = key_ring(&config)?;
         check_template_keys(store.as_ref(), &keys).await?;
+        let workers = match config.inference.workers {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        };
+        let mut pipeline = {
+            let config = config.clone();
+            tokio::task::spawn_blocking(move || load_pipeline(&config, workers)).await??
+        };
+        let numerics = pipeline.numerics;
         let calibration =
-            Calibration::load(&config.models.dir, config.models.recognizer, config.liveness.model)?;
+            Calibration::load(&config.models.dir, config.models.recognizer, numerics, config.liveness.model)?;
         anyhow::ensure!(
             calibration.point(config.verification.far_target).is_some(),
             "verification.far_target {} is not calibrated for this recognizer; calibrated: {:?} ({})",
@@ -52,15 +61,7 @@ impl Application {
             calibration.source
         );
         let liveness_threshold = config.liveness.threshold.unwrap_or(calibration.liveness_threshold);
-        let workers = match config.inference.workers {
-            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
-            n => n,
-        };
-        let pipeline = {
-            let config = config.clone();
-            tokio::task::spawn_blocking(move || load_pipeline(&config, workers, liveness_threshold)).await??
-        };
-        let runtime = pipeline.runtime;
+        pipeline.liveness_threshold = liveness_threshold;
         let model = enum_name(&config.models.recognizer);
         let gallery =
             load_gallery(store.as_ref(), &keys, &model, config.models.recognizer.dimension()).await?;
@@ -77,8 +78,8 @@ impl Application {
             env!("CARGO_PKG_VERSION"),
             &model,
             &enum_name(&config.liveness.model),
-            runtime.backend,
-            runtime.precision.as_str(),
+            numerics.backend.as_str(),
+            numerics.precision.as_str(),
         );
         metrics.inference_workers.set(workers as i64);
         let points: Vec<(f64, f32)> = calibration.points.iter().map(|p| (p.far, p.threshold)).collect();
@@ -110,6 +111,7 @@ impl Application {
             images,
             keys,
             calibration,
+            numerics,
             collection_calibrations: Default::default(),
             liveness_threshold,
             model,

@@ -24,6 +24,8 @@ pub struct App {
     pub keys: KeyRing,
     /// The deployment-wide calibration.
     pub calibration: Calibration,
+    /// The backend and precision computing the scores (what calibrations must match).
+    pub numerics: visage_face::Numerics,
     /// Collections' own thresholds, from their labelled decisions; they take precedence over
     /// `calibration` for the FAR targets they resolve.
     pub collection_calibrations: CollectionCalibrations,

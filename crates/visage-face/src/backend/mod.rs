@@ -164,12 +164,37 @@ impl BackendKind {
     }
 }
 
+/// What computes the scores: the runtime and the precision it runs (never `Auto`). Scores move
+/// a little between precisions (bf16 keeps 8 mantissa bits), so thresholds are calibrated per
+/// `Numerics`; the f32 runtimes agree with each other to the tolerances the tests check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Numerics {
+    pub backend: BackendKind,
+    pub precision: Precision,
+}
+
+impl Numerics {
+    /// ONNX Runtime in f32: what every calibration before per-backend ones was measured on.
+    pub const REFERENCE: Self = Self { backend: BackendKind::OnnxRuntime, precision: Precision::F32 };
+
+    /// "openvino bf16".
+    pub fn label(self) -> String {
+        format!("{} {}", self.backend.as_str(), self.precision.as_str())
+    }
+}
+
 /// A runtime able to load ONNX models.
 pub trait InferenceBackend: Send + Sync {
-    fn name(&self) -> &'static str;
+    fn kind(&self) -> BackendKind;
+    fn name(&self) -> &'static str {
+        self.kind().as_str()
+    }
     /// The precision the runtime computes in (never `Auto`).
     fn precision(&self) -> Precision {
         Precision::F32
+    }
+    fn numerics(&self) -> Numerics {
+        Numerics { backend: self.kind(), precision: self.precision() }
     }
     fn load(&self, path: &Path, model: &str) -> Result<Arc<dyn Session>, FaceError>;
 }

@@ -10,7 +10,7 @@ use ort::environment::Environment;
 use ort::session::Session as OrtSession;
 use ort::session::builder::GraphOptimizationLevel;
 
-use super::{InferenceBackend, Session, Tensor};
+use super::{BackendKind, InferenceBackend, Session, Tensor};
 use crate::FaceError;
 
 /// File name of the runtime library inside the models directory.
@@ -53,8 +53,8 @@ impl OnnxRuntimeBackend {
 }
 
 impl InferenceBackend for OnnxRuntimeBackend {
-    fn name(&self) -> &'static str {
-        "onnxruntime"
+    fn kind(&self) -> BackendKind {
+        BackendKind::OnnxRuntime
     }
 
     fn load(&self, path: &Path, model: &str) -> Result<Arc<dyn Session>, FaceError> {

@@ -12,7 +12,7 @@ use openvino::{
     CompiledModel, Core, DeviceType, ElementType, InferRequest, PropertyKey, RwPropertyKey, Shape,
 };
 
-use super::{InferenceBackend, Precision, Session, Tensor};
+use super::{BackendKind, InferenceBackend, Precision, Session, Tensor};
 use crate::{FaceError, ModelPaths};
 
 /// The C library, relative to the models directory.
@@ -98,8 +98,8 @@ fn cpu_has_avx2() -> bool {
 }
 
 impl InferenceBackend for OpenVinoBackend {
-    fn name(&self) -> &'static str {
-        "openvino"
+    fn kind(&self) -> BackendKind {
+        BackendKind::OpenVino
     }
 
     fn precision(&self) -> Precision {

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use tract_onnx::prelude::*;
 
-use super::{InferenceBackend, Session, Tensor};
+use super::{BackendKind, InferenceBackend, Session, Tensor};
 use crate::FaceError;
 
 /// Pure-Rust ONNX inference with tract. Builds offline and needs no shared library.
@@ -14,8 +14,8 @@ use crate::FaceError;
 pub struct TractBackend;
 
 impl InferenceBackend for TractBackend {
-    fn name(&self) -> &'static str {
-        "tract"
+    fn kind(&self) -> BackendKind {
+        BackendKind::Tract
     }
 
     fn load(&self, path: &Path, model: &str) -> Result<Arc<dyn Session>, FaceError> {

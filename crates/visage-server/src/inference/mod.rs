@@ -4,5 +4,5 @@
 pub mod pipeline;
 pub mod pool;
 
-pub use pipeline::{Detection, LivenessVerdict, Pick, Pipeline, Probe, Runtime, StageTimes};
+pub use pipeline::{Detection, LivenessVerdict, Pick, Pipeline, Probe, StageTimes};
 pub use pool::{InferenceError, InferencePool, QueueWait};

@@ -6,8 +6,8 @@ use std::time::Instant;
 use image::RgbImage;
 use visage_face::liveness::AttackType;
 use visage_face::{
-    AnalyzedFace, BoundingBox, DetectedFace, FaceEngine, FaceError, LivenessModel, LivenessScore, Point,
-    QualityIssue, select_face,
+    AnalyzedFace, BoundingBox, DetectedFace, FaceEngine, FaceError, LivenessModel, LivenessScore, Numerics,
+    Point, QualityIssue, select_face,
 };
 
 /// Quality problems that make a liveness score meaningless: the models need a sharp,
@@ -24,15 +24,9 @@ pub struct Pipeline {
     pub engine: FaceEngine,
     pub liveness: LivenessModel,
     pub liveness_threshold: f32,
-    /// The runtime the models run on, as `visage_build_info` reports it.
-    pub runtime: Runtime,
-}
-
-/// The inference backend that runs and its precision (after any fallback).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Runtime {
-    pub backend: &'static str,
-    pub precision: visage_face::Precision,
+    /// The backend that runs (after any fallback) and its precision, as `visage_build_info`
+    /// reports them and as the thresholds must have been calibrated with.
+    pub numerics: Numerics,
 }
 
 #[derive(Debug, Clone)]

@@ -15,8 +15,9 @@ use serde::Serialize;
 use serde_json::json;
 use visage_calibration::{
     Calibration, CalibrationFile, CollectionCalibration, EvaluationSummary, FORMAT_VERSION, OperatingPoint,
-    RecognizerCalibration, ThresholdRule, impostors_needed, recognizer_name,
+    RecognizerCalibration, ThresholdRule, impostors_needed,
 };
+use visage_face::Numerics;
 use visage_store::{AuditAction, AuditOutcome, CollectionId, NewAuditEvent, Store};
 
 use crate::config::Config;
@@ -85,10 +86,14 @@ impl FeedbackReport {
 /// or every collection, has too few labels (saying how many are needed and how many there are).
 pub async fn from_feedback(config: &Config, options: &FromFeedback) -> anyhow::Result<FeedbackReport> {
     let recognizer = config.models.recognizer;
-    let global = Calibration::load(&config.models.dir, recognizer, config.liveness.model)?;
+    let numerics = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || crate::resources::running_numerics(&config)).await??
+    };
+    let global = Calibration::load(&config.models.dir, recognizer, numerics, config.liveness.model)?;
     let far_targets = targets(&global, &options.far_targets)?;
     let store = open_store(config).await?;
-    let outcome = run(store.as_ref(), config, options, &far_targets).await;
+    let outcome = run(store.as_ref(), config, numerics, options, &far_targets).await;
     store.close().await;
     let report = outcome?;
     if report.calibrated() == 0 {
@@ -131,6 +136,7 @@ fn targets(global: &Calibration, requested: &[f64]) -> anyhow::Result<Vec<f64>> 
 async fn run(
     store: &dyn Store,
     config: &Config,
+    numerics: Numerics,
     options: &FromFeedback,
     far_targets: &[f64],
 ) -> anyhow::Result<FeedbackReport> {
@@ -163,8 +169,8 @@ async fn run(
             measure_collection(config, options, far_targets, &collection, genuine, impostor, &date);
         report.labels_without_score = without_score;
         if let (Some(name), false) = (&report.calibration, options.dry_run) {
-            let recognizer = config.models.recognizer;
-            report.file = keep(store, options, recognizer, &model, &collection, name, &report).await?;
+            let scorer = (config.models.recognizer, numerics);
+            report.file = keep(store, options, scorer, &model, &collection, name, &report).await?;
         }
         if options.collection.is_some()
             && let Some(why) = &report.kept_global_because
@@ -263,30 +269,29 @@ fn describe_needs(far_targets: &[f64]) -> String {
 async fn keep(
     store: &dyn Store,
     options: &FromFeedback,
-    recognizer: visage_face::RecognizerKind,
+    (recognizer, numerics): (visage_face::RecognizerKind, Numerics),
     model: &str,
     collection: &CollectionId,
     name: &str,
     report: &CollectionReport,
 ) -> anyhow::Result<Option<PathBuf>> {
-    let file = CalibrationFile {
-        version: FORMAT_VERSION,
-        recognizers: BTreeMap::from([(
-            recognizer_name(recognizer),
-            RecognizerCalibration {
-                dataset: format!(
-                    "{name}: {} genuine and {} impostor labelled decisions of collection {collection}",
-                    report.genuine_labels, report.impostor_labels
-                ),
-                points: report.points.clone(),
-                evaluation: report.evaluation,
-            },
-        )]),
-        liveness: None,
-    };
+    let mut file = CalibrationFile { version: FORMAT_VERSION, recognizers: BTreeMap::new(), liveness: None };
+    file.insert(
+        recognizer,
+        RecognizerCalibration {
+            dataset: format!(
+                "{name}: {} genuine and {} impostor labelled decisions of collection {collection}",
+                report.genuine_labels, report.impostor_labels
+            ),
+            backend: numerics.backend,
+            precision: numerics.precision,
+            points: report.points.clone(),
+            evaluation: report.evaluation,
+        },
+    );
     let document = serde_json::to_string_pretty(&file)? + "\n";
     // What the service will read back must parse: never keep a calibration it would refuse.
-    CollectionCalibration::parse(name, &document, recognizer).map_err(anyhow::Error::msg)?;
+    CollectionCalibration::parse(name, &document, recognizer, numerics).map_err(anyhow::Error::msg)?;
     let written = match &options.out {
         Some(dir) => {
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;

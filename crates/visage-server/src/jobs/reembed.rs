@@ -178,7 +178,7 @@ async fn start_pool(config: &Config, to: RecognizerKind, batch: usize) -> anyhow
         n => n,
     };
     // The liveness threshold does not matter: re-embedding judges no liveness.
-    let pipeline = tokio::task::spawn_blocking(move || load_pipeline(&config, workers, 0.5))
+    let pipeline = tokio::task::spawn_blocking(move || load_pipeline(&config, workers))
         .await?
         .with_context(|| format!("loading the models of recognizer {}", enum_name(&to)))?;
     Ok(InferencePool::start(Arc::new(pipeline), workers, batch))

@@ -55,7 +55,7 @@ pub async fn reload(app: &App) -> StoreResult<()> {
     let stored = app.store.collection_calibrations().await?;
     let mut all = HashMap::new();
     for c in stored.into_iter().filter(|c| c.model == app.model) {
-        match CollectionCalibration::parse(&c.name, &c.document, app.config.models.recognizer) {
+        match CollectionCalibration::parse(&c.name, &c.document, app.config.models.recognizer, app.numerics) {
             Ok(calibration) => {
                 all.insert(c.collection, Arc::new(calibration));
             }

@@ -4,13 +4,14 @@
 //! collection's decisions at the FAR targets it resolves, and named by every decision.
 
 use visage_calibration::{Calibration, CalibrationFile};
-use visage_face::RecognizerKind;
+use visage_face::{Precision, RecognizerKind};
 use visage_server::jobs::calibration::{FromFeedback, from_feedback, reset};
 
 use super::*;
 
 /// The repository's models, with a deployment-wide calibration that offers FAR 0.1% (the
-/// built-in threshold) and FAR 10%, a target a few dozen labels can resolve.
+/// built-in threshold) and FAR 10%, a target a few dozen labels can resolve, in f32 (the
+/// name-only key of older files) and in openvino bf16, whichever the service runs.
 fn models_with_two_targets() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for entry in std::fs::read_dir(repo().join("models")).unwrap() {
@@ -19,12 +20,18 @@ fn models_with_two_targets() -> tempfile::TempDir {
             std::os::unix::fs::symlink(&path, dir.path().join(path.file_name().unwrap())).unwrap();
         }
     }
-    let built_in = RecognizerKind::Sface.default_threshold();
+    let f32 = RecognizerKind::Sface.default_threshold(Precision::F32);
+    let bf16 = RecognizerKind::Sface.default_threshold(Precision::Bf16);
     let file = json!({
         "version": 1,
-        "recognizers": { "sface": { "dataset": "test", "points": [
-            { "far": 0.001, "threshold": built_in }, { "far": 0.1, "threshold": 0.15 }
-        ] } },
+        "recognizers": {
+            "sface": { "dataset": "test", "points": [
+                { "far": 0.001, "threshold": f32 }, { "far": 0.1, "threshold": 0.15 }
+            ] },
+            "sface/openvino/bf16": { "dataset": "test", "backend": "openvino", "precision": "bf16", "points": [
+                { "far": 0.001, "threshold": bf16 }, { "far": 0.1, "threshold": 0.15 }
+            ] }
+        },
         "liveness": null
     });
     std::fs::write(dir.path().join(visage_calibration::FILE_NAME), file.to_string()).unwrap();
@@ -58,7 +65,13 @@ async fn a_collection_calibrated_from_its_labelled_decisions_uses_its_own_thresh
         c.index.poll_interval_ms = 100;
     })
     .await;
-    let global = Calibration::load(models.path(), RecognizerKind::Sface, app.config.liveness.model).unwrap();
+    let global = Calibration::load(
+        models.path(),
+        RecognizerKind::Sface,
+        app.state.numerics,
+        app.config.liveness.model,
+    )
+    .unwrap();
     expect(app.post_json("/v1/collections", &app.admin, json!({ "id": "door" })).await, StatusCode::CREATED)
         .await;
     let enrolled = [
@@ -162,7 +175,9 @@ async fn a_collection_calibrated_from_its_labelled_decisions_uses_its_own_thresh
     assert!(own.threshold > impostor_scores[1], "{own:?} vs {impostor_scores:?}");
     let file: CalibrationFile =
         serde_json::from_str(&std::fs::read_to_string(door.file.as_ref().unwrap()).unwrap()).unwrap();
-    assert_eq!(file.recognizers["sface"].points, door.points);
+    let entry = file.entry(RecognizerKind::Sface, app.state.numerics).unwrap();
+    assert_eq!(entry.points, door.points);
+    assert_eq!(entry.numerics(), app.state.numerics, "the file names the backend and precision that scored");
 
     // The running replica picks it up on its next poll.
     let mut answer = verify_at(&app, subjects[1], "Bill_Nelson_0002", Some("0.1")).await;

@@ -13,6 +13,7 @@ async fn verify_matches_the_same_person_and_rejects_a_different_one() {
     let calibrated = visage_server::calibration::Calibration::load(
         &repo().join("models"),
         visage_face::RecognizerKind::Sface,
+        app.state.numerics,
         visage_face::LivenessKind::default(),
     )
     .unwrap()

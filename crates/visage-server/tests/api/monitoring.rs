@@ -74,8 +74,10 @@ async fn the_metrics_endpoint_exports_every_seed_metric_with_fixed_labels() {
     assert_eq!(count("db_pool_connections_max", &[]), f64::from(pool_max));
     assert_eq!(count("inference_workers", &[]), 2.0);
     assert_eq!(count("visage_build_info", &[("recognizer", "sface")]), 1.0);
-    // The default backend, which runs f32 whatever inference.precision says.
-    assert_eq!(count("visage_build_info", &[("backend", "onnxruntime"), ("precision", "f32")]), 1.0);
+    // The default backend, in the precision `auto` chose for this CPU (never "auto").
+    let precision = app.state.numerics.precision.as_str();
+    assert!(["f32", "bf16"].contains(&precision), "{precision}");
+    assert_eq!(count("visage_build_info", &[("backend", "openvino"), ("precision", precision)]), 1.0);
 
     let histogram = |name: &str, labels: &[(&str, &str)]| match &sample(&after, name, labels)
         .unwrap_or_else(|| panic!("{name} {labels:?}"))
@@ -202,6 +204,23 @@ async fn the_openvino_backend_serves_and_reports_its_precision() {
         value(&metrics, "verification_requests_total", &[("mode", "verify"), ("result", "match")]),
         Some(1.0)
     );
+}
+
+#[tokio::test]
+async fn the_onnxruntime_backend_serves_in_f32_whatever_precision_says() {
+    let app = TestApp::spawn_with(|c| {
+        c.models.backend = visage_face::BackendKind::OnnxRuntime;
+        c.inference.precision = visage_face::Precision::Bf16;
+    })
+    .await;
+    let bob = app.enrol("bob", "Bob_Graham_0001").await;
+    let answer = app.verify(bob, "Bob_Graham_0005").await;
+    assert_eq!(answer["match"], true, "{answer}");
+    let metrics = scrape(&app).await;
+    let labels = [("backend", "onnxruntime"), ("precision", "f32")];
+    assert_eq!(value(&metrics, "visage_build_info", &labels), Some(1.0));
+    // Its thresholds are the f32 ones.
+    assert_eq!(app.state.calibration.measured_on.precision, visage_face::Precision::F32);
 }
 
 #[tokio::test]

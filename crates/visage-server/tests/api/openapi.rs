@@ -16,6 +16,7 @@ async fn the_openapi_document_is_checked_in_and_the_docs_page_is_served() {
     }
     let built_in = visage_server::calibration::Calibration::built_in(
         app.config.models.recognizer,
+        app.state.numerics,
         app.config.liveness.model,
     );
     let reference = visage_server::http::openapi::document(&built_in.targets());
