@@ -19,6 +19,7 @@
 //! the thread count either. Ties are broken by id ([`FlatIndex::search`]).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use uuid::Uuid;
 
@@ -34,6 +35,8 @@ use kernels::{CODE_MAX, Query, Rows};
 pub const PARALLEL_MIN_ROWS: usize = 32_768;
 /// At most this many threads scan one gallery.
 pub const MAX_SEARCH_THREADS: usize = 8;
+/// Rows in one share of a parallel scan at most (1 MiB of 128-d codes).
+const MAX_SHARE_ROWS: usize = 8192;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Candidate {
@@ -256,41 +259,55 @@ impl FlatIndex {
         candidates
     }
 
-    /// Rows whose int8 estimate, plus its error bound, reaches the threshold, in row order:
-    /// contiguous shares of the rows scanned by up to `search_threads` threads (this one
-    /// included), their rows concatenated in order.
+    /// Rows whose int8 estimate, plus its error bound, reaches the threshold, in row order.
+    /// A large gallery is cut into shares of whole 16-row blocks that up to `search_threads`
+    /// threads (this one included) take in turn, so that a thread kept waiting by other work
+    /// on its core takes fewer; the shares' rows are then put back in order, so the answer is
+    /// the same whichever thread scanned what.
     fn prefilter(&self, query: &Query) -> Vec<usize> {
         let all = Rows { codes: &self.codes, scales: &self.scales, l1_norms: &self.l1_norms, first: 0 };
-        let n = all.len();
+        let (kernel, dim, n) = (self.kernel, self.dim, all.len());
         let threads = if n < self.parallel_min_rows { 1 } else { self.search_threads };
-        let mut rows = Vec::new();
         if threads <= 1 {
-            kernels::prefilter(self.kernel, self.dim, all, query, &mut rows);
+            let mut rows = Vec::new();
+            kernels::prefilter(kernel, dim, all, query, &mut rows);
             return rows;
         }
-        // Shares in whole blocks of 16 rows, so that only the last one has a partial block
-        // (a tiny gallery may then have fewer shares than threads).
-        let share = n.div_ceil(threads).div_ceil(16) * 16;
-        let shares: Vec<Rows> =
-            (0..n).step_by(share).map(|start| all.slice(self.dim, start, (start + share).min(n))).collect();
-        let (kernel, dim) = (self.kernel, self.dim);
-        std::thread::scope(|scope| {
-            let others: Vec<_> = shares[1..]
-                .iter()
-                .map(|&share| {
-                    scope.spawn(move || {
-                        let mut rows = Vec::new();
-                        kernels::prefilter(kernel, dim, share, query, &mut rows);
-                        rows
-                    })
-                })
-                .collect();
-            kernels::prefilter(kernel, dim, shares[0], query, &mut rows);
-            for other in others {
-                rows.extend(other.join().expect("a search thread panicked"));
+        // About eight shares per thread, of 16 to MAX_SHARE_ROWS rows.
+        let share = (n / (threads * 8)).clamp(16, MAX_SHARE_ROWS).next_multiple_of(16);
+        let shares = n.div_ceil(share);
+        let next = AtomicUsize::new(0);
+        let work = || {
+            let mut done = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= shares {
+                    return done;
+                }
+                let mut rows = Vec::new();
+                let start = i * share;
+                kernels::prefilter(
+                    kernel,
+                    dim,
+                    all.slice(dim, start, (start + share).min(n)),
+                    query,
+                    &mut rows,
+                );
+                if !rows.is_empty() {
+                    done.push((i, rows));
+                }
             }
+        };
+        let mut done = std::thread::scope(|scope| {
+            let others: Vec<_> = (1..threads.min(shares)).map(|_| scope.spawn(work)).collect();
+            let mut done = work();
+            for other in others {
+                done.extend(other.join().expect("a search thread panicked"));
+            }
+            done
         });
-        rows
+        done.sort_unstable_by_key(|&(i, _)| i);
+        done.into_iter().flat_map(|(_, rows)| rows).collect()
     }
 
     /// Bytes held by the index (arrays and the id map), for capacity planning.
