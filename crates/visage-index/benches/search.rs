@@ -7,12 +7,14 @@
 //! Each query is a noisy copy of an enrolled template (one true match) searched at the SFace
 //! threshold for FAR 1e-3, 0.36; every configuration answers the same queries, and
 //! `"identical"` says whether its answers equal the first configuration's (they must).
+//! Every line runs its thread count whatever the size; `"default":true` marks the one the
+//! service runs (the detected kernel; below `PARALLEL_MIN_ROWS` rows, one thread).
 
 use std::time::Instant;
 
 use uuid::Uuid;
 use visage_index::synthetic::{Rng, near, unit_vector};
-use visage_index::{Candidate, FlatIndex, Kernel};
+use visage_index::{Candidate, FlatIndex, Kernel, PARALLEL_MIN_ROWS};
 
 const DIM: usize = 128;
 const QUERIES: usize = 300;
@@ -60,6 +62,10 @@ fn main() {
             for threads in thread_counts {
                 index.set_kernel(kernel);
                 index.set_search_threads(threads);
+                // What the service runs at this size (below PARALLEL_MIN_ROWS, one thread).
+                let default = kernel == Kernel::detect()
+                    && threads == if size < PARALLEL_MIN_ROWS { 1 } else { all_threads };
+                index.set_parallel_min_rows(0);
                 for probe in probes.iter().take(WARM_UP) {
                     std::hint::black_box(index.search(probe, THRESHOLD, 5));
                 }
@@ -79,7 +85,7 @@ fn main() {
                 let identical = first_answers.get_or_insert_with(|| answers.clone()) == &answers;
                 millis.sort_by(f64::total_cmp);
                 println!(
-                    "{{\"templates\":{size},\"dim\":{DIM},\"kernel\":\"{}\",\"threads\":{threads},\"queries\":{QUERIES},\"min_ms\":{:.2},\"p50_ms\":{:.2},\"p95_ms\":{:.2},\"p99_ms\":{:.2},\"found\":{found},\"identical\":{identical},\"build_seconds\":{build_seconds:.2},\"index_mib\":{:.0},\"mib_per_million\":{:.0},\"generate_seconds\":{generated:.1}}}",
+                    "{{\"templates\":{size},\"dim\":{DIM},\"kernel\":\"{}\",\"threads\":{threads},\"default\":{default},\"queries\":{QUERIES},\"min_ms\":{:.2},\"p50_ms\":{:.2},\"p95_ms\":{:.2},\"p99_ms\":{:.2},\"found\":{found},\"identical\":{identical},\"build_seconds\":{build_seconds:.2},\"index_mib\":{:.0},\"mib_per_million\":{:.0},\"generate_seconds\":{generated:.1}}}",
                     kernel.name(),
                     millis[0],
                     percentile(&millis, 0.5),
