@@ -12,7 +12,7 @@ pub const OPTIONS: &[(&str, &str)] = &[
     ("models.dir", "model directory (scripts/models/fetch.sh) [models]"),
     (
         "models.backend",
-        "onnxruntime | openvino (falls back to onnxruntime where it cannot run) | tract [onnxruntime]",
+        "openvino (falls back to onnxruntime where it cannot run) | onnxruntime | tract [openvino]",
     ),
     ("models.recognizer", "sface | mobilefacenet [sface]"),
     ("models.face_selection", "single | central | largest: the face a single-face request uses [central]"),

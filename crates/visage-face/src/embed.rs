@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::FaceError;
 use crate::align::ALIGNED_SIZE;
-use crate::backend::{Precision, Session, Tensor};
+use crate::backend::{InferenceBackend, Precision, Session, Tensor};
 
 /// The recognizers visage can run, with the input convention each was trained with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +43,12 @@ impl RecognizerKind {
             (Self::Sface, _) => 0.362,
             (Self::Mobilefacenet, _) => 0.458,
         }
+    }
+
+    /// Whether several faces can go through the model in one inference (MobileFaceNet's
+    /// converted graph fixes its batch at two).
+    fn batches(self) -> bool {
+        matches!(self, Self::Sface)
     }
 
     pub fn dimension(self) -> usize {
@@ -121,6 +127,23 @@ impl Recognizer {
         Self { session, kind }
     }
 
+    /// Loads the recognizer's model, opened for batches where the model and the runtime allow.
+    pub fn load(
+        backend: &dyn InferenceBackend,
+        path: &std::path::Path,
+        kind: RecognizerKind,
+    ) -> Result<Self, FaceError> {
+        let file = kind.model_file();
+        let session =
+            if kind.batches() { backend.load_batched(path, file)? } else { backend.load(path, file)? };
+        Ok(Self::new(session, kind))
+    }
+
+    /// Faces [`Recognizer::embed_many`] embeds in one inference.
+    pub fn batch_size(&self) -> usize {
+        if self.kind.batches() { self.session.max_batch().max(1) } else { 1 }
+    }
+
     pub fn kind(&self) -> RecognizerKind {
         self.kind
     }
@@ -137,6 +160,38 @@ impl Recognizer {
         let mut values = raw.data;
         values.truncate(dimension);
         Embedding::parse(values).map_err(fail)
+    }
+
+    /// Embeds several aligned faces, in order: [`Recognizer::batch_size`] of them per
+    /// inference. Each row is the same network on the same pixels as [`Recognizer::embed`];
+    /// a batch may take other kernels, so values agree to rounding, not to the bit.
+    pub fn embed_many(&self, faces: &[RgbImage]) -> Result<Vec<Embedding>, FaceError> {
+        let batch = self.batch_size();
+        if batch <= 1 {
+            return faces.iter().map(|face| self.embed(face)).collect();
+        }
+        let fail = |reason: String| FaceError::Inference { model: format!("{:?}", self.kind), reason };
+        let dimension = self.kind.dimension();
+        let mut embeddings = Vec::with_capacity(faces.len());
+        for chunk in faces.chunks(batch) {
+            let tensors: Vec<Tensor> = chunk.iter().map(|face| self.kind.to_tensor(face)).collect();
+            let mut shape = tensors[0].shape.clone();
+            shape[0] = chunk.len();
+            let data = tensors.into_iter().flat_map(|t| t.data).collect();
+            let mut outputs = self.session.run(Tensor::new(shape, data))?;
+            let raw = outputs.drain(..).next().ok_or_else(|| fail("no output".into()))?;
+            if raw.data.len() != chunk.len() * dimension {
+                return Err(fail(format!(
+                    "output has {} values, expected {} rows of {dimension}",
+                    raw.data.len(),
+                    chunk.len()
+                )));
+            }
+            for row in raw.data.chunks_exact(dimension) {
+                embeddings.push(Embedding::parse(row.to_vec()).map_err(fail)?);
+            }
+        }
+        Ok(embeddings)
     }
 }
 

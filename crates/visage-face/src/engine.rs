@@ -76,10 +76,10 @@ impl FaceEngine {
     ) -> Result<Self, FaceError> {
         let detector = backend.load(&paths.verified(models::YUNET)?, "yunet")?;
         let recognizer_file = config.recognizer.model_file();
-        let recognizer = backend.load(&paths.verified(recognizer_file)?, recognizer_file)?;
+        let recognizer = Recognizer::load(backend, &paths.verified(recognizer_file)?, config.recognizer)?;
         Ok(Self {
             detector: Detector::new(detector, config.detector),
-            recognizer: Recognizer::new(recognizer, config.recognizer),
+            recognizer,
             config,
             numerics: backend.numerics(),
         })
@@ -111,9 +111,7 @@ impl FaceEngine {
         let mut embedding = self.recognizer.embed(&aligned)?;
         if self.config.flip_tta {
             let mirrored = self.recognizer.embed(&image::imageops::flip_horizontal(&aligned))?;
-            let sum = embedding.as_slice().iter().zip(mirrored.as_slice()).map(|(a, b)| a + b).collect();
-            embedding = Embedding::parse(sum)
-                .map_err(|reason| FaceError::Inference { model: "flip-tta".into(), reason })?;
+            embedding = sum_of(&embedding, &mirrored)?;
         }
         Ok(AnalyzedFace { detection: *face, quality, embedding })
     }
@@ -134,6 +132,61 @@ impl FaceEngine {
         let face = self.select(&image, &faces)?;
         self.analyze(&image, face)
     }
+
+    /// Images [`FaceEngine::analyze_many_bytes`] embeds in one inference (1 where the
+    /// runtime or the recognizer takes no batches).
+    pub fn batch_size(&self) -> usize {
+        self.recognizer.batch_size()
+    }
+
+    /// [`FaceEngine::analyze_bytes`] for several images, their faces embedded together
+    /// ([`Recognizer::embed_many`]). One result per image, in order; the outer error is an
+    /// inference failure, which no image caused alone.
+    pub fn analyze_many_bytes(
+        &self,
+        images: &[&[u8]],
+    ) -> Result<Vec<Result<AnalyzedFace, FaceError>>, FaceError> {
+        let prepared: Vec<Result<(DetectedFace, QualityReport, RgbImage), FaceError>> = images
+            .iter()
+            .map(|bytes| {
+                let image = self.decode(bytes)?;
+                let faces = self.detect(&image)?;
+                let face = *self.select(&image, &faces)?;
+                let aligned = align_face(&image, &face.landmarks);
+                let quality = self.config.quality.report(&face, &aligned);
+                Ok((face, quality, aligned))
+            })
+            .collect();
+        let aligned: Vec<RgbImage> = prepared.iter().flatten().map(|(_, _, a)| a.clone()).collect();
+        let mut embeddings = self.recognizer.embed_many(&aligned)?.into_iter();
+        let mut mirrored = match self.config.flip_tta {
+            true => {
+                let flipped: Vec<RgbImage> = aligned.iter().map(image::imageops::flip_horizontal).collect();
+                Some(self.recognizer.embed_many(&flipped)?.into_iter())
+            }
+            false => None,
+        };
+        prepared
+            .into_iter()
+            .map(|prepared| match prepared {
+                Err(refused) => Ok(Err(refused)),
+                Ok((detection, quality, _)) => {
+                    let mut embedding = embeddings.next().expect("one embedding per aligned face");
+                    if let Some(mirrored) = mirrored.as_mut() {
+                        let mirror = mirrored.next().expect("one mirror embedding per aligned face");
+                        embedding = sum_of(&embedding, &mirror)?;
+                    }
+                    Ok(Ok(AnalyzedFace { detection, quality, embedding }))
+                }
+            })
+            .collect()
+    }
+}
+
+/// The flip-TTA embedding: the normalised sum of the face's and its mirror image's.
+fn sum_of(embedding: &Embedding, mirrored: &Embedding) -> Result<Embedding, FaceError> {
+    let sum = embedding.as_slice().iter().zip(mirrored.as_slice()).map(|(a, b)| a + b).collect();
+    Embedding::parse(sum).map_err(|reason| FaceError::Inference { model: "flip-tta".into(), reason })
 }
 
 pub fn select_face(

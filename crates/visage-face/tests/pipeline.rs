@@ -517,6 +517,41 @@ fn openvino_bf16_stays_within_bf16_rounding_of_f32() {
     assert_same_faces(openvino_engine(Precision::F32), openvino_engine(Precision::Bf16), 1.0, 0.999);
 }
 
+/// A batch runs the same network on the same pixels, possibly with other kernels: the same
+/// faces in the same order, embeddings equal to rounding (f32) or to bf16's rounding, and an
+/// image without a face refused in its place without failing the others.
+#[test]
+fn a_batch_embeds_each_image_as_alone_and_in_order() {
+    let mut images: Vec<(String, Vec<u8>)> = cross_check_images();
+    let mut no_face = Vec::new();
+    image::RgbImage::from_fn(320, 240, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 128]))
+        .write_to(&mut Cursor::new(&mut no_face), image::ImageFormat::Png)
+        .unwrap();
+    images.insert(2, ("no face".into(), no_face));
+    let inputs: Vec<&[u8]> = images.iter().map(|(_, bytes)| bytes.as_slice()).collect();
+    for (engine, min_cosine) in [
+        (engine(), 1.0),
+        (openvino_engine(Precision::F32), 0.9999),
+        (openvino_engine(Precision::Bf16), 0.999),
+    ] {
+        let batched = engine.analyze_many_bytes(&inputs).unwrap();
+        assert_eq!(batched.len(), images.len());
+        for ((name, bytes), result) in images.iter().zip(&batched) {
+            match (engine.analyze_bytes(bytes), result) {
+                (Ok(alone), Ok(in_batch)) => {
+                    assert_eq!(alone.detection.bbox, in_batch.detection.bbox, "{name}");
+                    let cosine = alone.embedding.cosine(&in_batch.embedding);
+                    assert!(cosine >= min_cosine - 1e-6, "{name}: cosine {cosine}");
+                }
+                (Err(alone), Err(in_batch)) => assert_eq!(alone.code(), in_batch.code(), "{name}"),
+                (alone, in_batch) => panic!("{name}: alone {alone:?}, in a batch {in_batch:?}"),
+            }
+        }
+    }
+    assert_eq!(engine().batch_size(), 1, "ONNX Runtime runs SFace as its file says");
+    assert_eq!(openvino_engine(Precision::Bf16).batch_size(), visage_face::backend::RECOGNIZER_BATCH);
+}
+
 #[test]
 fn openvino_runs_mobilefacenet_like_onnxruntime() {
     let Some(reference_engine) = mobilefacenet_engine() else { return };

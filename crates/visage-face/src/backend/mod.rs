@@ -197,12 +197,27 @@ pub trait InferenceBackend: Send + Sync {
         Numerics { backend: self.kind(), precision: self.precision() }
     }
     fn load(&self, path: &Path, model: &str) -> Result<Arc<dyn Session>, FaceError>;
+    /// Like [`InferenceBackend::load`], for a model whose file fixes its batch at one: opened
+    /// for batches of up to [`RECOGNIZER_BATCH`] where the runtime can change that (OpenVINO),
+    /// as it is elsewhere. [`Session::max_batch`] says which.
+    fn load_batched(&self, path: &Path, model: &str) -> Result<Arc<dyn Session>, FaceError> {
+        self.load(path, model)
+    }
 }
+
+/// Faces a recognizer embeds in one inference where the runtime takes batches. Measured by
+/// `bench/batch.sh` (docs/performance.md#batches): SFace on OpenVINO bf16 takes about 26% less
+/// time per face at 4 than one at a time, less at 8 and 16.
+pub const RECOGNIZER_BATCH: usize = 4;
 
 /// One loaded model. `run` takes one input and returns every output in the model's order;
 /// it may be called from several threads at once.
 pub trait Session: Send + Sync {
     fn run(&self, input: Tensor) -> Result<Vec<Tensor>, FaceError>;
+    /// The largest first (batch) dimension `run` takes; 1 for a model opened as its file says.
+    fn max_batch(&self) -> usize {
+        1
+    }
 }
 
 #[cfg(test)]

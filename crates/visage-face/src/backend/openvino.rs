@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use openvino::{
-    CompiledModel, Core, DeviceType, ElementType, InferRequest, PropertyKey, RwPropertyKey, Shape,
+    CompiledModel, Core, DeviceType, Dimension, ElementType, InferRequest, PartialShape, PropertyKey,
+    RwPropertyKey, Shape,
 };
 
 use super::{BackendKind, InferenceBackend, Precision, Session, Tensor};
@@ -107,12 +108,38 @@ impl InferenceBackend for OpenVinoBackend {
     }
 
     fn load(&self, path: &Path, model: &str) -> Result<Arc<dyn Session>, FaceError> {
+        self.load_with_batch(path, model, 1)
+    }
+
+    fn load_batched(&self, path: &Path, model: &str) -> Result<Arc<dyn Session>, FaceError> {
+        self.load_with_batch(path, model, super::RECOGNIZER_BATCH)
+    }
+}
+
+impl OpenVinoBackend {
+    /// `max_batch` > 1 turns the first input's batch dimension into the range 1..=max_batch.
+    fn load_with_batch(
+        &self,
+        path: &Path,
+        model: &str,
+        max_batch: usize,
+    ) -> Result<Arc<dyn Session>, FaceError> {
         let fail = |reason: String| FaceError::ModelLoad { model: model.to_owned(), reason };
         let path = path.to_str().ok_or_else(|| fail("the model path is not UTF-8".into()))?;
         // Inputs with dynamic dimensions (YuNet's height and width) stay dynamic: the CPU
         // plugin compiles once and adapts to each input's shape.
         let mut core = self.core.lock().map_err(|_| fail("core lock poisoned".into()))?;
-        let onnx = core.read_model_from_file(path, "").map_err(|e| fail(e.to_string()))?;
+        let mut onnx = core.read_model_from_file(path, "").map_err(|e| fail(e.to_string()))?;
+        if max_batch > 1 {
+            let input = onnx.get_input_by_index(0).map_err(|e| fail(e.to_string()))?;
+            let shape = input.get_partial_shape().map_err(|e| fail(e.to_string()))?;
+            let mut dimensions = shape.get_dimensions().to_vec();
+            let first = dimensions.first_mut().ok_or_else(|| fail("the input has no dimensions".into()))?;
+            *first = Dimension::new(1, max_batch as i64);
+            let batched =
+                PartialShape::new(dimensions.len() as i64, &dimensions).map_err(|e| fail(e.to_string()))?;
+            onnx.reshape_single_input(&batched).map_err(|e| fail(e.to_string()))?;
+        }
         let mut compiled = core.compile_model(&onnx, DeviceType::CPU).map_err(|e| fail(e.to_string()))?;
         drop(core);
         let outputs = compiled.get_output_size().map_err(|e| fail(e.to_string()))?;
@@ -125,6 +152,7 @@ impl InferenceBackend for OpenVinoBackend {
             outputs,
             requests,
             next: AtomicUsize::new(0),
+            max_batch,
         }))
     }
 }
@@ -136,9 +164,14 @@ struct OpenVinoSession {
     outputs: usize,
     requests: Vec<Mutex<InferRequest>>,
     next: AtomicUsize,
+    max_batch: usize,
 }
 
 impl Session for OpenVinoSession {
+    fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+
     fn run(&self, input: Tensor) -> Result<Vec<Tensor>, FaceError> {
         let fail = |reason: String| FaceError::Inference { model: self.model.clone(), reason };
         let ov = |e: openvino::InferenceError| fail(e.to_string());
