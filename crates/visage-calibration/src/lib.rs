@@ -222,7 +222,7 @@ impl Calibration {
             measured_on: run.measured_on,
             points: vec![OperatingPoint {
                 far: 1e-3,
-                threshold: recognizer.default_threshold(numerics.precision),
+                threshold: recognizer.default_threshold(),
                 evidence: Some(run.evidence),
             }],
             liveness_threshold: liveness.default_threshold(),
@@ -521,10 +521,7 @@ mod tests {
         // bf16 does not: its built-in thresholds serve until it has its own.
         let bf16 = load(&text, OPENVINO_BF16);
         assert_eq!(bf16.source, BUILT_IN_BF16_SOURCE);
-        assert_eq!(
-            bf16.point(1e-3).unwrap().threshold,
-            RecognizerKind::Sface.default_threshold(Precision::Bf16)
-        );
+        assert_eq!(bf16.point(1e-3).unwrap().threshold, RecognizerKind::Sface.default_threshold());
         file.insert(RecognizerKind::Sface, entry(BackendKind::OpenVino, Precision::Bf16, 0.37));
         file.insert(RecognizerKind::Sface, entry(BackendKind::OpenVino, Precision::F32, 0.35));
         let text = serde_json::to_string(&file).unwrap();
@@ -606,7 +603,7 @@ mod tests {
             };
             assert_eq!(c.source, expected_source);
             assert_eq!(c.measured_on, numerics);
-            assert_eq!(point.threshold, recognizer.default_threshold(numerics.precision));
+            assert_eq!(point.threshold, recognizer.default_threshold());
         }
     }
 
@@ -722,10 +719,7 @@ mod tests {
             LivenessKind::Minifasnet,
         )
         .unwrap();
-        assert_eq!(
-            other.point(1e-3).unwrap().threshold,
-            RecognizerKind::Mobilefacenet.default_threshold(Precision::F32)
-        );
+        assert_eq!(other.point(1e-3).unwrap().threshold, RecognizerKind::Mobilefacenet.default_threshold());
         std::fs::write(dir.path().join(FILE_NAME), r#"{"version":9,"recognizers":{}}"#).unwrap();
         assert!(matches!(
             Calibration::load(

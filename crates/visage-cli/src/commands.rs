@@ -10,6 +10,10 @@ use visage_face::{
     LivenessModel, ModelPaths, Precision, RecognizerKind, models,
 };
 
+/// `LivenessModel::load` or `LivenessModel::load_all`.
+type LoadLiveness =
+    fn(&ModelPaths, &dyn InferenceBackend, LivenessKind) -> Result<LivenessModel, visage_face::FaceError>;
+
 #[derive(Clone)]
 pub struct Context {
     pub models_dir: PathBuf,
@@ -30,7 +34,7 @@ pub struct Context {
 
 impl Context {
     pub fn engine(&self) -> anyhow::Result<FaceEngine> {
-        Ok(self.load(false)?.0)
+        Ok(self.load(None)?.0)
     }
 
     /// The engines whose scores a pair gets: the chosen recognizer's, then the fused one's.
@@ -48,11 +52,18 @@ impl Context {
 
     /// The face engine and the liveness models, on one backend.
     pub fn engine_and_liveness(&self) -> anyhow::Result<(FaceEngine, LivenessModel)> {
-        let (engine, liveness) = self.load(true)?;
+        let (engine, liveness) = self.load(Some(LivenessModel::load))?;
         Ok((engine, liveness.expect("requested")))
     }
 
-    fn load(&self, with_liveness: bool) -> anyhow::Result<(FaceEngine, Option<LivenessModel>)> {
+    /// The face engine and every liveness model there is, scoring as the chosen kind.
+    pub fn engine_and_all_liveness(&self) -> anyhow::Result<(FaceEngine, LivenessModel)> {
+        let (engine, liveness) = self.load(Some(LivenessModel::load_all))?;
+        Ok((engine, liveness.expect("requested")))
+    }
+
+    /// The engine, and the liveness models `liveness` loads, on one backend.
+    fn load(&self, liveness: Option<LoadLiveness>) -> anyhow::Result<(FaceEngine, Option<LivenessModel>)> {
         let config = EngineConfig {
             selection: self.selection,
             recognizer: self.recognizer,
@@ -63,18 +74,8 @@ impl Context {
         let paths = ModelPaths::new(&self.models_dir);
         let backend = self.backend(&paths)?;
         let engine = FaceEngine::load(&paths, backend.as_ref(), config)?;
-        let liveness = with_liveness
-            .then(|| LivenessModel::load(&paths, backend.as_ref(), self.liveness))
-            .transpose()?;
+        let liveness = liveness.map(|load| load(&paths, backend.as_ref(), self.liveness)).transpose()?;
         Ok((engine, liveness))
-    }
-
-    /// The face engine and every liveness model there is, scoring as the chosen kind.
-    pub fn engine_and_all_liveness(&self) -> anyhow::Result<(FaceEngine, LivenessModel)> {
-        let (engine, _) = self.load(false)?;
-        let paths = ModelPaths::new(&self.models_dir);
-        let backend = self.backend(&paths)?;
-        Ok((engine, LivenessModel::load_all(&paths, backend.as_ref(), self.liveness)?))
     }
 
     fn backend(&self, paths: &ModelPaths) -> anyhow::Result<Box<dyn InferenceBackend>> {
@@ -139,8 +140,7 @@ pub fn detect(ctx: &Context, images: &[PathBuf]) -> anyhow::Result<()> {
 
 pub fn compare(ctx: &Context, a: &Path, b: &Path, threshold: Option<f32>) -> anyhow::Result<()> {
     let engine = ctx.engine()?;
-    let threshold =
-        threshold.unwrap_or(engine.config().recognizer.default_threshold(engine.numerics().precision));
+    let threshold = threshold.unwrap_or(engine.config().recognizer.default_threshold());
     let analyze = |path: &Path| -> anyhow::Result<_> {
         engine.analyze_bytes(&read(path)?).with_context(|| path.display().to_string())
     };

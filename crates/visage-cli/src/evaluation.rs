@@ -129,9 +129,12 @@ fn embed_batch(
         }
     }
     let inputs: Vec<&[u8]> = pending.iter().map(|(_, bytes, _)| bytes.as_slice()).collect();
-    let analysed = engine
-        .analyze_many_bytes(&inputs)
-        .with_context(|| format!("{} and the rest of its batch", paths[pending[0].0].display()))?;
+    let analysed = match inputs.is_empty() {
+        true => Vec::new(),
+        false => engine
+            .analyze_many_bytes(&inputs)
+            .with_context(|| format!("{} and the rest of its batch", paths[pending[0].0].display()))?,
+    };
     for ((i, _, hash), result) in pending.into_iter().zip(analysed) {
         let outcome = match result {
             Ok(face) => Outcome::Embedding(face.embedding.as_slice().to_vec()),
@@ -164,7 +167,7 @@ pub fn embed_images(
         parallel_map(&batches, thread_count(threads), what, |paths| embed_batch(engine, paths, cache));
     let mut outcomes = Vec::with_capacity(images.len());
     for batch in per_batch {
-        outcomes.extend(batch?.into_iter().map(Ok::<Work, anyhow::Error>));
+        outcomes.extend(batch?);
     }
     let mut embedded = Embedded {
         embeddings: Vec::with_capacity(images.len()),
@@ -173,7 +176,7 @@ pub fn embed_images(
         from_cache: 0,
     };
     for (path, work) in images.iter().zip(outcomes) {
-        let outcome = match work? {
+        let outcome = match work {
             Work::Cached(outcome) => {
                 embedded.from_cache += 1;
                 outcome

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::FaceError;
 use crate::align::ALIGNED_SIZE;
-use crate::backend::{InferenceBackend, Precision, Session, Tensor};
+use crate::backend::{InferenceBackend, Session, Tensor};
 
 /// The recognizers visage can run, with the input convention each was trained with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,16 +32,15 @@ impl RecognizerKind {
     /// Cosine threshold used when no calibration file says otherwise: the conservative
     /// threshold for FAR 0.1% (the 95% interval of the FAR under 0.1%) on LFW pairsDevTrain
     /// with 300,000 impostor pairs sampled among its images, rounded up to three decimals, in
-    /// the precision the runtime computes. bf16 moves the scores a little (SFace 0.3619 in f32,
-    /// 0.3618 in bf16; MobileFaceNet 0.4575 and 0.4571), not enough to change the rounded
-    /// threshold, but each precision has its own. `visage [--backend openvino --precision
-    /// bf16] calibrate --pairs .../pairsDevTrain.txt --impostor-pairs 300000` reproduces it.
-    pub fn default_threshold(self, precision: Precision) -> f32 {
-        match (self, precision) {
-            (Self::Sface, Precision::Bf16) => 0.362,
-            (Self::Mobilefacenet, Precision::Bf16) => 0.458,
-            (Self::Sface, _) => 0.362,
-            (Self::Mobilefacenet, _) => 0.458,
+    /// either precision: bf16 moves the scores a little (SFace 0.3619 in f32, 0.3618 in bf16;
+    /// MobileFaceNet 0.4575 and 0.4571), not enough to change the rounded threshold; the
+    /// evidence behind it is kept per precision (`visage_calibration`). `visage [--backend
+    /// openvino --precision bf16] calibrate --pairs .../pairsDevTrain.txt --impostor-pairs
+    /// 300000` reproduces it.
+    pub fn default_threshold(self) -> f32 {
+        match self {
+            Self::Sface => 0.362,
+            Self::Mobilefacenet => 0.458,
         }
     }
 

@@ -162,7 +162,7 @@ fn embeddings_stay_close_to_the_lmeds_aligned_reference() {
 
 #[test]
 fn the_same_person_compares_above_the_threshold() {
-    let threshold = RecognizerKind::Sface.default_threshold(Precision::F32);
+    let threshold = RecognizerKind::Sface.default_threshold();
     for (a, b) in [
         ("Arminio_Fraga/Arminio_Fraga_0002.jpg", "Arminio_Fraga/Arminio_Fraga_0006.jpg"),
         ("Bill_Nelson/Bill_Nelson_0001.jpg", "Bill_Nelson/Bill_Nelson_0002.jpg"),
@@ -176,7 +176,7 @@ fn the_same_person_compares_above_the_threshold() {
 
 #[test]
 fn different_people_compare_below_the_threshold() {
-    let threshold = RecognizerKind::Sface.default_threshold(Precision::F32);
+    let threshold = RecognizerKind::Sface.default_threshold();
     let images: Vec<String> = reference().images.into_iter().map(|r| r.image).collect();
     let embeddings: Vec<_> = images.iter().map(|i| embed(i)).collect();
     for i in 0..images.len() {
@@ -410,7 +410,7 @@ fn mobilefacenet_matches_an_independent_pipeline_on_lossless_images() {
 #[test]
 fn mobilefacenet_separates_the_same_person_from_strangers() {
     let Some(engine) = mobilefacenet_engine() else { return };
-    let threshold = RecognizerKind::Mobilefacenet.default_threshold(Precision::F32);
+    let threshold = RecognizerKind::Mobilefacenet.default_threshold();
     let embed =
         |relative: &str| engine.analyze_bytes(&std::fs::read(fixture(relative)).unwrap()).unwrap().embedding;
     // Elton_John 0001/0007 is left out: MobileFaceNet rejects it (0.34), SFace accepts it,

@@ -4,7 +4,7 @@
 //! collection's decisions at the FAR targets it resolves, and named by every decision.
 
 use visage_calibration::{Calibration, CalibrationFile};
-use visage_face::{Precision, RecognizerKind};
+use visage_face::RecognizerKind;
 use visage_server::jobs::calibration::{FromFeedback, from_feedback, reset};
 
 use super::*;
@@ -20,16 +20,15 @@ fn models_with_two_targets() -> tempfile::TempDir {
             std::os::unix::fs::symlink(&path, dir.path().join(path.file_name().unwrap())).unwrap();
         }
     }
-    let f32 = RecognizerKind::Sface.default_threshold(Precision::F32);
-    let bf16 = RecognizerKind::Sface.default_threshold(Precision::Bf16);
+    let built_in = RecognizerKind::Sface.default_threshold();
     let file = json!({
         "version": 1,
         "recognizers": {
             "sface": { "dataset": "test", "points": [
-                { "far": 0.001, "threshold": f32 }, { "far": 0.1, "threshold": 0.15 }
+                { "far": 0.001, "threshold": built_in }, { "far": 0.1, "threshold": 0.15 }
             ] },
             "sface/openvino/bf16": { "dataset": "test", "backend": "openvino", "precision": "bf16", "points": [
-                { "far": 0.001, "threshold": bf16 }, { "far": 0.1, "threshold": 0.15 }
+                { "far": 0.001, "threshold": built_in }, { "far": 0.1, "threshold": 0.15 }
             ] }
         },
         "liveness": null
