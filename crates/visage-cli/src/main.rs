@@ -235,7 +235,8 @@ enum Command {
         /// The new recognizer.
         #[arg(long, value_enum)]
         to: RecognizerKind,
-        /// Templates read and embedded together (in parallel on inference.workers threads).
+        /// Templates read together; their images are embedded in batches (4 faces per inference
+        /// for SFace on OpenVINO), side by side on inference.workers threads.
         #[arg(long, default_value_t = 32)]
         batch: u32,
         /// Delete the templates of other recognizers and their images, once every face has a

@@ -164,7 +164,7 @@ impl Recognizer {
     /// Embeds several aligned faces, in order: [`Recognizer::batch_size`] of them per
     /// inference. Each row is the same network on the same pixels as [`Recognizer::embed`];
     /// a batch may take other kernels, so values agree to rounding, not to the bit.
-    pub fn embed_many(&self, faces: &[RgbImage]) -> Result<Vec<Embedding>, FaceError> {
+    pub fn embed_many(&self, faces: &[&RgbImage]) -> Result<Vec<Embedding>, FaceError> {
         let batch = self.batch_size();
         if batch <= 1 {
             return faces.iter().map(|face| self.embed(face)).collect();

@@ -60,6 +60,21 @@ pub struct AnalyzedFace {
     pub embedding: Embedding,
 }
 
+/// A face aligned and measured, not embedded yet ([`FaceEngine::measure`]).
+#[derive(Debug, Clone)]
+pub struct MeasuredFace {
+    pub detection: DetectedFace,
+    pub quality: QualityReport,
+    /// The 112x112 crop the recognizer embeds.
+    aligned: RgbImage,
+}
+
+impl MeasuredFace {
+    fn with(self, embedding: Embedding) -> AnalyzedFace {
+        AnalyzedFace { detection: self.detection, quality: self.quality, embedding }
+    }
+}
+
 pub struct FaceEngine {
     detector: Detector,
     recognizer: Recognizer,
@@ -106,14 +121,40 @@ impl FaceEngine {
 
     /// Aligns, measures and embeds one detected face.
     pub fn analyze(&self, image: &RgbImage, face: &DetectedFace) -> Result<AnalyzedFace, FaceError> {
-        let aligned = align_face(image, &face.landmarks);
-        let quality = self.config.quality.report(face, &aligned);
-        let mut embedding = self.recognizer.embed(&aligned)?;
+        let measured = self.measure(image, face);
+        let mut embedding = self.recognizer.embed(&measured.aligned)?;
         if self.config.flip_tta {
-            let mirrored = self.recognizer.embed(&image::imageops::flip_horizontal(&aligned))?;
+            let mirrored = self.recognizer.embed(&image::imageops::flip_horizontal(&measured.aligned))?;
             embedding = sum_of(&embedding, &mirrored)?;
         }
-        Ok(AnalyzedFace { detection: *face, quality, embedding })
+        Ok(measured.with(embedding))
+    }
+
+    /// Aligns and measures one detected face: what picking a face by its quality needs, before
+    /// the recognizer runs.
+    pub fn measure(&self, image: &RgbImage, face: &DetectedFace) -> MeasuredFace {
+        let aligned = align_face(image, &face.landmarks);
+        let quality = self.config.quality.report(face, &aligned);
+        MeasuredFace { detection: *face, quality, aligned }
+    }
+
+    /// Embeds measured faces, [`FaceEngine::batch_size`] of them per inference, in order.
+    /// Each embedding is the one [`FaceEngine::analyze`] gives, to rounding (a batch may take
+    /// other kernels).
+    pub fn embed_measured(&self, faces: Vec<MeasuredFace>) -> Result<Vec<AnalyzedFace>, FaceError> {
+        let aligned: Vec<&RgbImage> = faces.iter().map(|face| &face.aligned).collect();
+        let mut embeddings = self.recognizer.embed_many(&aligned)?;
+        if self.config.flip_tta {
+            let flipped: Vec<RgbImage> =
+                aligned.iter().map(|face| image::imageops::flip_horizontal(*face)).collect();
+            let mirrored = self.recognizer.embed_many(&flipped.iter().collect::<Vec<_>>())?;
+            embeddings = embeddings
+                .iter()
+                .zip(&mirrored)
+                .map(|(embedding, mirror)| sum_of(embedding, mirror))
+                .collect::<Result<_, _>>()?;
+        }
+        Ok(faces.into_iter().zip(embeddings).map(|(face, embedding)| face.with(embedding)).collect())
     }
 
     /// The face a single-face operation uses, by the configured selection rule.
@@ -146,40 +187,25 @@ impl FaceEngine {
         &self,
         images: &[&[u8]],
     ) -> Result<Vec<Result<AnalyzedFace, FaceError>>, FaceError> {
-        let prepared: Vec<Result<(DetectedFace, QualityReport, RgbImage), FaceError>> = images
+        let mut found = Vec::with_capacity(images.len());
+        let refusals: Vec<Option<FaceError>> = images
             .iter()
             .map(|bytes| {
                 let image = self.decode(bytes)?;
                 let faces = self.detect(&image)?;
-                let face = *self.select(&image, &faces)?;
-                let aligned = align_face(&image, &face.landmarks);
-                let quality = self.config.quality.report(&face, &aligned);
-                Ok((face, quality, aligned))
+                found.push(self.measure(&image, self.select(&image, &faces)?));
+                Ok(())
             })
+            .map(Result::err)
             .collect();
-        let aligned: Vec<RgbImage> = prepared.iter().flatten().map(|(_, _, a)| a.clone()).collect();
-        let mut embeddings = self.recognizer.embed_many(&aligned)?.into_iter();
-        let mut mirrored = match self.config.flip_tta {
-            true => {
-                let flipped: Vec<RgbImage> = aligned.iter().map(image::imageops::flip_horizontal).collect();
-                Some(self.recognizer.embed_many(&flipped)?.into_iter())
-            }
-            false => None,
-        };
-        prepared
+        let mut analyzed = self.embed_measured(found)?.into_iter();
+        Ok(refusals
             .into_iter()
-            .map(|prepared| match prepared {
-                Err(refused) => Ok(Err(refused)),
-                Ok((detection, quality, _)) => {
-                    let mut embedding = embeddings.next().expect("one embedding per aligned face");
-                    if let Some(mirrored) = mirrored.as_mut() {
-                        let mirror = mirrored.next().expect("one mirror embedding per aligned face");
-                        embedding = sum_of(&embedding, &mirror)?;
-                    }
-                    Ok(Ok(AnalyzedFace { detection, quality, embedding }))
-                }
+            .map(|refusal| match refusal {
+                Some(refusal) => Err(refusal),
+                None => Ok(analyzed.next().expect("one analysed face per measured one")),
             })
-            .collect()
+            .collect())
     }
 }
 

@@ -6,8 +6,8 @@ use std::time::Instant;
 use image::RgbImage;
 use visage_face::liveness::AttackType;
 use visage_face::{
-    AnalyzedFace, BoundingBox, DetectedFace, FaceEngine, FaceError, LivenessModel, LivenessScore, Numerics,
-    Point, QualityIssue, select_face,
+    AnalyzedFace, BoundingBox, DetectedFace, FaceEngine, FaceError, LivenessModel, LivenessScore,
+    MeasuredFace, Numerics, Point, QualityIssue, select_face,
 };
 
 /// Quality problems that make a liveness score meaningless: the models need a sharp,
@@ -102,42 +102,82 @@ pub struct Detection {
 impl Pipeline {
     /// Decode → detect → pick one face → align, measure, embed → optionally liveness.
     pub fn probe(&self, bytes: &[u8], pick: Pick, with_liveness: bool) -> Result<Probe, FaceError> {
+        self.probe_many(&[bytes], pick, with_liveness)?.pop().expect("one result per image")
+    }
+
+    /// [`Pipeline::probe`] for several images: each is decoded, searched and its face picked
+    /// in turn, then the picked faces are embedded together ([`FaceEngine::embed_measured`]:
+    /// a batched inference is cheaper per face than one per face). One result per image, in
+    /// order; the outer error is an inference failure, which no image caused alone.
+    pub fn probe_many(
+        &self,
+        images: &[&[u8]],
+        pick: Pick,
+        with_liveness: bool,
+    ) -> Result<Vec<Result<Probe, FaceError>>, FaceError> {
+        let mut picked = Vec::with_capacity(images.len());
+        let mut measured = Vec::with_capacity(images.len());
+        let refusals: Vec<Option<FaceError>> = images
+            .iter()
+            .map(|bytes| {
+                let (image, face, times) = self.pick(bytes, pick)?;
+                picked.push((image, times));
+                measured.push(face);
+                Ok(())
+            })
+            .map(Result::err)
+            .collect();
+        let mut seconds = 0.0;
+        let analyzed =
+            timed(&mut seconds, tracing::info_span!("embed"), || self.engine.embed_measured(measured))?;
+        // Each face's share of the batch.
+        let share = seconds / analyzed.len().max(1) as f64;
+        let mut probes = picked.into_iter().zip(analyzed).map(|((image, mut times), face)| {
+            times.embed += share;
+            let liveness = match with_liveness {
+                false => None,
+                true => {
+                    let mut seconds = 0.0;
+                    let verdict =
+                        timed(&mut seconds, tracing::info_span!("liveness"), || self.judge(&image, &face))?;
+                    times.liveness = Some(seconds);
+                    Some(verdict)
+                }
+            };
+            Ok(Probe { width: image.width(), height: image.height(), face, liveness, times })
+        });
+        Ok(refusals
+            .into_iter()
+            .map(|refusal| match refusal {
+                Some(refusal) => Err(refusal),
+                None => probes.next().expect("one probe per picked face"),
+            })
+            .collect())
+    }
+
+    /// Decode → detect → the face `pick` names, aligned and measured.
+    fn pick(&self, bytes: &[u8], pick: Pick) -> Result<(RgbImage, MeasuredFace, StageTimes), FaceError> {
         let mut times = StageTimes::default();
         let image = timed(&mut times.decode, tracing::info_span!("decode"), || self.engine.decode(bytes))?;
         let faces = timed(&mut times.detect, tracing::info_span!("detect"), || self.engine.detect(&image))?;
-        let embed = tracing::info_span!("embed");
-        let analyzed = timed(&mut times.embed, embed, || -> Result<AnalyzedFace, FaceError> {
-            Ok(match pick {
-                Pick::Configured => {
-                    let face = select_face(&faces, image.dimensions(), self.engine.config().selection)?;
-                    self.engine.analyze(&image, face)?
+        let face = timed(&mut times.embed, tracing::info_span!("align"), || match pick {
+            Pick::Configured => {
+                let face = select_face(&faces, image.dimensions(), self.engine.config().selection)?;
+                Ok(self.engine.measure(&image, face))
+            }
+            Pick::OnlyGoodFace => {
+                let mut measured: Vec<MeasuredFace> =
+                    faces.iter().map(|face| self.engine.measure(&image, face)).collect();
+                match measured.iter().filter(|face| face.quality.passed()).count() {
+                    // No face good enough: the best detection carries the reasons.
+                    0 if measured.is_empty() => Err(FaceError::NoFace),
+                    0 => Ok(measured.swap_remove(0)),
+                    1 => Ok(measured.into_iter().find(|face| face.quality.passed()).expect("one passed")),
+                    count => Err(FaceError::MultipleFaces { count }),
                 }
-                Pick::OnlyGoodFace => {
-                    let mut analyzed = faces
-                        .iter()
-                        .map(|face| self.engine.analyze(&image, face))
-                        .collect::<Result<Vec<_>, _>>()?;
-                    let good = analyzed.iter().filter(|face| face.quality.passed()).count();
-                    match good {
-                        // No face good enough: the best detection carries the reasons.
-                        0 if analyzed.is_empty() => return Err(FaceError::NoFace),
-                        0 => analyzed.swap_remove(0),
-                        1 => analyzed.into_iter().find(|face| face.quality.passed()).expect("one passed"),
-                        count => return Err(FaceError::MultipleFaces { count }),
-                    }
-                }
-            })
+            }
         })?;
-        let liveness = if with_liveness {
-            let mut seconds = 0.0;
-            let verdict =
-                timed(&mut seconds, tracing::info_span!("liveness"), || self.judge(&image, &analyzed))?;
-            times.liveness = Some(seconds);
-            Some(verdict)
-        } else {
-            None
-        };
-        Ok(Probe { width: image.width(), height: image.height(), face: analyzed, liveness, times })
+        Ok((image, face, times))
     }
 
     /// Every face of the image, analysed.

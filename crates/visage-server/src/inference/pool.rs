@@ -55,6 +55,7 @@ pub struct InferencePool {
     sender: SyncSender<Job>,
     shared: Arc<Shared>,
     workers: usize,
+    batch_size: usize,
 }
 
 /// What the pool and its workers share.
@@ -112,6 +113,7 @@ impl Shared {
 impl InferencePool {
     /// Starts `workers` threads; up to `queue_capacity` jobs may wait for one of them.
     pub fn start(pipeline: Arc<Pipeline>, workers: usize, queue_capacity: usize) -> Self {
+        let batch_size = pipeline.engine.batch_size();
         let (sender, receiver) = sync_channel::<Job>(queue_capacity);
         let receiver = Arc::new(Mutex::new(receiver));
         let shared = Arc::new(Shared {
@@ -127,7 +129,7 @@ impl InferencePool {
                 .spawn(move || worker(&receiver, &pipeline, &shared))
                 .expect("spawning an inference thread");
         }
-        Self { sender, shared, workers }
+        Self { sender, shared, workers, batch_size }
     }
 
     /// Sheds jobs that waited longer than `max_wait` once waits have stayed above it for a
@@ -139,6 +141,17 @@ impl InferencePool {
 
     pub fn workers(&self) -> usize {
         self.workers
+    }
+
+    /// Faces the recognizer embeds in one inference ([`Pipeline::probe_many`] with more
+    /// images embeds them in several).
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    /// How many of `count` images one job takes ([`Pipeline::probe_many`]): see [`share`].
+    pub fn share(&self, count: usize) -> usize {
+        share(count, self.workers, self.batch_size)
     }
 
     /// Workers running a job now.
@@ -193,6 +206,14 @@ impl InferencePool {
     }
 }
 
+/// How many of `count` images one job takes: batches as large as the recognizer takes (fewer
+/// inferences), yet at least one job per worker while the images allow (an idle pool answers
+/// a request of 4 images as two jobs of 2, side by side, sooner than one job of 4).
+fn share(count: usize, workers: usize, batch_size: usize) -> usize {
+    let jobs = count.div_ceil(batch_size.max(1)).max(count.min(workers)).max(1);
+    count.div_ceil(jobs).max(1)
+}
+
 fn worker(receiver: &Mutex<Receiver<Job>>, pipeline: &Pipeline, shared: &Shared) {
     loop {
         let job = {
@@ -223,6 +244,29 @@ mod tests {
             busy: AtomicUsize::new(0),
             max_wait: Mutex::new(max_wait),
             shedding: Mutex::new(Shedding::default()),
+        }
+    }
+
+    #[test]
+    fn images_are_shared_in_batches_over_every_worker() {
+        // (images, workers, batch size) -> images per job
+        for (count, workers, batch, per_job) in [
+            (1, 2, 4, 1),
+            (2, 2, 4, 1),
+            (4, 2, 4, 2),
+            (5, 2, 4, 3),
+            (8, 2, 4, 4),
+            (10, 2, 4, 4),
+            (32, 2, 4, 4),
+            (4, 2, 1, 1),
+            (4, 8, 4, 1),
+            (0, 2, 4, 1),
+        ] {
+            assert_eq!(
+                share(count, workers, batch),
+                per_job,
+                "{count} images, {workers} workers, batch {batch}"
+            );
         }
     }
 

@@ -15,13 +15,14 @@ use anyhow::Context as _;
 use serde::Serialize;
 use serde_json::json;
 use uuid::Uuid;
-use visage_face::RecognizerKind;
+use visage_face::{FaceError, RecognizerKind};
 use visage_objects::{ImageError, ImageStore};
 use visage_store::crypto::KeyRing;
 use visage_store::{AuditAction, AuditOutcome, ModelStatus, NewAuditEvent, Store, Template, TwinFilter};
+use zeroize::Zeroizing;
 
 use crate::config::Config;
-use crate::inference::{InferencePool, Pick};
+use crate::inference::{InferencePool, Pick, Probe};
 use crate::resources::{key_ring, load_pipeline, open_store};
 use crate::service::images::{Deletion, delete_images};
 use crate::service::{self, enum_name};
@@ -109,7 +110,7 @@ struct Run<'a> {
 
 /// Re-embeds, with recognizer `to`, every original template of another recognizer that has a
 /// stored image and no twin of `to` yet; `batch` templates at a time (read together, embedded
-/// in parallel on `inference.workers` threads). Reads the configuration `visage serve` reads:
+/// in batches side by side on `inference.workers` threads). Reads the configuration `visage serve` reads:
 /// database, keys, image storage, models directory and backend.
 pub async fn reembed(
     config: &Config,
@@ -141,9 +142,8 @@ pub async fn reembed(
             let page = store.other_model_templates(&model, TwinFilter::Missing, after, batch).await?;
             let Some(last) = page.last() else { break };
             after = Some(last.id);
-            let outcomes = futures::future::join_all(page.iter().map(|t| run.one(t))).await;
-            for outcome in outcomes {
-                match outcome? {
+            for outcome in run.page(&page).await? {
+                match outcome {
                     Outcome::Done => summary.done += 1,
                     Outcome::Skipped(why) => *summary.skipped.entry(why).or_default() += 1,
                     Outcome::Failed(why) => *summary.failed.entry(why).or_default() += 1,
@@ -184,22 +184,64 @@ async fn start_pool(config: &Config, to: RecognizerKind, batch: usize) -> anyhow
     Ok(InferencePool::start(Arc::new(pipeline), workers, batch))
 }
 
+/// A stored enrolment image, wiped from memory when the last holder drops it.
+type Image = Arc<Zeroizing<Vec<u8>>>;
+
 impl Run<'_> {
-    /// Makes the twin of one template. Errors of the image storage or the database end the run
-    /// (it can be resumed); what is wrong with one image is counted instead.
-    async fn one(&self, source: &Template) -> anyhow::Result<Outcome> {
-        let Some(reference) = &source.image_ref else { return Ok(Outcome::Skipped("no_image")) };
-        let image = match self.images.get(self.keys, source.id, source.subject_id, reference).await {
-            Ok(image) => image,
-            Err(ImageError::NotFound) => return Ok(Outcome::Failed("image_missing")),
-            Err(ImageError::Crypto(_) | ImageError::Malformed) => {
-                return Ok(Outcome::Failed("image_unreadable"));
+    /// Makes the twins of a page of templates: their images read side by side, embedded in
+    /// batches side by side on the inference threads ([`InferencePool::share`]), the twins
+    /// stored side by side. Errors of the image storage, the database or
+    /// the inference end the run (it can be resumed); what is wrong with one image is counted.
+    async fn page(&self, page: &[Template]) -> anyhow::Result<Vec<Outcome>> {
+        let read = futures::future::join_all(page.iter().map(|source| self.read(source))).await;
+        let mut outcomes = Vec::with_capacity(page.len());
+        let mut found = Vec::with_capacity(page.len());
+        for (source, read) in page.iter().zip(read) {
+            match read? {
+                Ok(image) => found.push((source, image)),
+                Err(outcome) => outcomes.push(outcome),
             }
-            Err(err) => return Err(err).context("reading a stored image"),
-        };
-        // The enrolment rules: exactly one face that passes the quality gate.
-        let bytes = image.clone();
-        let probe = match self.pool.run(move |p| p.probe(&bytes, Pick::OnlyGoodFace, false)).await? {
+        }
+        let batches = found.chunks(self.pool.share(found.len())).map(|batch| {
+            let images: Vec<Image> = batch.iter().map(|(_, image)| image.clone()).collect();
+            // The enrolment rules: exactly one face that passes the quality gate.
+            self.pool.run(move |p| {
+                let images: Vec<&[u8]> = images.iter().map(|image| image.as_slice()).collect();
+                p.probe_many(&images, Pick::OnlyGoodFace, false)
+            })
+        });
+        let mut probes = Vec::with_capacity(found.len());
+        for batch in futures::future::join_all(batches).await {
+            probes.extend(batch?.context("embedding stored images")?);
+        }
+        let twins = found.iter().zip(probes).map(|((source, image), probe)| self.twin(source, image, probe));
+        for twin in futures::future::join_all(twins).await {
+            outcomes.push(twin?);
+        }
+        Ok(outcomes)
+    }
+
+    /// The stored image of a template, or why it has none to give.
+    async fn read(&self, source: &Template) -> anyhow::Result<Result<Image, Outcome>> {
+        let Some(reference) = &source.image_ref else { return Ok(Err(Outcome::Skipped("no_image"))) };
+        match self.images.get(self.keys, source.id, source.subject_id, reference).await {
+            Ok(image) => Ok(Ok(Arc::new(image))),
+            Err(ImageError::NotFound) => Ok(Err(Outcome::Failed("image_missing"))),
+            Err(ImageError::Crypto(_) | ImageError::Malformed) => {
+                Ok(Err(Outcome::Failed("image_unreadable")))
+            }
+            Err(err) => Err(err).context("reading a stored image"),
+        }
+    }
+
+    /// Stores the twin of one template from its image's probe.
+    async fn twin(
+        &self,
+        source: &Template,
+        image: &[u8],
+        probe: Result<Probe, FaceError>,
+    ) -> anyhow::Result<Outcome> {
+        let probe = match probe {
             Ok(probe) => probe,
             Err(err) if err.is_client_error() => return Ok(Outcome::Failed(err.code().as_str())),
             Err(err) => return Err(err).context("embedding a stored image"),
@@ -211,7 +253,7 @@ impl Run<'_> {
         let id = Uuid::now_v7();
         let image_ref = self
             .images
-            .put(self.keys, id, source.subject_id, &image)
+            .put(self.keys, id, source.subject_id, image)
             .await
             .context("storing the image of a re-embedded template")?;
         let twin = Template {

@@ -26,27 +26,81 @@ pub async fn probe(
     if let Some(verdict) = &probe.liveness {
         count_liveness(app, verdict);
     }
-    if mode == LivenessMode::Require {
-        match &probe.liveness {
-            Some(LivenessVerdict::Spoof { score, attack_type }) => {
-                let attack = enum_name(attack_type);
-                audit::record(
-                    app,
-                    caller,
-                    Entry::new(AuditAction::LivenessSpoof, AuditOutcome::Refused)
-                        .detail(json!({ "attack_type": attack })),
-                )
-                .await;
-                let attack_type = if attack == "print" { SpoofKind::Print } else { SpoofKind::Unknown };
-                return Err(ServiceError::SpoofDetected { score: *score, attack_type });
-            }
-            Some(LivenessVerdict::Inconclusive { reasons }) => {
-                return Err(ServiceError::LivenessInconclusive { reasons: reasons.clone() });
-            }
-            _ => {}
-        }
-    }
+    apply_liveness_mode(app, caller, &probe, mode).await?;
     Ok(probe)
+}
+
+/// [`probe`] for the images of one request, embedded in batches
+/// ([`crate::inference::Pipeline::probe_many`]) that run on the inference threads side by side
+/// ([`crate::inference::InferencePool::share`]). Each probe goes through the liveness rule,
+/// then `accept`; the first image refused, in order, answers for the request, named by its
+/// index when there are several.
+pub async fn probe_many(
+    app: &App,
+    caller: &Caller,
+    images: Vec<Bytes>,
+    pick: Pick,
+    mode: LivenessMode,
+    accept: impl Fn(&Probe) -> ServiceResult<()>,
+) -> ServiceResult<Vec<Probe>> {
+    let with_liveness = mode != LivenessMode::Off;
+    let several = images.len() > 1;
+    let batches = images.chunks(app.pool.share(images.len())).map(|batch| {
+        let batch = batch.to_vec();
+        app.pool.run(move |p| {
+            let images: Vec<&[u8]> = batch.iter().map(|bytes| bytes.as_ref()).collect();
+            p.probe_many(&images, pick, with_liveness)
+        })
+    });
+    let mut results = Vec::with_capacity(images.len());
+    for batch in futures::future::join_all(batches).await {
+        results.extend(batch??);
+    }
+    // Every verdict reached is counted, as one request per image would count it.
+    for verdict in results.iter().flatten().filter_map(|probe| probe.liveness.as_ref()) {
+        count_liveness(app, verdict);
+    }
+    let mut probes = Vec::with_capacity(results.len());
+    for (index, result) in results.into_iter().enumerate() {
+        let probe = result.map_err(|refused| ServiceError::from(refused).in_batch(index, several))?;
+        let accepted = match apply_liveness_mode(app, caller, &probe, mode).await {
+            Ok(()) => accept(&probe),
+            Err(refused) => Err(refused),
+        };
+        accepted.map_err(|refused| refused.in_batch(index, several))?;
+        probes.push(probe);
+    }
+    Ok(probes)
+}
+
+/// In `require` mode a spoof is refused (and audited) and so is an image too poor to judge.
+async fn apply_liveness_mode(
+    app: &App,
+    caller: &Caller,
+    probe: &Probe,
+    mode: LivenessMode,
+) -> ServiceResult<()> {
+    if mode != LivenessMode::Require {
+        return Ok(());
+    }
+    match &probe.liveness {
+        Some(LivenessVerdict::Spoof { score, attack_type }) => {
+            let attack = enum_name(attack_type);
+            audit::record(
+                app,
+                caller,
+                Entry::new(AuditAction::LivenessSpoof, AuditOutcome::Refused)
+                    .detail(json!({ "attack_type": attack })),
+            )
+            .await;
+            let attack_type = if attack == "print" { SpoofKind::Print } else { SpoofKind::Unknown };
+            Err(ServiceError::SpoofDetected { score: *score, attack_type })
+        }
+        Some(LivenessVerdict::Inconclusive { reasons }) => {
+            Err(ServiceError::LivenessInconclusive { reasons: reasons.clone() })
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Every face of an image, analysed; liveness of each on request.

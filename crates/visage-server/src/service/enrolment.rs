@@ -11,7 +11,7 @@ use super::images::{self, Deletion};
 use super::{Caller, ServiceError, ServiceResult, analysis, audit, gallery_sync, subjects};
 use crate::config::LivenessMode;
 use crate::gallery::Owner;
-use crate::inference::{LivenessVerdict, Pick};
+use crate::inference::{LivenessVerdict, Pick, Probe};
 use crate::state::App;
 
 /// A stored face and the liveness verdict it was enrolled with (when judged).
@@ -64,19 +64,16 @@ pub async fn enrol(
             images.len()
         )));
     }
-    let batch = images.len() > 1;
-    let mut faces = Vec::with_capacity(images.len());
-    let mut embeddings = Vec::with_capacity(images.len());
-    let mut kept_images = Vec::with_capacity(images.len());
-    for (index, bytes) in images.into_iter().enumerate() {
-        let kept = app.config.storage.store_images.then(|| bytes.clone());
-        let probe = analysis::probe(app, caller, bytes, Pick::OnlyGoodFace, mode)
-            .await
-            .map_err(|e| e.in_batch(index, batch))?;
-        if !probe.face.quality.passed() {
-            let reasons = probe.face.quality.issues.clone();
-            return Err(ServiceError::LowQuality { reasons }.in_batch(index, batch));
-        }
+    let kept_images: Vec<Option<Bytes>> =
+        images.iter().map(|bytes| app.config.storage.store_images.then(|| bytes.clone())).collect();
+    let good_enough = |probe: &Probe| match probe.face.quality.passed() {
+        true => Ok(()),
+        false => Err(ServiceError::LowQuality { reasons: probe.face.quality.issues.clone() }),
+    };
+    let probes = analysis::probe_many(app, caller, images, Pick::OnlyGoodFace, mode, good_enough).await?;
+    let mut faces = Vec::with_capacity(probes.len());
+    let mut embeddings = Vec::with_capacity(probes.len());
+    for probe in probes {
         let template_id = Uuid::now_v7();
         let template = Template {
             id: template_id,
@@ -90,7 +87,6 @@ pub async fn enrol(
         };
         faces.push(EnrolledFace { template, liveness: probe.liveness });
         embeddings.push(probe.face.embedding);
-        kept_images.push(kept);
     }
     let mut uploaded = Vec::new();
     for (face, kept) in faces.iter_mut().zip(kept_images) {

@@ -63,6 +63,15 @@ async fn bad_images_get_named_errors_and_nothing_stored_is_lost() {
     )
     .await;
     assert_eq!(failed["error"]["details"]["image_index"], 1);
+    // The images are analysed together, yet the first refused in order answers.
+    let batch = json!({ "images": [b64(png(&small.to_rgb8())), b64(png(&image::RgbImage::new(200, 200)))] });
+    let failed = expect_error(
+        app.post_json(&path, &app.admin, batch).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "low_quality",
+    )
+    .await;
+    assert_eq!(failed["error"]["details"]["image_index"], 0);
     expect_error(
         app.post_json(&path, &app.admin, json!({ "image": "%%%" })).await,
         StatusCode::BAD_REQUEST,

@@ -2,7 +2,8 @@
 //! MobileFaceNet twins from the stored images (`visage reembed`, called as the command calls
 //! it) while the SFace service keeps serving; a rerun catches enrolments made meanwhile and
 //! otherwise finds nothing to do; a MobileFaceNet service on the same database identifies the
-//! subjects; pruning deletes the SFace templates and their images.
+//! subjects; pruning deletes the SFace templates and their images; re-embedding back to SFace
+//! (in batches) restores an SFace gallery.
 
 use visage_face::RecognizerKind;
 use visage_server::jobs::reembed::{self, Quiet};
@@ -155,4 +156,13 @@ async fn reembedding_moves_the_gallery_to_another_recognizer_without_downtime() 
     let audit = restarted.audit_actions().await;
     let actions: Vec<&str> = audit.iter().filter_map(|e| e["action"].as_str()).collect();
     assert!(actions.contains(&"model.reembed") && actions.contains(&"model.prune"), "{actions:?}");
+
+    // And back: SFace twins of the MobileFaceNet faces, their images embedded together (SFace
+    // takes batches on OpenVINO); an SFace replica identifies the subjects again.
+    let summary = reembed::reembed(&old.config, RecognizerKind::Sface, 8, &Quiet).await.unwrap();
+    assert_eq!((summary.done, summary.skipped_total(), summary.failed_total()), (3, 0, 0), "{summary:?}");
+    let back = TestApp::start(old.config.clone()).await;
+    assert_eq!(back.identify(lfw("Bob_Graham_0005")).await[0].0, "bob");
+    assert_eq!(back.identify(lfw("Arminio_Fraga_0006")).await[0].0, "arminio");
+    assert_eq!(back.verify(bill, "Bill_Nelson_0002").await["match"], true);
 }

@@ -145,3 +145,104 @@ async fn subject_metadata_must_be_a_json_object() {
     let created = expect(app.post_json("/v1/subjects", &app.admin, body).await, StatusCode::CREATED).await;
     assert_eq!(created["metadata"], json!({ "badge": 7 }));
 }
+
+/// The images of one request are embedded in batches where the recognizer takes them (on
+/// OpenVINO, 8 images make batches of 4): each result is what the image gives alone, and a
+/// refusal stays in its place. bf16 batches may take other kernels: cosine >= 0.999, as
+/// visage-face's batch test allows.
+#[tokio::test]
+async fn a_batch_of_probes_gives_what_each_image_gives_alone() {
+    let app = spawn_app().await;
+    if app.state.numerics.backend == visage_face::BackendKind::OpenVino {
+        assert!(app.state.pool.batch_size() > 1, "SFace on OpenVINO takes batches");
+    }
+    let mut images: Vec<Vec<u8>> =
+        ["Bob_Graham_0001", "Bill_Nelson_0001", "Elton_John_0001", "Arminio_Fraga_0002", "Donald_Keck_0001"]
+            .into_iter()
+            .map(lfw)
+            .collect();
+    images.insert(1, png(&image::RgbImage::from_pixel(320, 240, image::Rgb([128, 128, 128]))));
+    images.insert(3, lfw("John_Taylor_0001"));
+    images.insert(6, b"not an image".to_vec());
+    let batch = images.clone();
+    let together = app
+        .state
+        .pool
+        .run(move |p| {
+            p.probe_many(&batch.iter().map(Vec::as_slice).collect::<Vec<_>>(), Pick::OnlyGoodFace, false)
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(together.len(), images.len());
+    let mut refused = Vec::new();
+    for (index, (image, together)) in images.into_iter().zip(together).enumerate() {
+        let alone = app.state.pool.run(move |p| p.probe(&image, Pick::OnlyGoodFace, false)).await.unwrap();
+        match (alone, together) {
+            (Ok(alone), Ok(together)) => {
+                assert_eq!(alone.face.detection, together.face.detection, "image {index}");
+                assert_eq!(alone.face.quality.issues, together.face.quality.issues, "image {index}");
+                let cosine = alone.face.embedding.cosine(&together.face.embedding);
+                assert!(cosine >= 0.999, "image {index}: cosine {cosine}");
+            }
+            (Err(alone), Err(together)) => {
+                assert_eq!(alone.code(), together.code(), "image {index}");
+                refused.push((index, together.code().as_str()));
+            }
+            (alone, together) => {
+                panic!("image {index}: alone {:?}, in a batch {:?}", alone.err(), together.err())
+            }
+        }
+    }
+    assert_eq!(refused, [(1, "no_face_detected"), (3, "multiple_faces"), (6, "unsupported_media_type")]);
+}
+
+/// Six images in one enrolment: six templates, each the embedding of its image alone, each
+/// with its own image.
+#[tokio::test]
+async fn an_enrolment_of_several_images_stores_each_as_enrolled_alone() {
+    use base64::Engine as _;
+    let app = TestApp::spawn_with(|c| c.storage.store_images = true).await;
+    let bob = app.create_subject("bob").await;
+    let names = [
+        "Bob_Graham_0001",
+        "Bob_Graham_0005",
+        "Bill_Nelson_0001",
+        "Bill_Nelson_0002",
+        "Elton_John_0001",
+        "Elton_John_0007",
+    ];
+    let b64 = |name: &&str| base64::engine::general_purpose::STANDARD.encode(lfw(name));
+    let body = json!({ "images": names.iter().map(b64).collect::<Vec<_>>() });
+    let enrolled = expect(
+        app.post_json(&format!("/v1/subjects/{bob}/faces"), &app.admin, body).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    assert_eq!(enrolled["faces"].as_array().unwrap().len(), 6, "{enrolled}");
+    let templates = app.state.store.list_templates(bob).await.unwrap();
+    assert_eq!(templates.len(), 6);
+    for name in names {
+        let image = lfw(name);
+        let alone = app
+            .state
+            .pool
+            .run(move |p| p.probe(&image, Pick::OnlyGoodFace, false).map(|p| p.face.embedding))
+            .await
+            .unwrap()
+            .unwrap();
+        let template = templates
+            .iter()
+            .find(|t| {
+                let stored = app.state.keys.open(t.id, bob, &t.sealed).unwrap();
+                let stored = visage_face::Embedding::parse(stored).unwrap();
+                stored.cosine(&alone) >= 0.999
+            })
+            .unwrap_or_else(|| panic!("no template of {name}"));
+        let reference = template.image_ref.as_deref().unwrap();
+        let kept =
+            visage_server::service::images::load(&app.state, template.id, bob, reference).await.unwrap();
+        assert_eq!(*kept, lfw(name), "{name}: its own image");
+    }
+    assert_eq!(app.verify(bob, "Bob_Graham_0005").await["match"], true);
+}
