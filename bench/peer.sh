@@ -22,4 +22,5 @@ for run in onnxruntime:onnxruntime:auto openvino-f32:openvino:f32 openvino-bf16:
     "target/criterion/end_to_end/embed_one_250x250_image/$name/estimates.json")
   ours+=(--ours "$name=$ns")
 done
+echo "peer: on $(bench/cpu.sh)"
 "$venv/bin/python" bench/peer_opencv.py "${ours[@]}"

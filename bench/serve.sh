@@ -15,6 +15,7 @@ start_visage() {
   "$visage" serve --data-dir "$data" --listen "127.0.0.1:$port" 2>"$data/serve.log" &
   server=$!
   trap stop_visage EXIT
+  echo "bench: on $(bench/cpu.sh)" >&2
   for _ in $(seq 1 120); do
     curl -sf "$base/health/ready" >/dev/null && return
     sleep 0.5

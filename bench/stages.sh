@@ -12,4 +12,5 @@ name=$backend
 scripts/models/fetch.sh
 VISAGE_BACKEND=$backend VISAGE_PRECISION=$precision \
   cargo bench -p visage-face --bench pipeline -- --noplot --save-baseline "stages-$name"
+echo "stages: on $(bench/cpu.sh)"
 python3 bench/medians.py "stages-$name"
