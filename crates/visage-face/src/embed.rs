@@ -166,7 +166,8 @@ impl Recognizer {
     /// a batch may take other kernels, so values agree to rounding, not to the bit.
     pub fn embed_many(&self, faces: &[&RgbImage]) -> Result<Vec<Embedding>, FaceError> {
         let batch = self.batch_size();
-        if batch <= 1 {
+        // One face needs no batch tensor (the service's verify path).
+        if batch <= 1 || faces.len() <= 1 {
             return faces.iter().map(|face| self.embed(face)).collect();
         }
         let fail = |reason: String| FaceError::Inference { model: format!("{:?}", self.kind), reason };

@@ -75,6 +75,10 @@ impl MeasuredFace {
     }
 }
 
+/// One entry per image, in order: what the caller keeps of the image and its face, or why
+/// the image gave none.
+pub type PerImage<T, Face> = Vec<Result<(T, Face), FaceError>>;
+
 pub struct FaceEngine {
     detector: Detector,
     recognizer: Recognizer,
@@ -121,13 +125,7 @@ impl FaceEngine {
 
     /// Aligns, measures and embeds one detected face.
     pub fn analyze(&self, image: &RgbImage, face: &DetectedFace) -> Result<AnalyzedFace, FaceError> {
-        let measured = self.measure(image, face);
-        let mut embedding = self.recognizer.embed(&measured.aligned)?;
-        if self.config.flip_tta {
-            let mirrored = self.recognizer.embed(&image::imageops::flip_horizontal(&measured.aligned))?;
-            embedding = sum_of(&embedding, &mirrored)?;
-        }
-        Ok(measured.with(embedding))
+        Ok(self.embed_measured(vec![self.measure(image, face)])?.pop().expect("one face in, one out"))
     }
 
     /// Aligns and measures one detected face: what picking a face by its quality needs, before
@@ -187,23 +185,42 @@ impl FaceEngine {
         &self,
         images: &[&[u8]],
     ) -> Result<Vec<Result<AnalyzedFace, FaceError>>, FaceError> {
-        let mut found = Vec::with_capacity(images.len());
-        let refusals: Vec<Option<FaceError>> = images
+        let picked = images
             .iter()
             .map(|bytes| {
                 let image = self.decode(bytes)?;
                 let faces = self.detect(&image)?;
-                found.push(self.measure(&image, self.select(&image, &faces)?));
+                Ok(((), self.measure(&image, self.select(&image, &faces)?)))
+            })
+            .collect();
+        Ok(self.embed_picked(picked)?.into_iter().map(|result| result.map(|((), face)| face)).collect())
+    }
+
+    /// Embeds the face picked from each image together ([`FaceEngine::embed_measured`]),
+    /// leaving each image's refusal in its place; `T` is what the caller keeps of each image.
+    /// The outer error is an inference failure, which no image caused alone.
+    pub fn embed_picked<T>(
+        &self,
+        picked: PerImage<T, MeasuredFace>,
+    ) -> Result<PerImage<T, AnalyzedFace>, FaceError> {
+        let mut kept = Vec::with_capacity(picked.len());
+        let mut measured = Vec::with_capacity(picked.len());
+        let refusals: Vec<Option<FaceError>> = picked
+            .into_iter()
+            .map(|result| {
+                let (keep, face) = result?;
+                kept.push(keep);
+                measured.push(face);
                 Ok(())
             })
             .map(Result::err)
             .collect();
-        let mut analyzed = self.embed_measured(found)?.into_iter();
+        let mut analyzed = kept.into_iter().zip(self.embed_measured(measured)?);
         Ok(refusals
             .into_iter()
             .map(|refusal| match refusal {
                 Some(refusal) => Err(refusal),
-                None => Ok(analyzed.next().expect("one analysed face per measured one")),
+                None => Ok(analyzed.next().expect("one analysed face per picked one")),
             })
             .collect())
     }

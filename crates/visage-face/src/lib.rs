@@ -20,7 +20,9 @@ pub use backend::{BackendKind, Fallback, InferenceBackend, Numerics, Precision, 
 pub use decode::{DecodeLimits, decode_image};
 pub use detect::{DetectedFace, Detector, DetectorConfig};
 pub use embed::{Embedding, Recognizer, RecognizerKind};
-pub use engine::{AnalyzedFace, EngineConfig, FaceEngine, FaceSelection, MeasuredFace, select_face};
+pub use engine::{
+    AnalyzedFace, EngineConfig, FaceEngine, FaceSelection, MeasuredFace, PerImage, select_face,
+};
 pub use error::{FaceError, FaceErrorCode};
 pub use geometry::{BoundingBox, Point};
 pub use liveness::{LivenessKind, LivenessModel, LivenessScore};

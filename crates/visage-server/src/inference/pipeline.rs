@@ -106,7 +106,7 @@ impl Pipeline {
     }
 
     /// [`Pipeline::probe`] for several images: each is decoded, searched and its face picked
-    /// in turn, then the picked faces are embedded together ([`FaceEngine::embed_measured`]:
+    /// in turn, then the picked faces are embedded together ([`FaceEngine::embed_picked`]:
     /// a batched inference is cheaper per face than one per face). One result per image, in
     /// order; the outer error is an inference failure, which no image caused alone.
     pub fn probe_many(
@@ -115,48 +115,36 @@ impl Pipeline {
         pick: Pick,
         with_liveness: bool,
     ) -> Result<Vec<Result<Probe, FaceError>>, FaceError> {
-        let mut picked = Vec::with_capacity(images.len());
-        let mut measured = Vec::with_capacity(images.len());
-        let refusals: Vec<Option<FaceError>> = images
-            .iter()
-            .map(|bytes| {
-                let (image, face, times) = self.pick(bytes, pick)?;
-                picked.push((image, times));
-                measured.push(face);
-                Ok(())
-            })
-            .map(Result::err)
-            .collect();
+        let picked = images.iter().map(|bytes| self.pick(bytes, pick)).collect();
         let mut seconds = 0.0;
         let analyzed =
-            timed(&mut seconds, tracing::info_span!("embed"), || self.engine.embed_measured(measured))?;
+            timed(&mut seconds, tracing::info_span!("embed"), || self.engine.embed_picked(picked))?;
         // Each face's share of the batch.
-        let share = seconds / analyzed.len().max(1) as f64;
-        let mut probes = picked.into_iter().zip(analyzed).map(|((image, mut times), face)| {
-            times.embed += share;
-            let liveness = match with_liveness {
-                false => None,
-                true => {
-                    let mut seconds = 0.0;
-                    let verdict =
-                        timed(&mut seconds, tracing::info_span!("liveness"), || self.judge(&image, &face))?;
-                    times.liveness = Some(seconds);
-                    Some(verdict)
-                }
-            };
-            Ok(Probe { width: image.width(), height: image.height(), face, liveness, times })
-        });
-        Ok(refusals
+        let share = seconds / analyzed.iter().flatten().count().max(1) as f64;
+        Ok(analyzed
             .into_iter()
-            .map(|refusal| match refusal {
-                Some(refusal) => Err(refusal),
-                None => probes.next().expect("one probe per picked face"),
+            .map(|result| {
+                let ((image, mut times), face) = result?;
+                times.embed += share;
+                let liveness = match with_liveness {
+                    false => None,
+                    true => {
+                        let mut seconds = 0.0;
+                        let verdict = timed(&mut seconds, tracing::info_span!("liveness"), || {
+                            self.judge(&image, &face)
+                        })?;
+                        times.liveness = Some(seconds);
+                        Some(verdict)
+                    }
+                };
+                Ok(Probe { width: image.width(), height: image.height(), face, liveness, times })
             })
             .collect())
     }
 
-    /// Decode → detect → the face `pick` names, aligned and measured.
-    fn pick(&self, bytes: &[u8], pick: Pick) -> Result<(RgbImage, MeasuredFace, StageTimes), FaceError> {
+    /// Decode → detect → the face `pick` names, aligned and measured, with the image and the
+    /// stages' times so far.
+    fn pick(&self, bytes: &[u8], pick: Pick) -> Result<((RgbImage, StageTimes), MeasuredFace), FaceError> {
         let mut times = StageTimes::default();
         let image = timed(&mut times.decode, tracing::info_span!("decode"), || self.engine.decode(bytes))?;
         let faces = timed(&mut times.detect, tracing::info_span!("detect"), || self.engine.detect(&image))?;
@@ -177,7 +165,7 @@ impl Pipeline {
                 }
             }
         })?;
-        Ok((image, face, times))
+        Ok(((image, times), face))
     }
 
     /// Every face of the image, analysed.

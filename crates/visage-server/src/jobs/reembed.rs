@@ -110,8 +110,8 @@ struct Run<'a> {
 
 /// Re-embeds, with recognizer `to`, every original template of another recognizer that has a
 /// stored image and no twin of `to` yet; `batch` templates at a time (read together, embedded
-/// in batches side by side on `inference.workers` threads). Reads the configuration `visage serve` reads:
-/// database, keys, image storage, models directory and backend.
+/// in batches side by side on `inference.workers` threads). Reads the configuration `visage
+/// serve` reads: database, keys, image storage, models directory and backend.
 pub async fn reembed(
     config: &Config,
     to: RecognizerKind,
@@ -190,8 +190,8 @@ type Image = Arc<Zeroizing<Vec<u8>>>;
 impl Run<'_> {
     /// Makes the twins of a page of templates: their images read side by side, embedded in
     /// batches side by side on the inference threads ([`InferencePool::share`]), the twins
-    /// stored side by side. Errors of the image storage, the database or
-    /// the inference end the run (it can be resumed); what is wrong with one image is counted.
+    /// stored side by side. Errors of the image storage, the database or the inference end the
+    /// run (it can be resumed); what is wrong with one image is counted.
     async fn page(&self, page: &[Template]) -> anyhow::Result<Vec<Outcome>> {
         let read = futures::future::join_all(page.iter().map(|source| self.read(source))).await;
         let mut outcomes = Vec::with_capacity(page.len());

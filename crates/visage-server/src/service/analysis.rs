@@ -21,13 +21,8 @@ pub async fn probe(
     pick: Pick,
     mode: LivenessMode,
 ) -> ServiceResult<Probe> {
-    let with_liveness = mode != LivenessMode::Off;
-    let probe = app.pool.run(move |p| p.probe(&bytes, pick, with_liveness)).await??;
-    if let Some(verdict) = &probe.liveness {
-        count_liveness(app, verdict);
-    }
-    apply_liveness_mode(app, caller, &probe, mode).await?;
-    Ok(probe)
+    let mut probes = probe_many(app, caller, vec![bytes], pick, mode, |_| Ok(())).await?;
+    Ok(probes.pop().expect("one probe per image"))
 }
 
 /// [`probe`] for the images of one request, embedded in batches
