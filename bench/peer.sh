@@ -6,6 +6,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 scripts/models/fetch.sh
+mark=$(bench/cpu.sh --mark)
 venv=${VISAGE_CACHE_DIR:-$root/.cache}/bench-tools
 if ! "$venv/bin/python" -c 'import cv2' 2>/dev/null; then
   python3 -m venv "$venv"
@@ -22,5 +23,5 @@ for run in onnxruntime:onnxruntime:auto openvino-f32:openvino:f32 openvino-bf16:
     "target/criterion/end_to_end/embed_one_250x250_image/$name/estimates.json")
   ours+=(--ours "$name=$ns")
 done
-echo "peer: on $(bench/cpu.sh)"
+echo "peer: on $(bench/cpu.sh "$mark")"
 "$venv/bin/python" bench/peer_opencv.py "${ours[@]}"

@@ -16,9 +16,11 @@ python3 bench/enrol.py fill "$base" "$key" "$portraits" "$count"
 stop_visage keep
 trap 'rm -rf "$data"' EXIT
 echo "reembed: $(nproc) cores, --batch $batch" >&2
+mark=$(bench/cpu.sh --mark)
 started=$(date +%s.%N)
 "$visage" reembed --data-dir "$data" --to sface --batch "$batch" >"$data/summary.json"
 finished=$(date +%s.%N)
+echo "reembed: on $(bench/cpu.sh "$mark")" >&2
 python3 - "$data/summary.json" "$started" "$finished" <<'PY'
 import json, sys
 summary = json.load(open(sys.argv[1]))

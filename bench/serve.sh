@@ -15,18 +15,23 @@ start_visage() {
   "$visage" serve --data-dir "$data" --listen "127.0.0.1:$port" 2>"$data/serve.log" &
   server=$!
   trap stop_visage EXIT
-  echo "bench: on $(bench/cpu.sh)" >&2
   for _ in $(seq 1 120); do
-    curl -sf "$base/health/ready" >/dev/null && return
+    if curl -sf "$base/health/ready" >/dev/null; then
+      mark=$(bench/cpu.sh --mark)
+      return
+    fi
     sleep 0.5
   done
   cat "$data/serve.log" >&2
   exit 1
 }
 
-# Stops the service (the data directory stays until exit).
+# Stops the service (the data directory stays until exit) and says what it ran on.
 stop_visage() {
-  [ -n "${server:-}" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null
+  if [ -n "${server:-}" ]; then
+    echo "bench: on $(bench/cpu.sh "${mark:-}")" >&2
+    kill "$server" 2>/dev/null && wait "$server" 2>/dev/null
+  fi
   server=
   if [ "${1:-}" != keep ]; then rm -rf "$data"; fi
 }

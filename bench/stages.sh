@@ -10,7 +10,8 @@ precision=${2:-auto}
 name=$backend
 [ "$backend" = openvino ] && name=$backend-$precision
 scripts/models/fetch.sh
+mark=$(bench/cpu.sh --mark)
 VISAGE_BACKEND=$backend VISAGE_PRECISION=$precision \
   cargo bench -p visage-face --bench pipeline -- --noplot --save-baseline "stages-$name"
-echo "stages: on $(bench/cpu.sh)"
+echo "stages: on $(bench/cpu.sh "$mark")"
 python3 bench/medians.py "stages-$name"

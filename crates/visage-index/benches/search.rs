@@ -3,6 +3,7 @@
 //! portable, avx2, avx512vnni) with one thread and with the default thread count (one per core,
 //! `"threads"`). Prints one JSON line per size, kernel and thread count.
 //!   cargo bench -p visage-index --bench search [-- SIZES]   e.g. `-- 100000 1000000`
+//! (`bench/search.sh [SIZES]` runs it and prints the CPU it ran on.)
 //! `KERNELS=avx512vnni,portable` limits the kernels measured.
 //! Each query is a noisy copy of an enrolled template (one true match) searched at the SFace
 //! threshold for FAR 1e-3, 0.36; every configuration answers the same queries, and

@@ -21,9 +21,9 @@
 //! on the thread count either. Equal similarities rank by id ([`FlatIndex::search`]).
 //!
 //! At a million 128-d rows the scan reads 136 MB per query (codes, scales, L1 norms) and is
-//! bound by memory bandwidth, not arithmetic: on the 2-core development machine one core
-//! streams about 37 GB/s (3.5-4 ms) and two about 60 GB/s (2-2.5 ms) when the second core is
-//! free. `docs/performance.md` has the figures and the command.
+//! bound by memory bandwidth, not arithmetic: on the 2-core development machines one core
+//! streamed 37-48 GB/s (2.8-3.6 ms) and two 60-84 GB/s (1.6-2.2 ms) when nothing else ran.
+//! `docs/performance.md` has the figures and the command (`bench/search.sh`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -38,9 +38,10 @@ pub use kernels::Kernel;
 use kernels::{CODE_MAX, Query, Rows};
 
 /// Galleries with fewer rows are scanned by the calling thread alone. Measured with 128-d
-/// rows (avx512vnni, 2 cores): two threads break even at 100k rows (0.14 ms, the scan then
-/// reads from the 32 MiB L3 cache and starting a thread costs tens of microseconds) and win
-/// from 150k (0.25 → 0.18 ms) on.
+/// rows (avx512vnni, 2 idle cores), two threads broke even at 100k rows on one host (0.14 ms:
+/// the rows fit the 32 MiB L3 cache and starting a thread costs tens of microseconds) and
+/// saved 0.07 ms there on another; in the service the other core is usually embedding the
+/// next probe, so below this a second thread is not worth taking from it.
 pub const PARALLEL_MIN_ROWS: usize = 131_072;
 /// At most this many threads scan one gallery.
 pub const MAX_SEARCH_THREADS: usize = 8;
