@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use uuid::Uuid;
 
-// std::arch intrinsics need `unsafe` (see Cargo.toml); no other module may use it.
+// std::arch intrinsics need `unsafe` (denied in the workspace); no other module here may use it.
 #[allow(unsafe_code)]
 mod kernels;
 
