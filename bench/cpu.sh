@@ -9,7 +9,7 @@ if [ "${1:-}" = --mark ]; then
   head -1 /proc/stat
   exit
 fi
-field() { grep -m1 "^$1" /proc/cpuinfo | cut -d: -f2- | xargs; }
+field() { grep -m1 -E "^$1\s*:" /proc/cpuinfo | cut -d: -f2- | xargs; }
 flags=$(field flags | tr ' ' '\n' | grep -xE 'avx512_bf16|avx512_vnni|amx_bf16|amx_int8' | xargs)
 line="$(field 'model name' || true) (family $(field 'cpu family'), model $(field 'model')), $(nproc) cores"
 line="$line, ${flags:-no avx512_bf16/vnni or amx}"

@@ -52,26 +52,24 @@ async fn bad_images_get_named_errors_and_nothing_stored_is_lost() {
         low["error"]["details"]["reasons"].as_array().unwrap().contains(&json!("face_too_small")),
         "{low}"
     );
-    // A batch is all or nothing: the second image has no face.
-    use base64::Engine as _;
-    let b64 = |b: Vec<u8>| base64::engine::general_purpose::STANDARD.encode(b);
-    let batch = json!({ "images": [b64(lfw("Bob_Graham_0005")), b64(png(&image::RgbImage::new(200, 200)))] });
-    let failed = expect_error(
-        app.post_json(&path, &app.admin, batch).await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "no_face_detected",
-    )
-    .await;
-    assert_eq!(failed["error"]["details"]["image_index"], 1);
+    // A batch is all or nothing, and names the image refused.
+    let refused_image = async |images: [Vec<u8>; 2], code: &str| {
+        use base64::Engine as _;
+        let b64 = |b: &Vec<u8>| base64::engine::general_purpose::STANDARD.encode(b);
+        let batch = json!({ "images": images.iter().map(b64).collect::<Vec<_>>() });
+        let failed = expect_error(
+            app.post_json(&path, &app.admin, batch).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            code,
+        )
+        .await;
+        failed["error"]["details"]["image_index"].clone()
+    };
+    let no_face = || png(&image::RgbImage::new(200, 200));
+    // The second image has no face.
+    assert_eq!(refused_image([lfw("Bob_Graham_0005"), no_face()], "no_face_detected").await, 1);
     // The images are analysed together, yet the first refused in order answers.
-    let batch = json!({ "images": [b64(png(&small.to_rgb8())), b64(png(&image::RgbImage::new(200, 200)))] });
-    let failed = expect_error(
-        app.post_json(&path, &app.admin, batch).await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "low_quality",
-    )
-    .await;
-    assert_eq!(failed["error"]["details"]["image_index"], 0);
+    assert_eq!(refused_image([png(&small.to_rgb8()), no_face()], "low_quality").await, 0);
     expect_error(
         app.post_json(&path, &app.admin, json!({ "image": "%%%" })).await,
         StatusCode::BAD_REQUEST,

@@ -247,6 +247,15 @@ impl TestApp {
         id
     }
 
+    /// What the service's pipeline makes of one image under the enrolment rules (its only good
+    /// face, no liveness), on the app's inference threads: the reference a batch is checked by.
+    pub(crate) async fn probe_alone(
+        &self,
+        image: Vec<u8>,
+    ) -> Result<visage_server::inference::Probe, visage_face::FaceError> {
+        self.state.pool.run(move |p| p.probe(&image, Pick::OnlyGoodFace, false)).await.unwrap()
+    }
+
     pub(crate) async fn verify(&self, subject: Uuid, image: &str) -> Value {
         let form = Form::new().part("image", jpeg(lfw(image))).text("subject_id", subject.to_string());
         expect(self.post_form("/v1/verify", &self.admin, form).await, StatusCode::OK).await

@@ -71,14 +71,7 @@ async fn erasure_removes_everything_and_a_later_verify_says_subject_not_found() 
 async fn restart_keeps_all_subjects_and_templates_on_disk_are_not_floats() {
     let mut app = spawn_app().await;
     let bob = app.enrol("bob", "Bob_Graham_0001").await;
-    let probe = lfw("Bob_Graham_0001");
-    let embedding = app
-        .state
-        .pool
-        .run(move |p| p.probe(&probe, Pick::OnlyGoodFace, false).map(|p| p.face.embedding))
-        .await
-        .unwrap()
-        .unwrap();
+    let embedding = app.probe_alone(lfw("Bob_Graham_0001")).await.unwrap().face.embedding;
     app.shut_down().await;
 
     let disk = app.stored_bytes().await;
@@ -177,7 +170,7 @@ async fn a_batch_of_probes_gives_what_each_image_gives_alone() {
     assert_eq!(together.len(), images.len());
     let mut refused = Vec::new();
     for (index, (image, together)) in images.into_iter().zip(together).enumerate() {
-        let alone = app.state.pool.run(move |p| p.probe(&image, Pick::OnlyGoodFace, false)).await.unwrap();
+        let alone = app.probe_alone(image).await;
         match (alone, together) {
             (Ok(alone), Ok(together)) => {
                 assert_eq!(alone.face.detection, together.face.detection, "image {index}");
@@ -223,14 +216,7 @@ async fn an_enrolment_of_several_images_stores_each_as_enrolled_alone() {
     let templates = app.state.store.list_templates(bob).await.unwrap();
     assert_eq!(templates.len(), 6);
     for name in names {
-        let image = lfw(name);
-        let alone = app
-            .state
-            .pool
-            .run(move |p| p.probe(&image, Pick::OnlyGoodFace, false).map(|p| p.face.embedding))
-            .await
-            .unwrap()
-            .unwrap();
+        let alone = app.probe_alone(lfw(name)).await.unwrap().face.embedding;
         let template = templates
             .iter()
             .find(|t| {
