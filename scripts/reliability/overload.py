@@ -25,6 +25,7 @@ PROBE = ROOT / "tests" / "fixtures" / "lfw" / "Bob_Graham" / "Bob_Graham_0005.jp
 ENROLLED = ROOT / "tests" / "fixtures" / "lfw" / "Bob_Graham" / "Bob_Graham_0001.jpg"
 PROCESSES = 4
 THREADS = 24
+UNLOADED_REQUESTS = 400
 
 
 class Target:
@@ -140,7 +141,9 @@ def main() -> int:
     image = PROBE.read_bytes()
     problems: list[str] = []
 
-    unloaded = [verify(server, subject, image)[3] for _ in range(80)]
+    # Enough requests for a p99 that is not just the slowest one: with 80, it moved from 23 to
+    # 64 ms between runs on one machine while the accepted p99 stayed at 62-76 ms.
+    unloaded = [verify(server, subject, image)[3] for _ in range(UNLOADED_REQUESTS)]
     unloaded_p99 = percentile(unloaded, 99)
     capacity_latencies = closed_loop(server, subject, image, 4, 10)
     capacity = len(capacity_latencies) / 10
